@@ -1,0 +1,3 @@
+"""Audit Linux VMs against the Nectar Research Cloud Security Administration Checklist."""
+
+__version__ = "0.1.0"

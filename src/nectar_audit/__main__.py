@@ -1,0 +1,3 @@
+from nectar_audit.cli import main
+
+main()

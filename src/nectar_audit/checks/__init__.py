@@ -1,0 +1,1 @@
+"""One module per checklist item; each defines ``CHECK = Check(...)``. The registry lists them."""

@@ -1,0 +1,88 @@
+"""Run the checks of one target: gather evidence once, derive facts, judge, apply waivers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Optional
+
+from nectar_audit.config import Config
+from nectar_audit.evidence.bundle import Bundle, EvidenceError
+from nectar_audit.evidence.needs import all_needs
+from nectar_audit.facts import Facts
+from nectar_audit.facts.host import host
+from nectar_audit.model import CheckResult, Finding, HostResult, Status, Waiver, worst
+from nectar_audit.registry import Entry
+from nectar_audit.targets.base import Target, TargetError
+
+
+def audit(target: Target, entries: Sequence[Entry], config: Config, debug: bool = False,
+          today: Optional[dt.date] = None) -> tuple[HostResult, Optional[Bundle]]:
+    started = dt.datetime.now(dt.timezone.utc)
+    t0 = time.perf_counter()
+    result = HostResult(target=target.name, started=started.isoformat(timespec="seconds"))
+    try:
+        bundle = target.gather(all_needs())
+    except TargetError as exc:
+        result.error = str(exc)
+        result.duration_s = time.perf_counter() - t0
+        return result, None
+    judge(bundle, entries, config, result, debug=debug, today=today)
+    result.duration_s = time.perf_counter() - t0
+    return result, bundle
+
+
+def judge(bundle: Bundle, entries: Sequence[Entry], config: Config, result: HostResult,
+          debug: bool = False, today: Optional[dt.date] = None) -> None:
+    facts = Facts(bundle, config)
+    try:
+        info = facts.get(host)
+        result.hostname = info.hostname
+        result.os = info.os
+    except EvidenceError as exc:
+        bundle.errors.append(str(exc))
+    for entry in entries:
+        assert entry.check is not None
+        result.checks.append(run_check(entry, facts, debug))
+    apply_waivers(result, config, today or dt.date.today())
+
+
+def run_check(entry: Entry, facts: Facts, debug: bool = False) -> CheckResult:
+    check = entry.check
+    assert check is not None
+    try:
+        findings = check.run(facts)
+    except EvidenceError as exc:
+        findings = [Finding(Status.ERROR, str(exc))]
+    except Exception as exc:
+        detail = traceback.format_exc() if debug else f"{type(exc).__name__}: {exc}"
+        findings = [Finding(Status.ERROR, f"internal error while checking: {detail}")]
+    if not findings:
+        findings = [Finding(Status.ERROR, "the check produced no finding")]
+    return CheckResult(entry.id, entry.title, check.severity, findings, summarise(findings))
+
+
+def summarise(findings: list[Finding]) -> str:
+    top = worst([f.status for f in findings])
+    firsts = [f for f in findings if f.status is top]
+    more = len(firsts) - 1
+    return firsts[0].message + (f" (+{more} more)" if more > 0 else "")
+
+
+def apply_waivers(result: HostResult, config: Config, today: dt.date) -> None:
+    for check in result.checks:
+        for rule in config.waivers:
+            if rule.check != check.id or (rule.host and rule.host not in (result.hostname, result.target)):
+                continue
+            expires = rule.expires.isoformat() if rule.expires else None
+            if rule.expires is not None and rule.expires < today:
+                if check.status not in (Status.FAIL, Status.WARN, Status.ERROR):
+                    continue
+                check.findings.append(Finding(
+                    Status.WARN, f"waiver expired on {expires} and no longer applies: {rule.reason}",
+                ))
+                check.summary = summarise(check.findings)
+                continue
+            check.waiver = Waiver(rule.reason, expires)

@@ -1,0 +1,1 @@
+"""Raw evidence: what a target gathers in one pass, before any interpretation."""

@@ -1,0 +1,179 @@
+"""The evidence bundle: raw file contents, file metadata and command outputs of one host.
+
+It is what ``scan --save-evidence`` writes and ``evidence:FILE.json`` reads back, so it holds no
+secrets: sensitive files are reduced by ``sanitize.py`` as they are added.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import stat as stat_mod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from nectar_audit.evidence.sanitize import sanitize
+
+BUNDLE_FORMAT = 1
+# Config files are small; a larger file is kept truncated so one huge file cannot exhaust memory.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
+class EvidenceError(Exception):
+    """Evidence a fact needs is missing or unusable; the message is shown to the user as the reason."""
+
+
+@dataclass
+class FileRecord:
+    content: Optional[str] = None
+    error: Optional[str] = None
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class StatRecord:
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime: int
+
+    @property
+    def perms(self) -> int:
+        return stat_mod.S_IMODE(self.mode)
+
+    @property
+    def is_dir(self) -> bool:
+        return stat_mod.S_ISDIR(self.mode)
+
+    @property
+    def is_file(self) -> bool:
+        return stat_mod.S_ISREG(self.mode)
+
+    @property
+    def is_link(self) -> bool:
+        return stat_mod.S_ISLNK(self.mode)
+
+
+@dataclass
+class CommandRecord:
+    stdout: str
+    stderr: str = ""
+    rc: int = 0
+
+    @property
+    def missing(self) -> bool:
+        """The program was not installed (shell exit 127)."""
+        return self.rc == 127
+
+
+@dataclass
+class Bundle:
+    target: str
+    kind: str  # local | rootfs | ssh | ... : how it was gathered
+    live: bool  # commands were run (False for offline root filesystems)
+    gathered_at: str = ""
+    uid: Optional[int] = None  # effective uid of the gatherer on the host; None offline
+    files: dict[str, FileRecord] = field(default_factory=dict)
+    stats: dict[str, StatRecord] = field(default_factory=dict)
+    commands: dict[str, CommandRecord] = field(default_factory=dict)
+    searches: dict[str, list[str]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    sanitizers: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    # -- ingestion -----------------------------------------------------------------------------
+    def add_file(self, path: str, data: bytes) -> None:
+        truncated = len(data) > MAX_FILE_BYTES
+        data = data[:MAX_FILE_BYTES]
+        for pattern, name in self.sanitizers.items():
+            if fnmatch.fnmatchcase(path, pattern):
+                self.files[path] = FileRecord(content=sanitize(name, data), truncated=truncated)
+                return
+        self.files[path] = FileRecord(content=data.decode("utf-8", "replace"), truncated=truncated)
+
+    def add_unreadable(self, path: str, reason: str) -> None:
+        self.files[path] = FileRecord(error=reason)
+
+    # -- queries -------------------------------------------------------------------------------
+    @property
+    def is_root(self) -> bool:
+        # Offline root filesystems are read by us with whatever rights we have; unreadable files
+        # show up as FileRecord.error there, so "root" here means the live gatherer's uid.
+        return self.uid == 0
+
+    def file(self, path: str) -> Optional[FileRecord]:
+        return self.files.get(path)
+
+    def text(self, path: str) -> Optional[str]:
+        """Content of ``path``; None when absent; EvidenceError when present but unreadable."""
+        rec = self.files.get(path)
+        if rec is None:
+            return None
+        if rec.error is not None:
+            raise EvidenceError(self.unreadable_reason(path, rec.error))
+        return rec.content
+
+    def unreadable_reason(self, path: str, error: str) -> str:
+        if "ermission" in error and not self.is_root and self.live:
+            return f"needs root to read {path}"
+        return f"cannot read {path}: {error}"
+
+    def glob(self, pattern: str) -> list[str]:
+        """Gathered file paths matching a shell-style pattern, sorted like sh expands them."""
+        return sorted(p for p in self.files if fnmatch.fnmatchcase(p, pattern))
+
+    def stat_glob(self, pattern: str) -> list[str]:
+        return sorted(p for p in self.stats if fnmatch.fnmatchcase(p, pattern))
+
+    def command(self, name: str) -> Optional[CommandRecord]:
+        return self.commands.get(name)
+
+    def iter_files(self) -> Iterator[tuple[str, FileRecord]]:
+        yield from sorted(self.files.items())
+
+    # -- (de)serialisation ---------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": BUNDLE_FORMAT,
+            "target": self.target,
+            "kind": self.kind,
+            "live": self.live,
+            "gathered_at": self.gathered_at,
+            "uid": self.uid,
+            "files": {
+                p: {k: v for k, v in vars(r).items() if v not in (None, False)}
+                for p, r in sorted(self.files.items())
+            },
+            "stats": {p: [s.mode, s.uid, s.gid, s.size, s.mtime] for p, s in sorted(self.stats.items())},
+            "commands": {n: vars(c) for n, c in sorted(self.commands.items())},
+            "searches": self.searches,
+            "errors": self.errors,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Bundle:
+        try:
+            if not isinstance(data, dict) or data.get("format") != BUNDLE_FORMAT:
+                raise ValueError(f"not a nectar-audit evidence bundle (format {BUNDLE_FORMAT})")
+            return cls(
+                target=str(data["target"]),
+                kind=str(data["kind"]),
+                live=bool(data["live"]),
+                gathered_at=str(data.get("gathered_at", "")),
+                uid=None if data.get("uid") is None else int(data["uid"]),
+                files={
+                    str(p): FileRecord(
+                        content=r.get("content"), error=r.get("error"), truncated=bool(r.get("truncated"))
+                    )
+                    for p, r in data.get("files", {}).items()
+                },
+                stats={str(p): StatRecord(*(int(x) for x in s)) for p, s in data.get("stats", {}).items()},
+                commands={
+                    str(n): CommandRecord(str(c["stdout"]), str(c.get("stderr", "")), int(c.get("rc", 0)))
+                    for n, c in data.get("commands", {}).items()
+                },
+                searches={str(k): [str(p) for p in v] for k, v in data.get("searches", {}).items()},
+                errors=[str(e) for e in data.get("errors", [])],
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise EvidenceError(f"malformed evidence bundle: {exc}") from exc

@@ -1,0 +1,174 @@
+"""The one-pass gatherer: a POSIX sh script built from the Needs, and the parser of what it prints.
+
+The same script runs locally (``sh -s``), over one SSH exec, or inside a lab host; nothing but a POSIX
+shell and the usual base utilities (head, stat, find, grep) is needed on the audited host. Output is a
+framed stream: every record starts with ``\\n<boundary> <kind> <name>\\n`` and ends with
+``\\n<boundary> E <rc>``, the boundary being random per run, so file contents never need escaping.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shlex
+from datetime import datetime, timezone
+
+from nectar_audit.evidence.bundle import MAX_FILE_BYTES, Bundle, CommandRecord, StatRecord
+from nectar_audit.evidence.needs import Needs
+
+STAT_COMMAND = "__stat__"
+ID_COMMAND = "__uid__"
+
+_PREAMBLE = r"""
+LC_ALL=C; export LC_ALL
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH; export PATH
+umask 077
+T=$(mktemp -d 2>/dev/null) || { T=/tmp/nectar-audit.$$; mkdir -m 700 "$T" || exit 70; }
+trap 'rm -rf "$T"' EXIT
+if command -v timeout >/dev/null 2>&1; then na_to() { timeout "$@"; }; else na_to() { shift; "$@"; }; fi
+na_f() {
+  for p do
+    [ -f "$p" ] || continue
+    if [ -r "$p" ]; then
+      printf '\n%s F %s\n' "$B" "$p"
+      head -c MAXBYTES "$p" 2>"$T/e"; r=$?
+      printf '\n%s E %s\n' "$B" "$r"
+      [ "$r" = 0 ] || { printf '\n%s U %s\n' "$B" "$p"; cat "$T/e"; printf '\n%s E 1\n' "$B"; }
+    else
+      printf '\n%s U %s\nPermission denied\n%s E 1\n' "$B" "$p" "$B"
+    fi
+  done
+}
+na_c() {
+  printf '\n%s C %s\n' "$B" "$1"
+  ( "$2" ) </dev/null 2>"$T/e"; r=$?
+  printf '\n%s E %s\n' "$B" "$r"
+  if [ -s "$T/e" ]; then printf '\n%s S %s\n' "$B" "$1"; head -c 65536 "$T/e"; printf '\n%s E 0\n' "$B"; fi
+}
+na_s() {
+  name=$1; shift
+  printf '\n%s X %s\n' "$B" "$name"
+  "$@" 2>/dev/null >"$T/x"
+  cat "$T/x"
+  printf '\n%s E 0\n' "$B"
+  while IFS= read -r p; do na_f "$p"; done <"$T/x"
+}
+"""
+
+
+def build_script(needs: Needs, boundary: str) -> str:
+    lines = ["#!/bin/sh", "# nectar-audit evidence gatherer: reads only, writes nothing but a temp dir.",
+             f"B={shlex.quote(boundary)}"]
+    lines.append(_PREAMBLE.replace("MAXBYTES", str(MAX_FILE_BYTES + 1)))
+    lines.append(f"printf '\\n%s C %s\\n' \"$B\" {ID_COMMAND}; id -u; printf '\\n%s E 0\\n' \"$B\"")
+    # Globs stay unquoted so sh expands them; an unmatched glob is skipped by na_f's -f test.
+    if needs.files:
+        lines.append("na_f " + " ".join(_glob_word(p) for p in needs.files))
+    if needs.stats:
+        lines.append(
+            f"printf '\\n%s C %s\\n' \"$B\" {STAT_COMMAND}; "
+            "stat -c '%f %u %g %s %Y %n' -- " + " ".join(_glob_word(p) for p in needs.stats)
+            + " 2>/dev/null; printf '\\n%s E 0\\n' \"$B\""
+        )
+    for search in needs.searches:
+        roots = " ".join(shlex.quote(r) for r in search.roots)
+        lines.append(
+            f"na_s {shlex.quote(search.name)} find {roots} -xdev -maxdepth {search.maxdepth} -type f "
+            f"-size -{search.max_kib + 1}k -exec grep -lF -e {shlex.quote(search.contains)} {{}} +"
+        )
+    for i, (name, snippet) in enumerate(needs.commands.items()):
+        lines.append(f"na_cmd_{i}() {{\n{snippet}\n}}")
+        lines.append(f"na_c {shlex.quote(name)} na_cmd_{i}")
+    return "\n".join(lines) + "\n"
+
+
+def _glob_word(pattern: str) -> str:
+    """Quote everything but the glob characters, so a path with spaces still expands correctly."""
+    out = []
+    for part in re.split(r"([*?\[\]])", pattern):
+        out.append(part if part in ("*", "?", "[", "]") else (shlex.quote(part) if part else ""))
+    return "".join(out)
+
+
+def new_boundary() -> str:
+    return "@@NA-" + secrets.token_hex(12)
+
+
+class StreamError(Exception):
+    pass
+
+
+def parse_stream(data: bytes, boundary: str, bundle: Bundle) -> None:
+    """Fill ``bundle`` from the gatherer's output; a cut-off stream is recorded, not fatal."""
+    marker = b"\n" + boundary.encode() + b" "
+    pieces = (b"\n" + data).split(marker)
+    if pieces[0].strip():
+        bundle.errors.append("gatherer printed unexpected output: " + pieces[0][:200].decode("utf-8", "replace"))
+    open_record: tuple[str, str, bytes] | None = None
+    stderr: dict[str, str] = {}
+    for piece in pieces[1:]:
+        head, _, body = piece.partition(b"\n")
+        kind, _, name_b = head.decode("utf-8", "replace").partition(" ")
+        if kind == "E":
+            if open_record is None:
+                continue
+            rc = _int(name_b)
+            _store(bundle, open_record, rc, stderr)
+            open_record = None
+            continue
+        if open_record is not None:
+            bundle.errors.append(f"record {open_record[1]!r} was not terminated")
+        open_record = (kind, name_b, body)
+    if open_record is not None:
+        bundle.errors.append(f"evidence stream ended early, inside {open_record[1]!r}")
+    for name, text in stderr.items():
+        if name in bundle.commands:
+            bundle.commands[name].stderr = text
+    uid = bundle.commands.pop(ID_COMMAND, None)
+    if uid is not None and uid.stdout.strip().isdigit():
+        bundle.uid = int(uid.stdout.strip())
+    stat_out = bundle.commands.pop(STAT_COMMAND, None)
+    if stat_out is not None:
+        bundle.stats.update(parse_stat_lines(stat_out.stdout))
+    if not bundle.gathered_at:
+        bundle.gathered_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _store(bundle: Bundle, record: tuple[str, str, bytes], rc: int, stderr: dict[str, str]) -> None:
+    kind, name, body = record
+    if kind == "F":
+        if rc == 0:
+            bundle.add_file(name, body)
+    elif kind == "U":
+        bundle.add_unreadable(name, body.decode("utf-8", "replace").strip() or "unreadable")
+    elif kind == "C":
+        bundle.commands[name] = CommandRecord(stdout=body.decode("utf-8", "replace"), rc=rc)
+    elif kind == "S":
+        stderr[name] = body.decode("utf-8", "replace")
+    elif kind == "X":
+        bundle.searches[name] = [p for p in body.decode("utf-8", "replace").splitlines() if p]
+    else:
+        bundle.errors.append(f"unknown record kind {kind!r}")
+
+
+def parse_stat_lines(text: str) -> dict[str, StatRecord]:
+    out: dict[str, StatRecord] = {}
+    for line in text.splitlines():
+        parts = line.split(" ", 5)
+        if len(parts) != 6:
+            continue
+        try:
+            out[parts[5]] = StatRecord(
+                mode=int(parts[0], 16), uid=int(parts[1]), gid=int(parts[2]),
+                size=int(parts[3]), mtime=int(parts[4]),
+            )
+        except ValueError:
+            continue
+    return out
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        return -1

@@ -1,0 +1,1 @@
+"""Renderers: they turn results into text, JSON and other formats, and compute nothing."""

@@ -1,0 +1,158 @@
+"""An offline root filesystem (a mounted image, a debootstrap tree): file evidence only.
+
+Nothing is executed from the tree. Paths are resolved as a chroot would: an absolute symlink inside
+the image points into the image, never to the auditing machine's own files.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import os
+import stat as stat_mod
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+from nectar_audit.evidence.bundle import MAX_FILE_BYTES, Bundle, StatRecord
+from nectar_audit.evidence.needs import Needs, Search
+from nectar_audit.targets.base import TargetError
+
+_MAX_LINKS = 40
+
+
+class RootFsTarget:
+    kind = "rootfs"
+
+    def __init__(self, root: str) -> None:
+        self.root = Path(root)
+        self.name = f"root:{root}"
+
+    # -- path resolution inside the root -------------------------------------------------------
+    def resolve(self, path: str, follow_last: bool = True) -> Path:
+        """Host path of the image path ``path``; raises OSError (ELOOP) on symlink loops."""
+        parts = [p for p in path.split("/") if p and p != "."]
+        resolved: list[str] = []
+        links = 0
+        while parts:
+            part = parts.pop(0)
+            if part == "..":
+                if resolved:
+                    resolved.pop()
+                continue
+            candidate = self.root.joinpath(*resolved, part)
+            is_last = not parts
+            if (follow_last or not is_last) and candidate.is_symlink():
+                links += 1
+                if links > _MAX_LINKS:
+                    raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
+                target = os.readlink(candidate)
+                if target.startswith("/"):
+                    resolved = []
+                parts = [p for p in target.split("/") if p and p != "."] + parts
+                continue
+            resolved.append(part)
+        return self.root.joinpath(*resolved)
+
+    def expand(self, pattern: str) -> list[str]:
+        """Image paths matching a shell glob, expanded component by component inside the root."""
+        found = [""]
+        for comp in [c for c in pattern.split("/") if c]:
+            nxt: list[str] = []
+            for base in found:
+                if any(ch in comp for ch in "*?["):
+                    try:
+                        names = sorted(os.listdir(self.resolve(base or "/")))
+                    except OSError:
+                        continue
+                    nxt.extend(
+                        f"{base}/{n}" for n in names
+                        if fnmatch.fnmatchcase(n, comp) and (comp.startswith(".") or not n.startswith("."))
+                    )
+                else:
+                    nxt.append(f"{base}/{comp}")
+            found = nxt
+        return found
+
+    # -- gathering -----------------------------------------------------------------------------
+    def gather(self, needs: Needs) -> Bundle:
+        if not self.root.is_dir():
+            raise TargetError(f"{self.root} is not a directory")
+        if not (self.root / "etc").is_dir():
+            raise TargetError(f"{self.root} does not look like a root filesystem (no etc/)")
+        bundle = Bundle(
+            target=self.name, kind=self.kind, live=False, sanitizers=needs.sanitize,
+            gathered_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        for pattern in needs.files:
+            for path in self.expand(pattern):
+                self._read_into(bundle, path)
+        for pattern in needs.stats:
+            for path in self.expand(pattern):
+                rec = self._lstat(path)
+                if rec is not None:
+                    bundle.stats[path] = rec
+        for search in needs.searches:
+            hits = list(self._search(search))
+            bundle.searches[search.name] = hits
+            for path in hits:
+                self._read_into(bundle, path)
+        return bundle
+
+    def _read_into(self, bundle: Bundle, path: str) -> None:
+        try:
+            host = self.resolve(path)
+            if not host.is_file():
+                return
+            with open(host, "rb") as fh:
+                data = fh.read(MAX_FILE_BYTES + 1)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            bundle.add_unreadable(path, exc.strerror or str(exc))
+            return
+        bundle.add_file(path, data)
+
+    def _lstat(self, path: str) -> Optional[StatRecord]:
+        try:
+            st = os.lstat(self.resolve(path, follow_last=False))
+        except OSError:
+            return None
+        return StatRecord(st.st_mode, st.st_uid, st.st_gid, st.st_size, int(st.st_mtime))
+
+    def _search(self, search: Search) -> Iterator[str]:
+        needle = search.contains.encode()
+        limit = search.max_kib * 1024
+        for root in search.roots:
+            try:
+                host_root = self.resolve(root)
+                dev = os.lstat(host_root).st_dev
+            except OSError:
+                continue
+            base_depth = len(host_root.parts)
+            for dirpath, dirnames, filenames in os.walk(host_root):
+                depth = len(Path(dirpath).parts) - base_depth
+                if depth + 1 >= search.maxdepth:
+                    dirnames[:] = []
+                dirnames[:] = [d for d in dirnames if _same_dev(os.path.join(dirpath, d), dev)]
+                for name in sorted(filenames):
+                    host = os.path.join(dirpath, name)
+                    try:
+                        st = os.lstat(host)
+                        if not stat_mod.S_ISREG(st.st_mode) or st.st_size > limit:
+                            continue
+                        with open(host, "rb") as fh:
+                            if needle not in fh.read(limit):
+                                continue
+                    except OSError:
+                        continue
+                    rel = os.path.relpath(host, self.root)
+                    yield "/" + rel
+
+
+def _same_dev(path: str, dev: int) -> bool:
+    try:
+        return os.lstat(path).st_dev == dev
+    except OSError:
+        return False
