@@ -5,23 +5,25 @@ from __future__ import annotations
 import json
 import re
 import sys
-from pathlib import Path
-from typing import Optional
+import textwrap
+from collections.abc import Sequence
+from typing import TextIO
 
 import click
 
 from nectar_audit import __version__
 from nectar_audit.checklist import BY_ID
 from nectar_audit.config import Config, ConfigError, load_config, normalise_check_id
-from nectar_audit.engine import audit
+from nectar_audit.fleet import DEFAULT_CONCURRENCY, evidence_path, run_fleet
 from nectar_audit.model import HostResult
 from nectar_audit.registry import Entry, entries, implemented
-from nectar_audit.targets import TargetError, parse_target
+from nectar_audit.targets import Target, TargetError, parse_target
+from nectar_audit.targets.ssh import DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-def _console(file: Optional[object] = None, *, stderr: bool = False, plain: bool = False) -> object:
+def _console(file: object | None = None, *, stderr: bool = False, plain: bool = False) -> object:
     from rich.console import Console
 
     if plain:
@@ -35,7 +37,7 @@ def main() -> None:
     """Audit Linux VMs against the Nectar Research Cloud Security Administration Checklist."""
 
 
-def _select(checks: Optional[str]) -> list[Entry]:
+def _select(checks: str | None) -> list[Entry]:
     available = implemented()
     if not checks:
         return available
@@ -45,7 +47,8 @@ def _select(checks: Optional[str]) -> list[Entry]:
             continue
         cid = normalise_check_id(word)
         if cid is None:
-            raise click.BadParameter(f"{word!r} is not a check id (01..18 or Check-Security-NN)", param_hint="--checks")
+            raise click.BadParameter(f"{word!r} is not a check id (01..18 or Check-Security-NN)",
+                                     param_hint="--checks")
         entry = next(e for e in entries() if e.id == cid)
         if not entry.implemented:
             raise click.BadParameter(f"{cid} is planned, not implemented yet", param_hint="--checks")
@@ -55,7 +58,8 @@ def _select(checks: Optional[str]) -> list[Entry]:
 
 @main.command()
 @click.argument("targets", nargs=-1)
-@click.option("--checks", "checks", metavar="LIST", help="Only these checks, e.g. 01,17 or Check-Security-01.")
+@click.option("--checks", "checks", metavar="LIST",
+              help="Only these checks, e.g. 01,17 or Check-Security-01.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the report here.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
@@ -63,67 +67,158 @@ def _select(checks: Optional[str]) -> list[Entry]:
 @click.option("--save-evidence", type=click.Path(), metavar="PATH",
               help="Save the raw evidence bundle (JSON); a directory when several targets are scanned.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors in findings.")
-def scan(targets: tuple[str, ...], checks: Optional[str], fmt: str, output: Optional[str],
-         config_path: Optional[str], save_evidence: Optional[str], debug: bool) -> None:
-    """Audit TARGETS: local (default), root:PATH (an offline root filesystem) or evidence:FILE.json."""
+@click.option("--inventory", "inventory_path", type=click.Path(exists=True), metavar="FILE",
+              help="Hosts to audit: a plain file (one target per line, # comments) or an Ansible inventory "
+                   "(INI/YAML; needs nectar-audit[ansible]).")
+@click.option("--limit", metavar="PATTERN",
+              help="Only inventory hosts matching PATTERN (a group or host, Ansible patterns like web:!db).")
+@click.option("--concurrency", type=click.IntRange(1, 1024), default=DEFAULT_CONCURRENCY, show_default=True,
+              help="Hosts audited at the same time.")
+@click.option("-i", "--identity", "identities", multiple=True, metavar="KEYFILE",
+              type=click.Path(exists=True, dir_okay=False),
+              help="SSH private key to try first (repeatable); the ssh config and ssh-agent still apply.")
+@click.option("-F", "--ssh-config", "ssh_config", metavar="FILE",
+              help="OpenSSH client config to use instead of ~/.ssh/config ('none' for no config).")
+@click.option("--known-hosts", "known_hosts", type=click.Path(dir_okay=False), metavar="FILE",
+              help="known_hosts file (default: UserKnownHostsFile of the ssh config, "
+                   "else ~/.ssh/known_hosts).")
+@click.option("--accept-new-host-keys", is_flag=True,
+              help="Trust the key of a host seen for the first time and add it to known_hosts "
+                   "(a changed key is still refused).")
+@click.option("--no-host-key-check", is_flag=True,
+              help="DANGEROUS: do not verify SSH host keys at all (anyone on the path can forge results).")
+@click.option("--sudo/--no-sudo", "sudo", default=None,
+              help="Run the gatherer with sudo -n (default: exactly when the SSH login user is not root).")
+@click.option("--connect-timeout", type=click.FloatRange(0.1), default=DEFAULT_CONNECT_TIMEOUT,
+              show_default=True, metavar="SECONDS",
+              help="Limit for reaching and logging in to a host (per hop).")
+@click.option("--command-timeout", type=click.FloatRange(0.1), default=DEFAULT_COMMAND_TIMEOUT,
+              show_default=True, metavar="SECONDS", help="Limit for the evidence gathering on a host.")
+@click.option("--jobs", type=click.IntRange(0, 64), default=None, metavar="N",
+              help="Processes judging the evidence of a fleet (default: one per CPU, at most 4, from 8 hosts "
+                   "on; 0: judge in the main process).")
+@click.option("--progress/--no-progress", "progress", default=None,
+              help="Progress bar on stderr (default: when stderr is a terminal and there are several hosts).")
+def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | None,
+         config_path: str | None, save_evidence: str | None, debug: bool, inventory_path: str | None,
+         limit: str | None, concurrency: int, identities: tuple[str, ...], ssh_config: str | None,
+         known_hosts: str | None, accept_new_host_keys: bool, no_host_key_check: bool,
+         sudo: bool | None, connect_timeout: float, command_timeout: float, jobs: int | None,
+         progress: bool | None) -> None:
+    """Audit TARGETS: local (default), root:PATH (an offline root filesystem), evidence:FILE.json,
+    or hosts over SSH: user@host[:port], ssh://user@host[:port], [ipv6]:port or an ssh_config alias.
+
+    Nothing is installed on SSH hosts and no Python is needed there: one connection, one command.
+    """
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     selected = _select(checks)
+    if accept_new_host_keys and no_host_key_check:
+        raise click.UsageError("--accept-new-host-keys and --no-host-key-check contradict each other")
+    if limit and not inventory_path:
+        raise click.UsageError("--limit selects hosts of an --inventory")
+    from nectar_audit.targets.ssh import HOST_KEYS_ACCEPT_NEW, HOST_KEYS_OFF, HOST_KEYS_STRICT, SshOptions
+
+    ssh = SshOptions(
+        identities=tuple(identities),
+        config_files=None if ssh_config is None else (() if ssh_config.lower() == "none" else (ssh_config,)),
+        known_hosts=known_hosts,
+        host_keys=HOST_KEYS_OFF if no_host_key_check else (
+            HOST_KEYS_ACCEPT_NEW if accept_new_host_keys else HOST_KEYS_STRICT),
+        sudo=sudo,
+        connect_timeout=connect_timeout,
+        command_timeout=command_timeout,
+    )
     try:
-        parsed = [parse_target(t) for t in (targets or ("local",))]
+        parsed = [parse_target(t, ssh) for t in targets]
     except TargetError as exc:
         raise click.UsageError(str(exc)) from exc
-    results = run_scan(parsed, selected, config, save_evidence, debug)
-    write_report(results, fmt, output)
-    if any(r.error for r in results):
+    if inventory_path:
+        from nectar_audit.inventory import InventoryError, inventory_targets, load_inventory
+
+        try:
+            parsed += inventory_targets(load_inventory(inventory_path, limit), ssh)
+        except InventoryError as exc:
+            raise click.UsageError(str(exc)) from exc
+    if not parsed:
+        parsed = [parse_target("local")]
+    if no_host_key_check and any(getattr(t, "kind", "") == "ssh" for t in parsed):
+        click.secho("WARNING: --no-host-key-check: SSH host keys are NOT verified. Anyone on the network "
+                    "path can impersonate these hosts, read their evidence and forge the audit results.",
+                    err=True, fg="red", bold=True)
+    show_progress = progress if progress is not None else (len(parsed) > 1 and sys.stderr.isatty())
+    run = run_fleet(parsed, selected, config, concurrency=concurrency, save_evidence=save_evidence,
+                    debug=debug, progress=show_progress, jobs=jobs,
+                    on_notice=lambda text: click.echo(f"nectar-audit: {text}", err=True))
+    write_report(run.results, fmt, output)
+    if run.interrupted:
+        click.echo(f"nectar-audit: interrupted; the report holds the {len(run.results) - len(run.failed)} "
+                   f"host(s) audited before Ctrl-C", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    if any(r.error for r in run.results):
         sys.exit(EXIT_USAGE)
-    sys.exit(EXIT_FAIL if any(r.failing for r in results) else EXIT_OK)
+    sys.exit(EXIT_FAIL if any(r.failing for r in run.results) else EXIT_OK)
 
 
-def run_scan(targets: list, selected: list[Entry], config: Config, save_evidence: Optional[str],  # type: ignore[type-arg]
-             debug: bool) -> list[HostResult]:
-    results = []
-    many = len(targets) > 1
-    for target in targets:
-        result, bundle = audit(target, selected, config, debug=debug)
-        results.append(result)
-        if save_evidence and bundle is not None:
-            try:
-                path = _evidence_path(Path(save_evidence), target.name, many)
-                path.write_text(json.dumps(bundle.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-            except OSError as exc:
-                click.echo(f"nectar-audit: cannot save evidence for {target.name}: {exc}", err=True)
-    return results
+def run_scan(targets: Sequence[Target], selected: list[Entry], config: Config, save_evidence: str | None,
+             debug: bool, concurrency: int = DEFAULT_CONCURRENCY) -> list[HostResult]:
+    """Audit targets (concurrently, each host's failure isolated); results in the order given."""
+    return run_fleet(targets, selected, config, concurrency=concurrency, save_evidence=save_evidence,
+                     debug=debug).results
 
 
-def _evidence_path(base: Path, target: str, many: bool) -> Path:
-    if many or base.is_dir():
-        base.mkdir(parents=True, exist_ok=True)
-        return base / (re.sub(r"[^A-Za-z0-9._@-]+", "_", target).strip("_") + ".json")
-    return base
+_evidence_path = evidence_path  # kept for callers of the old name
 
 
-def write_report(results: list[HostResult], fmt: str, output: Optional[str]) -> None:
-    from nectar_audit.reports import json_report, text
+def write_report(results: list[HostResult], fmt: str, output: str | None) -> None:
+    """The one place report formats are chosen. Text reports of several hosts end with the fleet
+    summary (host x check matrix, failures grouped by check)."""
+    from nectar_audit.reports import fleet_summary, text
 
     try:
         if fmt == "json":
-            rendered = json_report.render(results)
             if output:
-                Path(output).write_text(rendered, encoding="utf-8")
+                with open(output, "w", encoding="utf-8") as out:
+                    write_json(results, out)
             else:
-                sys.stdout.write(rendered)
+                write_json(results, sys.stdout)
             return
         if output:
             with open(output, "w", encoding="utf-8") as fh:
-                text.render(results, _console(fh, plain=True))  # type: ignore[arg-type]
+                console = _console(fh, plain=True)
+                text.render(results, console)  # type: ignore[arg-type]
+                if len(results) > 1:
+                    fleet_summary.render(results, console)  # type: ignore[arg-type]
         else:
-            text.render(results, _console())  # type: ignore[arg-type]
+            console = _console()
+            text.render(results, console)  # type: ignore[arg-type]
+            if len(results) > 1:
+                fleet_summary.render(results, console)  # type: ignore[arg-type]
     except OSError as exc:
         click.echo(f"nectar-audit: cannot write report to {output}: {exc.strerror or exc}", err=True)
         sys.exit(EXIT_USAGE)
+
+
+def write_json(results: list[HostResult], out: TextIO) -> None:
+    """``json_report.render(results)``, byte for byte, written one host at a time: a fleet's report is
+    never held whole in memory (200 hosts can make tens of MB of JSON and several times that in objects).
+    """
+    from nectar_audit.model import report_json
+    from nectar_audit.reports import json_report
+
+    envelope = report_json([], __version__)
+    head = json.dumps(envelope, indent=2, ensure_ascii=False)
+    before, sep, after = head.rpartition('"hosts": []')
+    if not results or not sep or set(envelope) != {"schema_version", "tool", "hosts"}:
+        out.write(json_report.render(results))  # a new envelope field may depend on the hosts
+        return
+    out.write(before + '"hosts": [\n')
+    for i, host in enumerate(results):
+        text = json.dumps(host.to_json(), indent=2, ensure_ascii=False)
+        out.write(("" if i == 0 else ",\n") + textwrap.indent(text, "    "))
+    out.write("\n  ]" + after + "\n")
 
 
 @main.command("checks")

@@ -12,7 +12,7 @@ import ipaddress
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,8 +30,8 @@ class ConfigError(Exception):
 class WaiverRule:
     check: str
     reason: str
-    host: Optional[str] = None
-    expires: Optional[dt.date] = None
+    host: str | None = None
+    expires: dt.date | None = None
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Config:
     allowed_ports: tuple[str, ...] = ()  # "22/tcp", "443" (tcp), "123/udp"
     trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     waivers: tuple[WaiverRule, ...] = ()
-    source: Optional[str] = None
+    source: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -55,7 +55,7 @@ _SCHEMA: dict[str, dict[str, str]] = {
 _WAIVER_KEYS = {"check", "host", "reason", "expires"}
 
 
-def load_config(path: Optional[str]) -> Config:
+def load_config(path: str | None) -> Config:
     if path is not None:
         return parse_config_file(Path(path))
     for candidate in DEFAULT_PATHS:
@@ -78,7 +78,7 @@ def parse_config_file(path: Path) -> Config:
         raise ConfigError(f"config {path}: invalid TOML: {exc}") from exc
 
 
-def parse_config(data: dict[str, Any], source: Optional[str] = None) -> Config:
+def parse_config(data: dict[str, Any], source: str | None = None) -> Config:
     where = f"config {source}: " if source else "config: "
     values: dict[str, Any] = {}
     for section, body in data.items():
@@ -177,7 +177,7 @@ def _waiver(name: str, value: Any) -> WaiverRule:
     return WaiverRule(check=check, reason=reason.strip(), host=host, expires=expires)
 
 
-def normalise_check_id(text: str) -> Optional[str]:
+def normalise_check_id(text: str) -> str | None:
     """``17``, ``Security-17``, ``check-security-17`` -> ``Check-Security-17``."""
     digits = text.strip().lower().removeprefix("check-").removeprefix("security-")
     if digits.isdigit() and 1 <= int(digits) <= 18:

@@ -6,7 +6,6 @@ import datetime as dt
 import time
 import traceback
 from collections.abc import Sequence
-from typing import Optional
 
 from nectar_audit.config import Config
 from nectar_audit.evidence.bundle import Bundle, EvidenceError
@@ -19,7 +18,7 @@ from nectar_audit.targets.base import Target, TargetError
 
 
 def audit(target: Target, entries: Sequence[Entry], config: Config, debug: bool = False,
-          today: Optional[dt.date] = None) -> tuple[HostResult, Optional[Bundle]]:
+          today: dt.date | None = None) -> tuple[HostResult, Bundle | None]:
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     result = HostResult(target=target.name, started=started.isoformat(timespec="seconds"))
@@ -35,7 +34,7 @@ def audit(target: Target, entries: Sequence[Entry], config: Config, debug: bool 
 
 
 def judge(bundle: Bundle, entries: Sequence[Entry], config: Config, result: HostResult,
-          debug: bool = False, today: Optional[dt.date] = None) -> None:
+          debug: bool = False, today: dt.date | None = None) -> None:
     facts = Facts(bundle, config)
     try:
         info = facts.get(host)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 
 class Status(str, enum.Enum):
@@ -51,7 +51,7 @@ class Finding:
     status: Status
     message: str
     evidence: list[Evidence] = field(default_factory=list)
-    remediation: Optional[str] = None
+    remediation: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,7 +65,7 @@ class Finding:
 @dataclass
 class Waiver:
     reason: str
-    expires: Optional[str]
+    expires: str | None
 
     def to_json(self) -> dict[str, Any]:
         return {"reason": self.reason, "expires": self.expires}
@@ -78,7 +78,7 @@ class CheckResult:
     severity: str
     findings: list[Finding]
     summary: str
-    waiver: Optional[Waiver] = None
+    waiver: Waiver | None = None
 
     @property
     def status(self) -> Status:
@@ -114,9 +114,9 @@ class OsInfo:
 @dataclass
 class HostResult:
     target: str
-    hostname: Optional[str] = None
+    hostname: str | None = None
     os: OsInfo = field(default_factory=OsInfo)
-    error: Optional[str] = None
+    error: str | None = None
     started: str = ""
     duration_s: float = 0.0
     checks: list[CheckResult] = field(default_factory=list)

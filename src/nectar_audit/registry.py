@@ -10,7 +10,6 @@ import importlib
 import importlib.util
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional
 
 from nectar_audit.checklist import BY_ID
 from nectar_audit.checks.base import Check
@@ -42,7 +41,7 @@ class Entry:
     id: str
     title: str
     module: str
-    check: Optional[Check]
+    check: Check | None
 
     @property
     def implemented(self) -> bool:
@@ -54,7 +53,7 @@ def entries() -> tuple[Entry, ...]:
     out = []
     for check_id, module in MODULES.items():
         name = f"nectar_audit.checks.{module}"
-        check: Optional[Check] = None
+        check: Check | None = None
         if importlib.util.find_spec(name) is not None:
             check = importlib.import_module(name).CHECK
             assert check.id == check_id, f"{name} defines {check.id}, expected {check_id}"

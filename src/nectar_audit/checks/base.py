@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable
 
 from nectar_audit.facts import Facts
 from nectar_audit.facts.host import host
@@ -23,7 +23,7 @@ class Check:
     fix: Mapping[str, str] = field(default_factory=dict)
 
 
-def for_family(facts: Facts, fixes: Mapping[str, str]) -> Optional[str]:
+def for_family(facts: Facts, fixes: Mapping[str, str]) -> str | None:
     """The fix for this host's distribution family; every variant, labelled, when it is unknown."""
     try:
         family = facts.get(host).family

@@ -10,8 +10,9 @@ import fnmatch
 import stat as stat_mod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
+from nectar_audit.evidence.needs import Needs
 from nectar_audit.evidence.sanitize import sanitize
 
 BUNDLE_FORMAT = 1
@@ -25,8 +26,8 @@ class EvidenceError(Exception):
 
 @dataclass
 class FileRecord:
-    content: Optional[str] = None
-    error: Optional[str] = None
+    content: str | None = None
+    error: str | None = None
     truncated: bool = False
 
 
@@ -73,18 +74,41 @@ class Bundle:
     kind: str  # local | rootfs | ssh | ... : how it was gathered
     live: bool  # commands were run (False for offline root filesystems)
     gathered_at: str = ""
-    uid: Optional[int] = None  # effective uid of the gatherer on the host; None offline
+    uid: int | None = None  # effective uid of the gatherer on the host; None offline
     files: dict[str, FileRecord] = field(default_factory=dict)
     stats: dict[str, StatRecord] = field(default_factory=dict)
     commands: dict[str, CommandRecord] = field(default_factory=dict)
     searches: dict[str, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     sanitizers: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    # search name -> sanitizer: a search hit may sit at any path, so its sanitizer follows the hit.
+    search_sanitizers: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    _hit_sanitizers: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def for_needs(cls, target: str, kind: str, live: bool, needs: Needs, **kw: Any) -> Bundle:
+        """An empty bundle that will sanitize what it is fed as ``needs`` asks."""
+        search_sanitizers = {s.name: s.sanitizer for s in needs.searches if s.sanitizer}
+        return cls(target=target, kind=kind, live=live, sanitizers=needs.sanitize,
+                   search_sanitizers=search_sanitizers, **kw)
 
     # -- ingestion -----------------------------------------------------------------------------
+    def add_search_hits(self, search: str, paths: list[str]) -> None:
+        self.searches[search] = paths
+        name = self.search_sanitizers.get(search)
+        if name is not None:
+            for path in paths:
+                self._hit_sanitizers.setdefault(path, name)
+
     def add_file(self, path: str, data: bytes) -> None:
         truncated = len(data) > MAX_FILE_BYTES
         data = data[:MAX_FILE_BYTES]
+        forced = self._hit_sanitizers.get(path)
+        if forced is not None:
+            # A path pattern of another module may match too; the search's own sanitizer is the one
+            # that knows what the hit holds (e.g. a private key), so it wins.
+            self.files[path] = FileRecord(content=sanitize(forced, data), truncated=truncated)
+            return
         for pattern, name in self.sanitizers.items():
             if fnmatch.fnmatchcase(path, pattern):
                 self.files[path] = FileRecord(content=sanitize(name, data), truncated=truncated)
@@ -101,10 +125,10 @@ class Bundle:
         # show up as FileRecord.error there, so "root" here means the live gatherer's uid.
         return self.uid == 0
 
-    def file(self, path: str) -> Optional[FileRecord]:
+    def file(self, path: str) -> FileRecord | None:
         return self.files.get(path)
 
-    def text(self, path: str) -> Optional[str]:
+    def text(self, path: str) -> str | None:
         """Content of ``path``; None when absent; EvidenceError when present but unreadable."""
         rec = self.files.get(path)
         if rec is None:
@@ -125,7 +149,7 @@ class Bundle:
     def stat_glob(self, pattern: str) -> list[str]:
         return sorted(p for p in self.stats if fnmatch.fnmatchcase(p, pattern))
 
-    def command(self, name: str) -> Optional[CommandRecord]:
+    def command(self, name: str) -> CommandRecord | None:
         return self.commands.get(name)
 
     def iter_files(self) -> Iterator[tuple[str, FileRecord]]:

@@ -146,7 +146,7 @@ def _store(bundle: Bundle, record: tuple[str, str, bytes], rc: int, stderr: dict
     elif kind == "S":
         stderr[name] = body.decode("utf-8", "replace")
     elif kind == "X":
-        bundle.searches[name] = [p for p in body.decode("utf-8", "replace").splitlines() if p]
+        bundle.add_search_hits(name, [p for p in body.decode("utf-8", "replace").splitlines() if p])
     else:
         bundle.errors.append(f"unknown record kind {kind!r}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from nectar_audit.evidence.needs import Needs
 from nectar_audit.model import OsInfo
@@ -41,14 +41,14 @@ FAMILIES = ("debian", "rhel", "fedora")
 @dataclass(frozen=True)
 class HostInfo:
     os: OsInfo
-    hostname: Optional[str]
-    kernel_release: Optional[str]
-    uptime_s: Optional[float]
+    hostname: str | None
+    kernel_release: str | None
+    uptime_s: float | None
 
     @property
     def family(self) -> str:
         ids = (self.os.id, *self.os.id_like)
-        if "fedora" == self.os.id:
+        if self.os.id == "fedora":
             return "fedora"
         if any(i in ("rhel", "centos", "rocky", "almalinux", "fedora") for i in ids):
             return "rhel"
@@ -57,7 +57,7 @@ class HostInfo:
         return "unknown"
 
     @property
-    def major_version(self) -> Optional[int]:
+    def major_version(self) -> int | None:
         head = self.os.version_id.split(".")[0]
         return int(head) if head.isdigit() else None
 

@@ -54,10 +54,10 @@ def render_host(host: HostResult, console: Console) -> None:
     table.add_column("Question", overflow="fold")
     table.add_column("Result", overflow="fold")
     for check in host.checks:
-        status = status_text(check.status)
+        cell = status_text(check.status)
         if check.waiver:
-            status.append(" (waived)", style="dim")
-        table.add_row(check.id, status, check.title, check.summary)
+            cell.append(" (waived)", style="dim")
+        table.add_row(check.id, cell, Text(check.title), Text(check.summary))
     console.print(Panel(table, title=title, title_align="left"))
     for check in host.checks:
         if check.status in (Status.PASS, Status.NOT_APPLICABLE):

@@ -13,7 +13,6 @@ import stat as stat_mod
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Optional
 
 from nectar_audit.evidence.bundle import MAX_FILE_BYTES, Bundle, StatRecord
 from nectar_audit.evidence.needs import Needs, Search
@@ -81,8 +80,8 @@ class RootFsTarget:
             raise TargetError(f"{self.root} is not a directory")
         if not (self.root / "etc").is_dir():
             raise TargetError(f"{self.root} does not look like a root filesystem (no etc/)")
-        bundle = Bundle(
-            target=self.name, kind=self.kind, live=False, sanitizers=needs.sanitize,
+        bundle = Bundle.for_needs(
+            self.name, self.kind, False, needs,
             gathered_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         for pattern in needs.files:
@@ -95,7 +94,7 @@ class RootFsTarget:
                     bundle.stats[path] = rec
         for search in needs.searches:
             hits = list(self._search(search))
-            bundle.searches[search.name] = hits
+            bundle.add_search_hits(search.name, hits)
             for path in hits:
                 self._read_into(bundle, path)
         return bundle
@@ -114,7 +113,7 @@ class RootFsTarget:
             return
         bundle.add_file(path, data)
 
-    def _lstat(self, path: str) -> Optional[StatRecord]:
+    def _lstat(self, path: str) -> StatRecord | None:
         try:
             st = os.lstat(self.resolve(path, follow_last=False))
         except OSError:

@@ -30,7 +30,7 @@ class ScriptTarget:
             raise TargetError(f"cannot run the gatherer: {exc}") from exc
         except subprocess.TimeoutExpired as exc:
             raise TargetError(f"the gatherer did not finish within {self.timeout:.0f} s") from exc
-        bundle = Bundle(target=self.name, kind=self.kind, live=True, sanitizers=needs.sanitize)
+        bundle = Bundle.for_needs(self.name, self.kind, True, needs)
         parse_stream(proc.stdout, boundary, bundle)
         if proc.returncode != 0:
             err = proc.stderr.decode("utf-8", "replace").strip()[-500:]

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Benchmark: a full local `nectar-audit scan --format json` against `lynis audit system --quick`.
+
+Prints median wall time and peak RSS over repeated runs of each, on this machine, and the ratio.
+Plain script: `sudo python3 benchmarks/local_scan.py [--runs 20] [--lynis-runs 1] [--no-lynis]`.
+Lynis comes from Debian's packages (`apt-get install lynis`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+
+def measure(argv: list[str], runs: int) -> tuple[list[float], list[int], int]:
+    walls, rss = [], []
+    rc = 0
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        walls.append(time.perf_counter() - t0)
+        rss.append(usage.ru_maxrss)  # KiB on Linux; the largest process of the run
+        rc = os.waitstatus_to_exitcode(status)
+    return walls, rss, rc
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--lynis-runs", type=int, default=1)
+    ap.add_argument("--no-lynis", action="store_true")
+    args = ap.parse_args()
+
+    tool = [sys.executable, "-m", "nectar_audit", "scan", "--format", "json"]
+    measure(tool, 2)  # warm the page cache and .pyc files
+    rows = []
+    walls, rss, rc = measure(tool, args.runs)
+    rows.append(("nectar-audit scan --format json", args.runs, statistics.median(walls), max(rss), rc))
+    if not args.no_lynis:
+        lynis = shutil.which("lynis")
+        if lynis is None:
+            print("lynis is not installed: apt-get install lynis (or pass --no-lynis)", file=sys.stderr)
+            return 2
+        lw, lr, lrc = measure([lynis, "audit", "system", "--quick", "--no-colors", "--no-log"], args.lynis_runs)
+        rows.append(("lynis audit system --quick", args.lynis_runs, statistics.median(lw), max(lr), lrc))
+
+    print(f"{'command':<34} {'runs':>5} {'median wall (s)':>16} {'peak RSS (MB)':>14} {'exit':>5}")
+    for name, n, wall, kib, code in rows:
+        print(f"{name:<34} {n:>5} {wall:>16.3f} {kib / 1024:>14.1f} {code:>5}")
+    if len(rows) == 2:
+        print(f"\nnectar-audit is {rows[1][2] / rows[0][2]:.0f}x faster than lynis on this machine "
+              f"({os.cpu_count()} cores, uid {os.geteuid()}).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Check-Security-13: services reachable from other hosts use encrypted communications."""
+
+from __future__ import annotations
+
+from nectar_audit.checks.base import Check
+from nectar_audit.evidence.bundle import EvidenceError
+from nectar_audit.facts import Facts
+from nectar_audit.facts.plaintext import ServiceExposure, exposures, planned_exposures, unidentified
+from nectar_audit.facts.sockets import sockets_source
+from nectar_audit.model import Evidence, Finding, Status
+
+NAMES = {
+    "telnet": "Telnet",
+    "ftp": "FTP",
+    "rsh": "rsh",
+    "rlogin": "rlogin",
+    "rexec": "rexec",
+    "tftp": "TFTP",
+    "smtp": "SMTP",
+    "submission": "SMTP submission",
+    "smtps": "SMTPS",
+    "pop3": "POP3",
+    "pop3s": "POP3S",
+    "imap": "IMAP",
+    "imaps": "IMAPS",
+    "sieve": "ManageSieve",
+    "http": "HTTP",
+    "https": "HTTPS",
+    "jupyter": "Jupyter",
+    "rstudio": "RStudio Server",
+    "shiny": "Shiny Server",
+    "vnc": "VNC",
+    "redis": "Redis",
+    "memcached": "memcached",
+    "mongodb": "MongoDB",
+    "elasticsearch": "Elasticsearch",
+    "ssh": "SSH",
+}
+
+FIXES = {
+    "telnet": "Disable telnet (systemctl disable --now telnet.socket, or remove telnetd) and use SSH.",
+    "rsh": "Remove rsh-server / rsh-redone-server and use SSH.",
+    "rlogin": "Remove rsh-server / rsh-redone-server and use SSH.",
+    "rexec": "Remove rsh-server / rsh-redone-server and use SSH.",
+    "tftp": "Remove the TFTP server or bind it to a trusted interface only.",
+    "ftp": (
+        "Use SFTP (part of SSH) instead of FTP, or require FTPS: vsftpd ssl_enable=YES with a certificate; "
+        "ProFTPD TLSEngine on + TLSRequired on."
+    ),
+    "smtp": (
+        "Offer STARTTLS: postconf -e 'smtpd_tls_cert_file = …' 'smtpd_tls_key_file = …' "
+        "'smtpd_tls_security_level = may'; systemctl reload postfix."
+    ),
+    "submission": (
+        "Require TLS on submission: in master.cf add -o smtpd_tls_security_level=encrypt to the "
+        "submission service, with a certificate; systemctl reload postfix."
+    ),
+    "imap": "Dovecot: ssl = required with ssl_cert/ssl_key set (or close ports 110/143, use 995/993).",
+    "http": (
+        "Serve HTTPS (e.g. certbot --nginx / --apache) and make port 80 only redirect to https://, or bind "
+        "the service to 127.0.0.1 and reach it through an SSH tunnel."
+    ),
+    "jupyter": (
+        "Bind Jupyter to 127.0.0.1 (c.ServerApp.ip = '127.0.0.1') and use an SSH tunnel, or set "
+        "c.ServerApp.certfile/keyfile, or put it behind an HTTPS reverse proxy."
+    ),
+    "rstudio": (
+        "Set www-address=127.0.0.1 in /etc/rstudio/rserver.conf and publish it through an HTTPS reverse "
+        "proxy (nginx with a certificate), or use an SSH tunnel."
+    ),
+    "shiny": (
+        "Bind Shiny Server to 127.0.0.1 (listen 3838 127.0.0.1;) and publish it through an HTTPS reverse "
+        "proxy."
+    ),
+    "vnc": (
+        "Use VNC only through an SSH tunnel (vncserver -localhost yes) or require TLS security types "
+        "(SecurityTypes=X509Vnc,TLSVnc)."
+    ),
+    "redis": "Bind Redis to 127.0.0.1 (bind 127.0.0.1 -::1), or set port 0 and tls-port 6379 + certificates.",
+    "memcached": "Bind memcached to 127.0.0.1 (-l 127.0.0.1), or enable TLS (-Z, ssl_chain_cert, ssl_key).",
+    "mongodb": "Bind MongoDB to 127.0.0.1 (net.bindIp) or set net.tls.mode: requireTLS with a certificate.",
+    "elasticsearch": "Enable xpack.security.http.ssl (elasticsearch-certutil http), or bind to 127.0.0.1.",
+}
+
+
+def _fix(proto: str) -> str | None:
+    if proto in ("pop3", "pop3s", "imaps", "sieve"):
+        proto = "imap"
+    return FIXES.get(proto)
+
+
+def _group(items: list[ServiceExposure]) -> list[tuple[ServiceExposure, list[str]]]:
+    groups: dict[tuple[object, ...], tuple[ServiceExposure, list[str]]] = {}
+    for e in items:
+        key = (e.protocol, e.listener.port, e.listener.process, e.tls, e.reason, e.redirect_only)
+        if key not in groups:
+            groups[key] = (e, [])
+        groups[key][1].append(e.listener.endpoint)
+    return list(groups.values())
+
+
+def _finding(e: ServiceExposure, endpoints: list[str], src: str, offline: bool) -> Finding:
+    name = NAMES.get(e.protocol, e.protocol)
+    li = e.listener
+    where = (
+        ("configured to listen beyond loopback on port " + str(li.port))
+        if offline
+        else f"on {', '.join(sorted(set(endpoints)))}"
+    )
+    who = f" ({li.owner})" if not offline else (f" ({li.process})" if li.process else "")
+    ev = list(e.evidence)
+    if not offline:
+        ev.insert(0, Evidence(src, li.describe()))
+    if e.tls is True:
+        return Finding(Status.PASS, f"{name}{who} {where}: encrypted ({e.reason})", ev)
+    if e.redirect_only:
+        return Finding(Status.PASS, f"{name}{who} {where}: {e.reason}", ev)
+    if e.tls is False:
+        status = Status.WARN if offline else Status.FAIL
+        return Finding(status, f"{name}{who} {where} is not encrypted: {e.reason}", ev, _fix(e.protocol))
+    return Finding(
+        Status.WARN,
+        f"{name}{who} {where}: cannot tell whether it is encrypted ({e.reason})",
+        ev,
+        _fix(e.protocol),
+    )
+
+
+def run(facts: Facts) -> list[Finding]:
+    if not facts.bundle.live:
+        planned = planned_exposures(facts)
+        findings = [_finding(e, [], "", True) for e, _ in _group(planned)]
+        findings.append(
+            Finding(
+                Status.MANUAL,
+                "Offline image: which services listen, and whether they encrypt, is known only on a live "
+                "host; only the mail and web server configuration was checked",
+            )
+        )
+        return findings
+    try:
+        items = facts.get(exposures)
+        unknown = facts.get(unidentified)
+    except EvidenceError as exc:
+        return [Finding(Status.ERROR, f"cannot list listening sockets: {exc}")]
+    src = sockets_source(facts)
+    findings = [_finding(e, eps, src, False) for e, eps in _group(items)]
+    if unknown:
+        shown = sorted({f"{li.endpoint} ({li.process or 'process not visible'})" for li in unknown})
+        findings.append(
+            Finding(
+                Status.MANUAL,
+                f"{len(shown)} listener(s) beyond loopback speak a protocol this tool does not identify: "
+                f"{', '.join(shown[:10])}{' …' if len(shown) > 10 else ''}; check that they use TLS",
+                [Evidence(src, li.describe()) for li in unknown[:20]],
+            )
+        )
+    if not findings:
+        return [Finding(Status.NOT_APPLICABLE, "No TCP service listens beyond loopback")]
+    return findings
+
+
+CHECK = Check(
+    id="Check-Security-13",
+    severity="medium",
+    run=run,
+    why="Anything sent in clear text over the network (passwords, Jupyter tokens, database queries, mail) "
+    "can be "
+    "read and altered by anyone on the path; cloud networks and the Internet are such paths.",
+    how="For every listening TCP socket beyond loopback (live), identifies the protocol from the owning "
+    "process "
+    "and port (telnet, FTP, rsh, POP3/IMAP, SMTP, HTTP, Jupyter, RStudio, Shiny, VNC, Redis, memcached, "
+    "MongoDB, Elasticsearch, SSH) and decides from its configuration whether it is encrypted (postfix "
+    "smtpd_tls_*, dovecot ssl, nginx/apache 'listen … ssl' / SSLEngine and redirects to https://, Jupyter "
+    "certfile, vsftpd/ProFTPD TLS, redis tls-port, mongod net.tls, memcached -Z, xpack http ssl). Plaintext "
+    "fails, unknown warns (never guessed), unidentified listeners are listed for manual review. Offline: "
+    "mail "
+    "and web server configuration only.",
+    fix={
+        "debian": "Replace plaintext services by encrypted ones (SSH/SFTP, HTTPS, STARTTLS/IMAPS) or bind "
+        "them to "
+        "127.0.0.1 and use an SSH tunnel.",
+        "rhel": "Replace plaintext services by encrypted ones (SSH/SFTP, HTTPS, STARTTLS/IMAPS) or bind "
+        "them to "
+        "127.0.0.1 and use an SSH tunnel.",
+    },
+)

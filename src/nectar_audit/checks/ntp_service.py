@@ -1,0 +1,327 @@
+"""Check-Security-06: an NTP server, if any, serves only trusted hosts and has monlist off."""
+
+from __future__ import annotations
+
+from nectar_audit.checks.base import Check, for_family
+from nectar_audit.evidence.bundle import EvidenceError
+from nectar_audit.facts import Facts
+from nectar_audit.facts.dns import Grant, ListenPlan, Verdict, firewall_reach, judge, limit, local_networks
+from nectar_audit.facts.ntp import MONLIST_FIXED, NtpServer, ntp_servers
+from nectar_audit.facts.sockets import Listener, listeners, sockets_source
+from nectar_audit.model import Evidence, Finding, Status
+
+_FIXED = "{}.{}.{}p{}".format(*MONLIST_FIXED)
+
+
+def _fix(facts: Facts, srv: NtpServer, what: str) -> str | None:
+    if srv.kind in ("ntpd", "ntpsec"):
+        conf = srv.config or ("/etc/ntpsec/ntp.conf" if srv.kind == "ntpsec" else "/etc/ntp.conf")
+        unit = "ntpsec" if srv.kind == "ntpsec" else "ntp"
+        if what == "monlist":
+            return (
+                f"Upgrade ntp to {_FIXED} or later (every supported release has it), and add 'disable "
+                "monitor' "
+                f"and 'noquery' to the 'restrict default' lines of {conf}; then systemctl restart {unit}"
+            )
+        if what == "query":
+            return f"Add noquery to the 'restrict default' lines of {conf}; then systemctl restart {unit}"
+        return (
+            f"If this host only keeps its own clock: add noserve to the 'restrict default' lines of "
+            f"{conf} "
+            "(or use chrony/systemd-timesyncd, which serve no one by default). To serve a subnet: keep "
+            "noserve on default and add 'restrict <network> mask <mask> nomodify nopeer noquery'. Then "
+            f"systemctl restart {unit}; or block UDP 123 in the host firewall."
+        )
+    if srv.kind == "chrony":
+        fixes = {
+            "debian": (
+                "In /etc/chrony/chrony.conf (and /etc/chrony/conf.d/) replace a bare 'allow' (everyone) by "
+                "'allow <trusted network>' lines, or remove them for a client-only host; cmdallow likewise; "
+                "then systemctl restart chrony"
+            ),
+            "rhel": (
+                "In /etc/chrony.conf replace a bare 'allow' (everyone) by 'allow <trusted network>' lines, "
+                "or remove them for a client-only host; cmdallow likewise; then systemctl restart chronyd"
+            ),
+        }
+        return for_family(facts, fixes)
+    if srv.kind == "openntpd":
+        return (
+            "Remove 'listen on *' from the OpenNTPD ntpd.conf (or 'listen on 127.0.0.1'), then restart "
+            "openntpd"
+        )
+    return None
+
+
+def _exposed(lst: list[Listener] | None, srv: NtpServer, port: int) -> tuple[bool | None, list[Listener]]:
+    if lst is None:
+        return None, []
+    mine = [
+        li
+        for li in lst
+        if li.proto == "udp"
+        and li.port == port
+        and (li.process is None or any(li.process == p or li.process == p[:15] for p in srv.processes))
+    ]
+    return bool(mine), mine
+
+
+def _serving(
+    facts: Facts,
+    srv: NtpServer,
+    grant: Grant,
+    plan: ListenPlan,
+    running: bool | None,
+    mine: list[Listener],
+    port: int,
+) -> tuple[bool | None, Verdict, Verdict, list[Evidence]]:
+    """(reachable, verdict before / after the host firewall, evidence)."""
+    trusted = list(facts.config.trusted_networks)
+    local = facts.get(local_networks)
+    exposed = [li for li in mine if not li.loopback]
+    reachable = bool(exposed) if running else plan.beyond_loopback
+    raw = judge(grant, trusted, local)
+    reach = firewall_reach(facts, "udp", port)
+    verdict = judge(limit(grant, reach), trusted, local)
+    ev: list[Evidence] = []
+    if reach.text != "host firewall not evaluated":
+        ev.append(Evidence("host firewall", reach.text))
+    return reachable, raw, verdict, ev
+
+
+def _untrusted(verdict: Verdict) -> str:
+    if verdict.text.startswith("any host"):
+        return verdict.text
+    return f"{verdict.text} (not a trusted network)"
+
+
+def _where(running: bool | None, mine: list[Listener], plan: ListenPlan) -> str:
+    exposed = sorted({li.endpoint for li in mine if not li.loopback})
+    if running and exposed:
+        return f"listening on {', '.join(exposed)}"
+    state = " (not running now)" if running is False else ""
+    return f"configured to listen on {plan.text}{state}"
+
+
+def _judge_server(facts: Facts, srv: NtpServer, lst: list[Listener] | None, src: str) -> list[Finding]:
+    out: list[Finding] = []
+    running, mine = _exposed(lst, srv, 123)
+    live_ev = [Evidence(src, li.describe()) for li in mine]
+    base_ev = list(srv.evidence) + list(srv.listen.evidence) + live_ev
+    if srv.kind == "timesyncd":
+        return [
+            Finding(
+                Status.PASS,
+                "systemd-timesyncd is an NTP client only: it serves time to no one",
+                [Evidence(p, "present") for p in srv.installed],
+            )
+        ]
+    exposed = [li for li in mine if not li.loopback]
+    if srv.client_only and not exposed:
+        out.append(Finding(Status.PASS, f"{srv.name} is a client only: {srv.listen.text}", base_ev))
+    else:
+        reachable, raw, verdict, fw_ev = _serving(facts, srv, srv.serve, srv.listen, running, mine, 123)
+        ev = base_ev + fw_ev
+        if reachable is False:
+            out.append(
+                Finding(Status.PASS, f"{srv.name} serves time on loopback only ({srv.listen.text})", ev)
+            )
+        elif verdict.level in ("none", "local", "trusted"):
+            if verdict.level != raw.level:
+                out.append(
+                    Finding(
+                        Status.PASS,
+                        f"{srv.name} would serve time to {raw.text}, but the host "
+                        "firewall "
+                        f"lets only {verdict.text} reach UDP port 123",
+                        ev,
+                    )
+                )
+            else:
+                out.append(Finding(Status.PASS, f"{srv.name} serves time to {verdict.text}", ev))
+        elif verdict.level == "untrusted":
+            status = Status.FAIL if running else Status.WARN
+            out.append(
+                Finding(
+                    status,
+                    f"{srv.name} serves time to {_untrusted(verdict)}, "
+                    f"{_where(running, mine, srv.listen)}: access to the NTP server is not limited",
+                    ev,
+                    _fix(facts, srv, "serve"),
+                )
+            )
+        else:
+            out.append(
+                Finding(
+                    Status.WARN,
+                    f"{srv.name}: cannot decide whom it serves ({verdict.text}), "
+                    f"{_where(running, mine, srv.listen)}",
+                    ev,
+                    _fix(facts, srv, "serve"),
+                )
+            )
+    out.extend(_queries(facts, srv, lst, src, running, mine))
+    for problem in srv.problems:
+        out.append(Finding(Status.WARN, f"{srv.name}: {problem}"))
+    return out
+
+
+def _queries(
+    facts: Facts,
+    srv: NtpServer,
+    lst: list[Listener] | None,
+    src: str,
+    running: bool | None,
+    mine: list[Listener],
+) -> list[Finding]:
+    out: list[Finding] = []
+    if srv.kind in ("ntpd", "ntpsec"):
+        reachable, _raw, verdict, fw_ev = _serving(facts, srv, srv.query, srv.listen, running, mine, 123)
+        ev = list(srv.evidence) + fw_ev
+        open_queries = reachable is not False and verdict.level in ("untrusted", "unknown", "localnets")
+        ver = f"{srv.version} ({srv.version_source})" if srv.version else "unknown version"
+        if srv.monlist is True and open_queries:
+            status = Status.FAIL if running else Status.WARN
+            out.append(
+                Finding(
+                    status,
+                    f"{srv.name} {srv.version} answers mode 7 'monlist' queries from "
+                    f"{verdict.text}: before {_FIXED} with monitoring on (no 'disable monitor') "
+                    "it is a "
+                    "DDoS amplifier",
+                    [*ev, Evidence(srv.version_source or "version", ver)],
+                    _fix(facts, srv, "monlist"),
+                )
+            )
+        elif srv.monlist is True:
+            out.append(
+                Finding(
+                    Status.WARN,
+                    f"{srv.name} {srv.version} supports 'monlist' (before {_FIXED}) "
+                    "with "
+                    f"monitoring on; queries are limited to {verdict.text}, but upgrade or add "
+                    "'disable monitor'",
+                    ev,
+                    _fix(facts, srv, "monlist"),
+                )
+            )
+        elif srv.monlist is None:
+            out.append(
+                Finding(
+                    Status.WARN,
+                    f"{srv.name}: version unknown and monitoring on: cannot tell "
+                    "whether it "
+                    f"answers 'monlist' (removed in {_FIXED}); queries allowed to {verdict.text}",
+                    ev,
+                    _fix(facts, srv, "monlist"),
+                )
+            )
+        else:
+            why = (
+                "NTPsec has no mode 7 at all"
+                if srv.kind == "ntpsec"
+                else "monitoring is disabled"
+                if srv.monitor is False
+                else f"version {srv.version} is {_FIXED} or later"
+            )
+            out.append(
+                Finding(
+                    Status.PASS,
+                    f"{srv.name}: monlist is not available ({why})",
+                    [Evidence(srv.version_source or (srv.config or ""), ver)],
+                )
+            )
+        if open_queries and srv.monlist is not True and verdict.level == "untrusted":
+            out.append(
+                Finding(
+                    Status.WARN,
+                    f"{srv.name} answers ntpq (mode 6) queries from {verdict.text}: "
+                    "add noquery to 'restrict default'",
+                    ev,
+                    _fix(facts, srv, "query"),
+                )
+            )
+    elif srv.kind == "chrony":
+        running_c, mine_c = _exposed(lst, srv, 323)
+        reachable, _raw, verdict, fw_ev = _serving(
+            facts, srv, srv.query, srv.query_listen, running_c, mine_c, 323
+        )
+        if reachable and verdict.level in ("untrusted", "unknown", "localnets"):
+            status = Status.FAIL if running_c and verdict.level == "untrusted" else Status.WARN
+            out.append(
+                Finding(
+                    status,
+                    f"chronyd accepts monitoring commands (cmdallow) from {verdict.text}, "
+                    f"{_where(running_c, mine_c, srv.query_listen)}",
+                    list(srv.query_listen.evidence) + fw_ev,
+                    _fix(facts, srv, "cmd"),
+                )
+            )
+    return out
+
+
+def run(facts: Facts) -> list[Finding]:
+    servers = facts.get(ntp_servers)
+    findings: list[Finding] = []
+    lst: list[Listener] | None = None
+    if facts.bundle.live:
+        try:
+            lst = facts.get(listeners)
+        except EvidenceError as exc:
+            findings.append(Finding(Status.ERROR, f"cannot list listening sockets: {exc}"))
+    src = sockets_source(facts) if lst is not None else ""
+    for srv in servers:
+        findings.extend(_judge_server(facts, srv, lst, src))
+    known = {p for s in servers for p in s.processes}
+    for li in lst or []:
+        if (
+            li.proto == "udp"
+            and li.port == 123
+            and not li.loopback
+            and li.process is not None
+            and li.process not in known
+        ):
+            findings.append(
+                Finding(
+                    Status.WARN,
+                    f"{li.owner} listens on {li.endpoint}, the NTP port, and "
+                    "is not "
+                    "a known NTP server: check what it answers",
+                    [Evidence(src, li.describe())],
+                )
+            )
+    if not findings:
+        return [
+            Finding(
+                Status.NOT_APPLICABLE,
+                "No NTP software (ntpd, NTPsec, chrony, OpenNTPD, systemd-timesyncd) is installed",
+            )
+        ]
+    return findings
+
+
+CHECK = Check(
+    id="Check-Security-06",
+    severity="medium",
+    run=run,
+    why="An NTP server open to everyone is found by scanners within hours; old ntpd's 'monlist' query "
+    "returns up "
+    "to 600 addresses for one small packet and was used for some of the largest amplification attacks. "
+    "Most "
+    "VMs only need to keep their own clock: a client that serves no one.",
+    how="Finds ntpd (classic and NTPsec), chrony, OpenNTPD and systemd-timesyncd. Evaluates whom each serves "
+    "(ntpd 'restrict' most-specific-match with ignore/noserve; chrony allow/deny incl. 'allow' alone = "
+    "everyone, bindaddress, port 0; OpenNTPD 'listen on') against [network] trusted_networks, where it "
+    "listens (live UDP 123 sockets, else the configuration) and the host firewall when known. Classic "
+    "ntpd "
+    f"before {_FIXED} with monitoring on (no 'disable monitor') answering queries (no 'noquery') fails; "
+    "the "
+    "version comes from 'ntpd --version' or the package database. A client-only setup passes.",
+    fix={
+        "debian": "Client only: chrony without 'allow' or systemd-timesyncd; ntpsec: add noserve/noquery to "
+        "'restrict default'. Serving: allow only trusted networks.",
+        "rhel": "chronyd without 'allow' is client-only; to serve, use 'allow <trusted network>' in "
+        "/etc/chrony.conf.",
+        "fedora": "As for RHEL.",
+    },
+)

@@ -1,0 +1,156 @@
+"""The process list of a live host: pid, parent, user, command name and arguments.
+
+One ``ps`` (procps, fixed-width columns so a command name with spaces still parses), its arguments
+passed through ``sed`` to blank values that look like credentials (``--password=…``, ``token=…``,
+``scheme://user:secret@``) before they enter the evidence bundle. Without procps ``ps`` (minimal
+images) one ``grep`` over ``/proc/*/status`` gives names, parents and uids (no arguments).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from nectar_audit.evidence.bundle import EvidenceError
+from nectar_audit.evidence.needs import Needs
+
+if TYPE_CHECKING:
+    from nectar_audit.facts import Facts
+
+PS_COMMAND = "processes.ps"
+
+_KW = (
+    "([Pp][Aa][Ss][Ss]|[Tt][Oo][Kk][Ee][Nn]|[Ss][Ee][Cc][Rr][Ee][Tt]|[Kk][Ee][Yy]|[Aa][Uu][Tt][Hh]"
+    "|[Cc][Rr][Ee][Dd])"
+)
+_SED = (
+    r"s#(://)[^/@ ]+@#\1<redacted>@#g; "
+    r"s#([A-Za-z0-9_.-]*" + _KW + r"[A-Za-z0-9_.-]*)(=| )[^ ]+#\1\3<redacted>#g"
+)
+_PS_FORMAT = "pid:10=,ppid:10=,uid:10=,user:32=,comm:16=,args="
+_SNIPPET = f"""
+if out=$(ps -eo {_PS_FORMAT} 2>/dev/null) && [ -n "$out" ]; then
+  echo '#ps'; printf '%s\\n' "$out" | sed -E '{_SED}'
+else
+  echo '#proc'; grep -H -e '^Name:' -e '^PPid:' -e '^Uid:' /proc/[0-9]*/status 2>/dev/null
+fi
+:
+"""
+
+NEEDS = Needs(files=("/etc/passwd",), commands={PS_COMMAND: _SNIPPET.strip("\n")})
+
+_REDACT_URL = re.compile(r"(://)[^/@ ]+@")
+_REDACT_KV = re.compile(
+    r"([A-Za-z0-9_.-]*(?:pass|token|secret|key|auth|cred)[A-Za-z0-9_.-]*)(=| )[^ ]+", re.IGNORECASE
+)
+
+
+def redact(args: str) -> str:
+    """The same blanking the gatherer's sed does (for bundles gathered by other means)."""
+    args = _REDACT_URL.sub(r"\1<redacted>@", args)
+    return _REDACT_KV.sub(
+        lambda m: m.group(0) if m.group(0).endswith("<redacted>") else f"{m.group(1)}{m.group(2)}<redacted>",
+        args,
+    )
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    ppid: int
+    user: str
+    comm: str
+    args: str
+    uid: int = -1
+
+    @property
+    def kernel_thread(self) -> bool:
+        return self.pid == 2 or self.ppid == 2
+
+    @property
+    def exe_name(self) -> str:
+        """Base name of argv[0] ("/usr/sbin/sshd -D" -> "sshd"); the comm when unknown."""
+        first = self.args.split(" ", 1)[0] if self.args else ""
+        if not first or first.startswith("["):
+            return self.comm
+        return first.rstrip(":").rsplit("/", 1)[-1] or self.comm
+
+    def describe(self) -> str:
+        return f"{self.comm} (pid {self.pid}, user {self.user}): {self.args[:200]}"
+
+
+def parse_ps(text: str) -> list[Process]:
+    """Lines of ``ps -eo pid:10=,ppid:10=,uid:10=,user:32=,comm:16=,args=``."""
+    out: list[Process] = []
+    for line in text.splitlines():
+        if len(line) < 83:
+            line = line.ljust(83)
+        head = line[:33].split()
+        if len(head) != 3 or not all(h.isdigit() for h in head):
+            continue
+        user = line[33:65].strip()
+        comm = line[66:82].rstrip()
+        args = line[83:].rstrip()
+        if not user or not comm:
+            continue
+        out.append(Process(int(head[0]), int(head[1]), user, comm, redact(args), int(head[2])))
+    return out
+
+
+def parse_proc_status(text: str, passwd: dict[int, str]) -> list[Process]:
+    """``grep -H -e ^Name: -e ^PPid: -e ^Uid: /proc/*/status`` output."""
+    rows: dict[int, dict[str, str]] = {}
+    for line in text.splitlines():
+        m = re.match(r"/proc/(\d+)/status:(Name|PPid|Uid):\s*(.*)$", line)
+        if m:
+            rows.setdefault(int(m.group(1)), {})[m.group(2)] = m.group(3)
+    out: list[Process] = []
+    for pid, row in sorted(rows.items()):
+        name = row.get("Name", "").strip()
+        ppid_s = row.get("PPid", "").strip()
+        uids = row.get("Uid", "").split()
+        if not name or not ppid_s.isdigit():
+            continue
+        uid = int(uids[1]) if len(uids) > 1 and uids[1].isdigit() else -1
+        out.append(Process(pid, int(ppid_s), passwd.get(uid, str(uid)), name, "", uid))
+    return out
+
+
+def processes(facts: Facts) -> list[Process]:
+    b = facts.bundle
+    if not b.live:
+        raise EvidenceError("no running processes in an offline image")
+    rec = b.command(PS_COMMAND)
+    if rec is None:
+        raise EvidenceError("the process list was not gathered")
+    head, _, body = rec.stdout.partition("\n")
+    if head == "#ps":
+        result = parse_ps(body)
+    elif head == "#proc":
+        from nectar_audit.facts.sockets import parse_passwd
+
+        try:
+            passwd = parse_passwd(b.text("/etc/passwd") or "")
+        except EvidenceError:
+            passwd = {}
+        result = parse_proc_status(body, passwd)
+    else:
+        result = []
+    if not result:
+        raise EvidenceError("cannot list processes: neither ps nor /proc/*/status gave any")
+    return result
+
+
+def _matches(proc: Process, name: str) -> bool:
+    return proc.comm == name or proc.comm == name[:15] or proc.exe_name == name
+
+
+def running(facts: Facts, *names: str) -> bool:
+    """A (non-kernel) process whose command name or argv[0] base name is one of ``names`` runs."""
+    return any(_matches(p, n) for p in facts.get(processes) if not p.kernel_thread for n in names)
+
+
+def find(facts: Facts, *names: str) -> list[Process]:
+    """The processes matching ``names`` like ``running`` does."""
+    return [p for p in facts.get(processes) if not p.kernel_thread and any(_matches(p, n) for n in names)]

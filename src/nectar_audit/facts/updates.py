@@ -1,0 +1,558 @@
+"""Pending updates, from the package metadata already on the host (never refreshed by the audit).
+
+apt: the security archives' ``Packages`` lists in ``/var/lib/apt/lists`` (reduced at ingestion to the
+name, version and architecture of each package, so the bundle stays small) are compared with the
+installed versions. Which lists are security lists is read from their ``InRelease``/``Release``
+headers (Label ``Debian-Security``, suites ``*-security``). When the lists are stored compressed
+(``Acquire::GzipIndexes``), a live host is asked with ``apt-get -s dist-upgrade`` (a simulation; it
+neither locks nor downloads). dnf: ``dnf updateinfo list --security --cacheonly`` and
+``dnf list --upgrades --cacheonly 'kernel*'``, both from the cached metadata only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from nectar_audit.evidence.bundle import EvidenceError
+from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence.sanitize import sanitizer
+from nectar_audit.facts.packages import PackageDb, packages
+from nectar_audit.facts.versions import VersionError, dpkg_compare
+
+if TYPE_CHECKING:
+    from nectar_audit.facts import Facts
+
+LISTS = "/var/lib/apt/lists"
+SECURITY_PACKAGES_GLOB = f"{LISTS}/*security*_Packages"
+APT_SIMULATE = "apt-get -s -q -o Debug::NoLocking=true dist-upgrade"
+DNF_SECURITY = "dnf -q --cacheonly updateinfo list --security"
+DNF_KERNEL = "dnf -q --cacheonly list --upgrades 'kernel*'"
+
+STAMPS = ("/var/lib/apt/periodic/update-success-stamp", "/var/lib/apt/periodic/update-stamp")
+
+ALIASES = "/etc/aliases"
+ROOT_FORWARD = "/root/.forward"
+SENDMAIL = ("/usr/sbin/sendmail", "/usr/lib/sendmail")
+
+NEEDS = Needs(
+    files=(f"{LISTS}/*_InRelease", f"{LISTS}/*_Release", SECURITY_PACKAGES_GLOB, ALIASES, ROOT_FORWARD),
+    stats=(LISTS, f"{LISTS}/*", *STAMPS, *SENDMAIL),
+    commands={
+        "apt.simulate": (
+            "command -v apt-get >/dev/null 2>&1 || exit 127\n"
+            f'for f in {SECURITY_PACKAGES_GLOB}; do [ -f "$f" ] && exit 3; done\n'
+            f"na_to 30 {APT_SIMULATE}"
+        ),
+        "dnf.updates": (
+            "command -v dnf >/dev/null 2>&1 || exit 127\n"
+            f"echo '#security'; na_to 90 {DNF_SECURITY} 2>&1; echo \"#rc $?\"\n"
+            f"echo '#kernel'; na_to 90 {DNF_KERNEL} 2>&1; echo \"#rc $?\""
+        ),
+    },
+    sanitize={
+        f"{LISTS}/*_InRelease": "apt-release-header",
+        f"{LISTS}/*_Release": "apt-release-header",
+        SECURITY_PACKAGES_GLOB: "apt-packages-brief",
+    },
+)
+
+# -- sanitizers: keep what the checks need, drop the bulk ----------------------------------------
+
+_RELEASE_KEYS = ("Origin", "Label", "Suite", "Codename", "Version", "Date", "Valid-Until")
+_BRIEF_KEYS = ("Package", "Version", "Architecture", "Source")
+
+
+@sanitizer("apt-release-header")
+def release_header(data: bytes) -> str:
+    """The identifying fields of a Release/InRelease file (its checksum lists and signature dropped)."""
+    out = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        if line.startswith(("MD5Sum:", "SHA1:", "SHA256:", "SHA512:", "-----BEGIN PGP SIGNATURE")):
+            break
+        key = line.split(":", 1)[0]
+        if key in _RELEASE_KEYS:
+            out.append(line)
+    return "\n".join(out) + ("\n" if out else "")
+
+
+@sanitizer("apt-packages-brief")
+def packages_brief(data: bytes) -> str:
+    """A Packages list reduced to the Package/Version/Architecture/Source of every stanza."""
+    keep = tuple(k + ":" for k in _BRIEF_KEYS)
+    out = [line for line in data.decode("utf-8", "replace").splitlines() if not line or line.startswith(keep)]
+    return "\n".join(out) + "\n"
+
+
+# -- model ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PendingUpdate:
+    name: str
+    installed: str | None  # None for a package the upgrade would newly install (a new kernel ABI)
+    candidate: str
+    arch: str = ""
+    security: bool = False
+    origin: str = ""  # list file, apt origin ("Debian-Security:12/stable-security") or dnf repo
+    advisory: str | None = None  # RHSA-2024:1234, FEDORA-2024-…, when known
+    severity: str | None = None
+
+    def describe(self) -> str:
+        head = (
+            f"{self.name} {self.installed} → {self.candidate}"
+            if self.installed
+            else f"{self.name} {self.candidate} (new)"
+        )
+        return head + (f" ({self.advisory})" if self.advisory else "")
+
+
+@dataclass(frozen=True)
+class UpdateState:
+    manager: str  # apt | dnf
+    source: str  # evidence source: list files, a command
+    updates: tuple[PendingUpdate, ...]
+    security_only: bool  # True when only security updates are known (apt lists, dnf updateinfo)
+    security_sources: tuple[str, ...] = ()  # the security lists / repos consulted
+    refreshed: dt.datetime | None = None  # when the metadata was last refreshed, if known
+    notes: tuple[str, ...] = ()
+    kernel_updates: tuple[PendingUpdate, ...] = ()  # dnf: newer kernel packages in the repos
+
+    @property
+    def security(self) -> list[PendingUpdate]:
+        return [u for u in self.updates if u.security]
+
+
+@dataclass(frozen=True)
+class ReleaseInfo:
+    path: str
+    fields: dict[str, str]
+
+    @property
+    def prefix(self) -> str:
+        name = self.path.rsplit("/", 1)[-1]
+        return name[: -len("InRelease")] if name.endswith("_InRelease") else name[: -len("Release")]
+
+    @property
+    def is_security(self) -> bool:
+        label = self.fields.get("Label", "")
+        suite = self.fields.get("Suite", "")
+        codename = self.fields.get("Codename", "")
+        return (
+            "security" in label.lower()
+            or suite.endswith("-security")
+            or codename.endswith("-security")
+            or suite.endswith("/updates")
+        )
+
+    def describe(self) -> str:
+        f = self.fields
+        return f"{f.get('Label', f.get('Origin', '?'))}:{f.get('Version', '')}/{f.get('Suite', '?')}"
+
+
+# -- parsers -------------------------------------------------------------------------------------
+
+
+def parse_release(text: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith(("MD5Sum:", "SHA1:", "SHA256:", "SHA512:")):
+            break
+        if ":" in line and not line.startswith((" ", "\t", "-")):
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+_STANZA_FIELD = re.compile(r"^(Package|Version|Architecture):[ \t]*(\S+)", re.M)
+
+
+def parse_packages_list(text: str) -> dict[tuple[str, str], str]:
+    """(name, arch) -> highest version in a Packages list (dpkg ordering)."""
+    best: dict[tuple[str, str], str] = {}
+    for stanza in text.split("\n\n"):
+        fields = dict(_STANZA_FIELD.findall(stanza))
+        name, version = fields.get("Package"), fields.get("Version")
+        if not name or not version:
+            continue
+        key = (name, fields.get("Architecture", ""))
+        old = best.get(key)
+        try:
+            if old is None or dpkg_compare(version, old) > 0:
+                best[key] = version
+        except VersionError:
+            continue
+    return best
+
+
+_INST = re.compile(r"^Inst (\S+) (?:\[([^\]]*)\] )?\((\S+) (.*?) ?\[([^\]]+)\]\)")
+
+
+def parse_apt_simulation(text: str) -> list[PendingUpdate]:
+    """``Inst`` lines of ``apt-get -s dist-upgrade``; security when an origin is a security suite."""
+    out: list[PendingUpdate] = []
+    for line in text.splitlines():
+        m = _INST.match(line)
+        if m is None:
+            continue
+        name, old, new, origins, arch = m.groups()
+        parts = [o.strip() for o in origins.split(",") if o.strip()]
+        security = any(_origin_is_security(o) for o in parts)
+        out.append(
+            PendingUpdate(
+                name=name,
+                installed=old or None,
+                candidate=new,
+                arch=arch,
+                security=security,
+                origin=", ".join(parts),
+            )
+        )
+    return out
+
+
+def _origin_is_security(origin: str) -> bool:
+    label, _, rest = origin.partition(":")
+    suite = rest.split("/", 1)[-1]
+    return "security" in label.lower() or suite.endswith("-security") or suite.endswith("/updates")
+
+
+_NEVRA = re.compile(
+    r"^(?P<name>.+)-(?:(?P<epoch>\d+):)?(?P<version>[^-:]+)-(?P<release>[^-]+)\.(?P<arch>[^.]+)$"
+)
+
+
+def split_nevra(nevra: str) -> tuple[str, str, str] | None:
+    """``openssl-libs-1:3.0.7-25.el9_3.x86_64`` -> (name, "1:3.0.7-25.el9_3", arch)."""
+    m = _NEVRA.match(nevra)
+    if m is None:
+        return None
+    evr = f"{m['version']}-{m['release']}"
+    if m["epoch"] and m["epoch"] != "0":
+        evr = f"{m['epoch']}:{evr}"
+    return m["name"], evr, m["arch"]
+
+
+def parse_dnf_updateinfo(text: str) -> list[PendingUpdate]:
+    """dnf4 ``ID Severity/Sec. NEVRA`` lines and dnf5 ``ID Type Severity NEVRA Issued`` rows."""
+    out: list[PendingUpdate] = []
+    seen: set[tuple[str, str]] = set()
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) < 3 or words[0] in ("Name", "Last"):
+            continue
+        advisory = words[0]
+        nevra = next((w for w in words[1:] if split_nevra(w) is not None and "." in w), None)
+        if nevra is None:
+            continue
+        split = split_nevra(nevra)
+        assert split is not None
+        name, evr, arch = split
+        severity = None
+        for w in words[1:]:
+            if w.endswith("/Sec."):
+                severity = w[: -len("/Sec.")]
+            elif w in ("Critical", "Important", "Moderate", "Low"):
+                severity = w
+        if (advisory, nevra) in seen:
+            continue
+        seen.add((advisory, nevra))
+        out.append(
+            PendingUpdate(
+                name=name,
+                installed=None,
+                candidate=evr,
+                arch=arch,
+                security=True,
+                origin="dnf updateinfo",
+                advisory=advisory,
+                severity=severity,
+            )
+        )
+    return out
+
+
+def parse_dnf_list(text: str) -> list[PendingUpdate]:
+    """``name.arch  evr  repo`` rows of ``dnf list --upgrades``."""
+    out: list[PendingUpdate] = []
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) != 3 or "." not in words[0] or not words[1][:1].isdigit():
+            continue
+        name, _, arch = words[0].rpartition(".")
+        out.append(PendingUpdate(name=name, installed=None, candidate=words[1], arch=arch, origin=words[2]))
+    return out
+
+
+def split_sections(stdout: str) -> dict[str, tuple[str, int]]:
+    """The ``#name`` … ``#rc N`` sections of a multi-part command record."""
+    out: dict[str, tuple[str, int]] = {}
+    current: str | None = None
+    body: list[str] = []
+    for line in stdout.splitlines():
+        if line.startswith("#rc ") and current is not None:
+            rc = int(line[4:]) if line[4:].strip().lstrip("-").isdigit() else -1
+            out[current] = ("\n".join(body), rc)
+            current, body = None, []
+        elif line.startswith("#") and re.fullmatch(r"#[a-z]+", line):
+            current, body = line[1:], []
+        elif current is not None:
+            body.append(line)
+    return out
+
+
+# -- the fact ------------------------------------------------------------------------------------
+
+
+def _when(ts: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+
+
+def apt_releases(facts: Facts) -> list[ReleaseInfo]:
+    b = facts.bundle
+    out = []
+    for path in (*b.glob(f"{LISTS}/*_InRelease"), *b.glob(f"{LISTS}/*_Release")):
+        text = b.text(path)
+        if text:
+            out.append(ReleaseInfo(path, parse_release(text)))
+    return out
+
+
+def _release_date(text: str) -> dt.datetime | None:
+    try:
+        from email.utils import parsedate_to_datetime
+
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def last_refresh(facts: Facts, releases: list[ReleaseInfo] | None = None) -> dt.datetime | None:
+    """When apt last refreshed its lists: periodic stamps, the lists directory, the newest Release Date."""
+    b = facts.bundle
+    times: list[dt.datetime] = []
+    for path in (f"{LISTS}", *STAMPS):
+        st = b.stats.get(path)
+        if st is not None:
+            times.append(_when(st.mtime))
+    for rel in releases if releases is not None else apt_releases(facts):
+        date = _release_date(rel.fields.get("Date", ""))
+        if date is not None:
+            times.append(date)
+    return max(times) if times else None
+
+
+def _apt_updates(facts: Facts, db: PackageDb) -> UpdateState:
+    b = facts.bundle
+    stats = {p: s for p, s in b.stats.items() if p.startswith(LISTS + "/")}
+    lists = [p for p in stats if re.search(r"_Packages(\.[a-z0-9]+)?$", p)]
+    if not lists:
+        raise EvidenceError(
+            f"apt has no package lists ({LISTS} is empty): pending updates cannot be known "
+            "until `apt update` has run"
+        )
+    releases = apt_releases(facts)
+    when = last_refresh(facts, releases)
+    security_releases = [r for r in releases if r.is_security]
+    sec_files = []
+    for path in b.glob(SECURITY_PACKAGES_GLOB):
+        name = path.rsplit("/", 1)[-1]
+        rel = max(
+            (r for r in releases if name.startswith(r.prefix)), key=lambda r: len(r.prefix), default=None
+        )
+        if rel is None or rel.is_security:
+            sec_files.append(path)
+    compressed = [p for p in lists if "security" in p and not p.endswith("_Packages")]
+
+    sim = b.command("apt.simulate")
+    if not sec_files:
+        no_security = () if security_releases else ("no security archive is among apt's sources",)
+        if sim is not None and sim.rc == 0:
+            simulated = parse_apt_simulation(sim.stdout)
+            return UpdateState(
+                "apt",
+                f"command: {APT_SIMULATE}",
+                tuple(simulated),
+                security_only=False,
+                security_sources=tuple(r.path for r in security_releases),
+                refreshed=when,
+                notes=no_security,
+            )
+        if compressed:
+            raise EvidenceError(
+                f"the security package lists are stored compressed ({compressed[0].rsplit('/', 1)[-1]}); "
+                "pending security updates can only be listed on the live host (apt-get -s dist-upgrade)"
+            )
+        if security_releases:
+            raise EvidenceError(
+                "the security archive's Release file is present but none of its Packages lists"
+            )
+        return UpdateState(
+            "apt", LISTS, (), security_only=True, security_sources=(), refreshed=when, notes=no_security
+        )
+    available: dict[tuple[str, str], tuple[str, str]] = {}
+    notes: list[str] = []
+    for path in sec_files:
+        rec = b.file(path)
+        if rec is not None and rec.truncated:
+            notes.append(f"{path} was larger than the evidence limit and was read in part")
+        for key, version in parse_packages_list(b.text(path) or "").items():
+            old = available.get(key)
+            if old is None or dpkg_compare(version, old[0]) > 0:
+                available[key] = (version, path)
+    ups: list[PendingUpdate] = []
+    for pkg in db.installed():
+        for arch in (pkg.arch, "all"):
+            hit = available.get((pkg.name, arch))
+            if hit is None:
+                continue
+            try:
+                newer = dpkg_compare(hit[0], pkg.version) > 0
+            except VersionError:
+                continue
+            if newer:
+                ups.append(
+                    PendingUpdate(
+                        pkg.name,
+                        pkg.version,
+                        hit[0],
+                        pkg.arch,
+                        security=True,
+                        origin=hit[1].rsplit("/", 1)[-1],
+                    )
+                )
+            break
+    ups.sort(key=lambda u: u.name)
+    return UpdateState(
+        "apt",
+        f"{LISTS}/*security*_Packages",
+        tuple(ups),
+        security_only=True,
+        security_sources=tuple(sec_files),
+        refreshed=when,
+        notes=tuple(notes),
+    )
+
+
+def _dnf_updates(facts: Facts) -> UpdateState:
+    b = facts.bundle
+    rec = b.command("dnf.updates")
+    if not b.live:
+        raise EvidenceError(
+            "pending dnf updates can only be listed on the live host "
+            "(dnf updateinfo list --security --cacheonly); this is an offline image"
+        )
+    if rec is None:
+        raise EvidenceError("the dnf update list was not gathered")
+    if rec.missing:
+        raise EvidenceError("dnf is not installed: pending security updates cannot be listed")
+    sections = split_sections(rec.stdout)
+    sec = sections.get("security")
+    if sec is None:
+        raise EvidenceError("dnf updateinfo gave no answer")
+    text, rc = sec
+    if rc != 0:
+        last = (text.strip().splitlines() or [f"exit status {rc}"])[-1]
+        if "cache" in text.lower():
+            raise EvidenceError(
+                f"dnf has no cached metadata to list security updates from ({last}); "
+                "the audit never downloads metadata: run `dnf makecache` first"
+            )
+        raise EvidenceError(f"dnf updateinfo list --security failed: {last}")
+    updates = parse_dnf_updateinfo(text)
+    kernel: list[PendingUpdate] = []
+    ktext = sections.get("kernel")
+    if ktext is not None and ktext[1] == 0:
+        kernel = parse_dnf_list(ktext[0])
+    return UpdateState(
+        "dnf",
+        f"command: {DNF_SECURITY}",
+        tuple(updates),
+        security_only=True,
+        security_sources=("dnf repositories (cached metadata)",),
+        kernel_updates=tuple(kernel),
+    )
+
+
+def pending_updates(facts: Facts) -> UpdateState:
+    """Pending (security) updates known from the host's own metadata; EvidenceError when unknowable."""
+    db = facts.get(packages)
+    if db.manager == "dpkg":
+        return _apt_updates(facts, db)
+    return _dnf_updates(facts)
+
+
+# -- where root's mail goes (update and security notices are mailed to root) ---------------------
+
+
+def parse_aliases(text: str) -> dict[str, tuple[str, int]]:
+    """aliases(5): ``name: dest, dest`` with indented continuation lines; names are case-insensitive."""
+    out: dict[str, tuple[str, int]] = {}
+    current: str | None = None
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            current = None if not raw.strip() else current
+            continue
+        if raw[0] in " \t" and current is not None:
+            value, line = out[current]
+            out[current] = (f"{value} {raw.strip()}", line)
+            continue
+        name, sep, value = raw.partition(":")
+        if not sep:
+            current = None
+            continue
+        current = name.strip().lower()
+        out[current] = (value.strip(), lineno)
+    return out
+
+
+def classify_destination(dest: str) -> str:
+    """remote | local | program | file | discard."""
+    d = dest.strip().strip('"')
+    if d in ("/dev/null",):
+        return "discard"
+    if d.startswith("|"):
+        return "program"
+    if d.startswith(("/", ":include:")):
+        return "file"
+    if "@" in d:
+        return "remote"
+    return "local"
+
+
+@dataclass(frozen=True)
+class RootMail:
+    mta: str | None  # the sendmail program, or None when no MTA is installed
+    destinations: tuple[tuple[str, str], ...]  # (destination, kind)
+    source: str | None  # path:line of the alias or .forward used
+    unknown: str | None = None  # why the destination cannot be known
+
+
+def root_mail(facts: Facts) -> RootMail:
+    b = facts.bundle
+    mta = next((p for p in SENDMAIL if p in b.stats), None)
+    aliases_text = b.text(ALIASES)
+    if aliases_text:
+        entry = parse_aliases(aliases_text).get("root")
+        if entry is not None:
+            dests = tuple((d.strip(), classify_destination(d)) for d in entry[0].split(",") if d.strip())
+            return RootMail(mta, dests, f"{ALIASES}:{entry[1]}")
+    try:
+        forward = b.text(ROOT_FORWARD)
+    except EvidenceError as exc:
+        return RootMail(mta, (), None, str(exc))
+    if forward is None and b.live and not b.is_root:
+        return RootMail(mta, (), None, f"needs root to see whether {ROOT_FORWARD} exists")
+    if forward:
+        dests = tuple(
+            (d.strip(), classify_destination(d))
+            for line in forward.splitlines()
+            for d in line.split(",")
+            if d.strip() and not d.strip().startswith("#")
+        )
+        if dests:
+            return RootMail(mta, dests, ROOT_FORWARD)
+    return RootMail(mta, (("/var/mail/root", "local"),), None)

@@ -1,0 +1,194 @@
+"""The one-pass gatherer and the offline root-filesystem reader, against real files and a real sh."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nectar_audit.evidence.bundle import Bundle, EvidenceError
+from nectar_audit.evidence.needs import Needs, Search
+from nectar_audit.evidence.script import build_script, new_boundary, parse_stream
+from nectar_audit.targets.rootfs import RootFsTarget
+from nectar_audit.targets.script_runner import ScriptTarget
+
+
+def _tree(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    (root / "etc/ssh/sshd_config.d").mkdir(parents=True)
+    (root / "etc/ssh/sshd_config").write_text("Include /etc/ssh/sshd_config.d/*.conf\nPort 22\n")
+    (root / "etc/ssh/sshd_config.d/50 cloud init.conf").write_text("PasswordAuthentication yes\n")
+    (root / "etc/ssh/sshd_config.d/empty.conf").write_text("")
+    (root / "etc/ssh/sshd_config.d/no-newline.conf").write_text("Port 2222")
+    (root / "etc/binary").write_bytes(bytes(range(256)) * 4)
+    (root / "etc/locked").write_text("secret\n")
+    os.chmod(root / "etc/locked", 0)
+    (root / "home/alice/.ssh").mkdir(parents=True)
+    (root / "home/alice/.ssh/id_ed25519").write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n")
+    (root / "home/alice/notes.txt").write_text("nothing\n")
+    (root / "etc/shadow").write_text("root:$6$salt$hashhashhash:19000:0:99999:7:::\nbob::19000::::::\n")
+    return root
+
+
+NEEDS = Needs(
+    files=("/etc/ssh/sshd_config", "/etc/ssh/sshd_config.d/*.conf", "/etc/binary", "/etc/locked",
+           "/etc/missing", "/etc/shadow"),
+    stats=("/etc/ssh/sshd_config", "/home/*"),
+    commands={"t.echo": "printf 'hello\\n'; echo oops >&2; exit 3", "t.none": "no-such-program-na"},
+    searches=(Search("keys", ("/home",), "PRIVATE KEY-----", maxdepth=3),),
+    sanitize={"/etc/shadow": "shadow"},
+)
+
+
+def _local_bundle(root: Path) -> Bundle:
+    # The generated script reads absolute paths; run it in a chroot-like view by rewriting them.
+    needs = Needs(
+        files=tuple(str(root) + p for p in NEEDS.files),
+        stats=tuple(str(root) + p for p in NEEDS.stats),
+        commands=NEEDS.commands,
+        searches=(Search("keys", (str(root / "home"),), "PRIVATE KEY-----", maxdepth=3),),
+        sanitize={str(root) + "/etc/shadow": "shadow"},
+    )
+    return ScriptTarget("t", ["/bin/sh", "-s"]).gather(needs)
+
+
+def test_live_script_and_offline_reader_agree(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    live = _local_bundle(root)
+    offline = RootFsTarget(str(root)).gather(NEEDS)
+    prefix = str(root)
+    live_files = {p[len(prefix):]: r for p, r in live.files.items()}
+    assert set(live_files) == set(offline.files)
+    for path, rec in offline.files.items():
+        if os.geteuid() == 0 and path == "/etc/locked":
+            continue
+        assert live_files[path] == rec, path
+    assert live.commands["t.echo"].stdout == "hello\n"
+    assert live.commands["t.echo"].rc == 3
+    assert live.commands["t.echo"].stderr.strip() == "oops"
+    assert live.commands["t.none"].missing
+    assert offline.commands == {}
+    assert [p[len(prefix):] for p in live.searches["keys"]] == offline.searches["keys"] == [
+        "/home/alice/.ssh/id_ed25519"
+    ]
+    assert {p[len(prefix):] for p in live.stats} == set(offline.stats) == {
+        "/etc/ssh/sshd_config", "/home/alice"
+    }
+    assert live.uid == os.geteuid()
+
+
+def test_file_boundaries_are_exact(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    b = RootFsTarget(str(root)).gather(NEEDS)
+    assert b.text("/etc/ssh/sshd_config.d/empty.conf") == ""
+    assert b.text("/etc/ssh/sshd_config.d/no-newline.conf") == "Port 2222"
+    assert b.text("/etc/ssh/sshd_config.d/50 cloud init.conf") == "PasswordAuthentication yes\n"
+    assert b.text("/etc/missing") is None
+
+
+def test_secrets_are_sanitized_on_ingestion(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    for bundle in (_local_bundle(root), RootFsTarget(str(root)).gather(NEEDS)):
+        dumped = json.dumps(bundle.to_json())
+        assert "hashhashhash" not in dumped
+        shadow = next(r.content for p, r in bundle.files.items() if p.endswith("/etc/shadow"))
+        assert shadow == "root:{hash:sha512crypt}:19000:0:99999:7:::\nbob::19000::::::\n"
+
+
+def _world_traversable_tree() -> Path:
+    # pytest's tmp dirs are 0700; an unprivileged reader must be able to reach the files.
+    base = Path(tempfile.mkdtemp(prefix="na-unreadable-"))
+    os.chmod(base, 0o755)
+    return base
+
+
+def _as_nobody(argv: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return argv
+    assert shutil.which("setpriv"), "setpriv (util-linux) is needed to drop privileges"
+    return ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *argv]
+
+
+def test_unreadable_as_non_root_says_needs_root() -> None:
+    base = _world_traversable_tree()
+    try:
+        root = _tree(base)
+        needs = Needs(files=(str(root / "etc/locked"), str(root / "etc/hostname")))
+        b = ScriptTarget("t", _as_nobody(["/bin/sh", "-s"])).gather(needs)
+        assert b.uid != 0
+        with pytest.raises(EvidenceError, match=r"needs root to read .*/etc/locked"):
+            b.text(str(root / "etc/locked"))
+    finally:
+        shutil.rmtree(base)
+
+
+def test_unreadable_file_offline_is_an_error_not_a_crash() -> None:
+    base = _world_traversable_tree()
+    try:
+        root = _tree(base)
+        code = (
+            "import sys; from nectar_audit.targets.rootfs import RootFsTarget;"
+            "from nectar_audit.evidence.needs import Needs;"
+            "b = RootFsTarget(sys.argv[1]).gather(Needs(files=('/etc/locked', '/etc/ssh/sshd_config')));"
+            "print(b.files['/etc/locked'].error, bool(b.text('/etc/ssh/sshd_config')))"
+        )
+        src = str(Path(__file__).resolve().parents[1] / "src")
+        out = subprocess.run(_as_nobody([sys.executable, "-c", code, str(root)]), capture_output=True, text=True,
+                             timeout=60, check=True, env={**os.environ, "PYTHONPATH": src}).stdout
+        assert out.strip() == "Permission denied True"
+    finally:
+        shutil.rmtree(base)
+
+
+def test_symlinks_resolve_inside_the_root(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    (tmp_path / "outside").write_text("host file\n")
+    (root / "etc/escape").symlink_to("/etc/hostname")  # absolute: must mean root/etc/hostname
+    (root / "etc/hostname").write_text("image-host\n")
+    (root / "etc/loop").symlink_to("/etc/loop")
+    (root / "etc/dotdot").symlink_to("../../../../../../outside")
+    t = RootFsTarget(str(root))
+    b = t.gather(Needs(files=("/etc/escape", "/etc/loop", "/etc/dotdot")))
+    assert b.text("/etc/escape") == "image-host\n"
+    with pytest.raises(EvidenceError, match="symbolic links"):
+        b.text("/etc/loop")
+    assert b.text("/etc/dotdot") is None  # ".." stops at the image's root
+
+
+def test_truncated_stream_is_recorded(tmp_path: Path) -> None:
+    boundary = new_boundary()
+    script = build_script(Needs(files=("/etc/hostname",), commands={"x": "echo hi"}), boundary)
+    out = subprocess.run(["/bin/sh", "-s"], input=script.encode(), capture_output=True, check=True).stdout
+    b = Bundle("t", "local", True)
+    parse_stream(out[: len(out) // 2], boundary, b)
+    assert any("ended early" in e or "not terminated" in e for e in b.errors) or not b.commands
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=2000))
+def test_parse_stream_never_raises(data: bytes) -> None:
+    b = Bundle("t", "local", True)
+    parse_stream(data, "@@NA-x", b)
+    parse_stream(b"\n@@NA-x F /a\n" + data, "@@NA-x", b)
+
+
+def test_bundle_round_trips_through_json(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    b = _local_bundle(root)
+    again = Bundle.from_json(json.loads(json.dumps(b.to_json())))
+    assert again.to_json() == b.to_json()
+
+
+@pytest.mark.parametrize("bad", [[], {"format": 99}, {"format": 1}, {"format": 1, "target": "x", "kind": "k",
+                                                                      "live": True, "stats": {"/a": ["x"]}}])
+def test_malformed_bundles_are_clear_errors(bad: object) -> None:
+    with pytest.raises(EvidenceError, match="evidence bundle"):
+        Bundle.from_json(bad)
