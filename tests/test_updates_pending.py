@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -279,3 +280,43 @@ def test_garbage_lists_never_crash(text: str, data: bytes) -> None:
     r = h.check(7)
     assert r.status in (Status.MANUAL, Status.WARN, Status.FAIL, Status.ERROR), messages(r)
     assert parse_apt_simulation(text) is not None and parse_dnf_updateinfo(text) is not None
+
+
+def test_decompressed_security_lists_are_split_per_file() -> None:
+    from nectar_audit.facts.updates import split_decompressed_lists
+
+    out = (
+        "#file /var/lib/apt/lists/x_bookworm-security_main_binary-amd64_Packages.lz4\n"
+        "Package: libssl3\nVersion: 3.0.15-1~deb12u1\nArchitecture: amd64\n\n"
+        "#file /var/lib/apt/lists/x_bookworm-security_contrib_binary-amd64_Packages.gz\n"
+    )
+    parts = split_decompressed_lists(out)
+    assert [p for p, _ in parts] == [
+        "/var/lib/apt/lists/x_bookworm-security_main_binary-amd64_Packages.lz4",
+        "/var/lib/apt/lists/x_bookworm-security_contrib_binary-amd64_Packages.gz",
+    ]
+    assert parts[0][1].startswith("Package: libssl3\nVersion: 3.0.15-1~deb12u1\n")
+
+
+def test_compressed_lists_on_this_machine_agree_with_apt_simulation() -> None:
+    """Live: apt's own decompressor path finds the security updates apt-get -s would install."""
+    import shutil
+    import subprocess
+
+    from nectar_audit.config import Config
+    from nectar_audit.evidence.needs import all_needs
+    from nectar_audit.facts import Facts
+    from nectar_audit.facts.updates import APT_SIMULATE, parse_apt_simulation, pending_updates
+    from nectar_audit.targets.local import LocalTarget
+
+    if shutil.which("apt-get") is None:
+        pytest.skip("not an apt system")
+    bundle = LocalTarget().gather(all_needs())
+    lists = bundle.command("apt.security_lists")
+    assert lists is not None
+    if lists.rc != 0:
+        pytest.skip("this machine keeps its security lists uncompressed or has none")
+    state = pending_updates(Facts(bundle, Config()))
+    sim = subprocess.run(APT_SIMULATE.split(), capture_output=True, text=True, timeout=120, check=True).stdout
+    security = {u.name for u in parse_apt_simulation(sim) if u.security}
+    assert {u.name for u in state.updates} >= security

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 LISTS = "/var/lib/apt/lists"
 SECURITY_PACKAGES_GLOB = f"{LISTS}/*security*_Packages"
+APT_HELPER = "/usr/lib/apt/apt-helper"
 APT_SIMULATE = "apt-get -s -q -o Debug::NoLocking=true dist-upgrade"
 DNF_SECURITY = "dnf -q --cacheonly updateinfo list --security"
 DNF_KERNEL = "dnf -q --cacheonly list --upgrades 'kernel*'"
@@ -41,9 +42,23 @@ NEEDS = Needs(
     files=(f"{LISTS}/*_InRelease", f"{LISTS}/*_Release", SECURITY_PACKAGES_GLOB, ALIASES, ROOT_FORWARD),
     stats=(LISTS, f"{LISTS}/*", *STAMPS, *SENDMAIL),
     commands={
+        # Lists kept compressed (apt's KeepCompressed) are read through apt's own decompressor,
+        # reduced in the pipe to the fields the brief sanitizer keeps: ~20 ms instead of a resolver run.
+        "apt.security_lists": (
+            f'for f in {SECURITY_PACKAGES_GLOB}; do [ -f "$f" ] && exit 3; done\n'
+            f"[ -x {APT_HELPER} ] || exit 127\n"
+            "n=0\n"
+            f'for f in {SECURITY_PACKAGES_GLOB}.*; do\n'
+            '  [ -f "$f" ] || continue\n'
+            '  echo "#file $f"; n=1\n'
+            f'  na_to 20 {APT_HELPER} cat-file "$f" | grep -E "^(Package|Version|Architecture|Source):|^$"\n'
+            "done\n"
+            '[ "$n" = 1 ] || exit 4'
+        ),
         "apt.simulate": (
             "command -v apt-get >/dev/null 2>&1 || exit 127\n"
             f'for f in {SECURITY_PACKAGES_GLOB}; do [ -f "$f" ] && exit 3; done\n'
+            f'if [ -x {APT_HELPER} ]; then for f in {SECURITY_PACKAGES_GLOB}.*; do [ -f "$f" ] && exit 3; done; fi\n'
             f"na_to 30 {APT_SIMULATE}"
         ),
         "dnf.updates": (
@@ -345,6 +360,17 @@ def last_refresh(facts: Facts, releases: list[ReleaseInfo] | None = None) -> dt.
     return max(times) if times else None
 
 
+def split_decompressed_lists(stdout: str) -> list[tuple[str, str]]:
+    """The ``apt.security_lists`` output: ``#file PATH`` headers, each followed by that list's stanzas."""
+    out: list[tuple[str, list[str]]] = []
+    for line in stdout.splitlines():
+        if line.startswith("#file "):
+            out.append((line[len("#file "):], []))
+        elif out:
+            out[-1][1].append(line)
+    return [(path, "\n".join(lines) + "\n") for path, lines in out]
+
+
 def _apt_updates(facts: Facts, db: PackageDb) -> UpdateState:
     b = facts.bundle
     stats = {p: s for p, s in b.stats.items() if p.startswith(LISTS + "/")}
@@ -367,8 +393,24 @@ def _apt_updates(facts: Facts, db: PackageDb) -> UpdateState:
             sec_files.append(path)
     compressed = [p for p in lists if "security" in p and not p.endswith("_Packages")]
 
+    # (path, text, truncated) of every security Packages list, plain or decompressed on the host.
+    sec_lists: list[tuple[str, str, bool]] = []
+    for path in sec_files:
+        rec = b.file(path)
+        sec_lists.append((path, b.text(path) or "", rec is not None and rec.truncated))
+    decompressed = b.command("apt.security_lists")
+    if not sec_lists and decompressed is not None and decompressed.rc == 0:
+        for path, text in split_decompressed_lists(decompressed.stdout):
+            name = path.rsplit("/", 1)[-1]
+            rel = max(
+                (r for r in releases if name.startswith(r.prefix)), key=lambda r: len(r.prefix), default=None
+            )
+            if rel is None or rel.is_security:
+                sec_files.append(path)
+                sec_lists.append((path, text, False))
+
     sim = b.command("apt.simulate")
-    if not sec_files:
+    if not sec_lists:
         no_security = () if security_releases else ("no security archive is among apt's sources",)
         if sim is not None and sim.rc == 0:
             simulated = parse_apt_simulation(sim.stdout)
@@ -395,11 +437,10 @@ def _apt_updates(facts: Facts, db: PackageDb) -> UpdateState:
         )
     available: dict[tuple[str, str], tuple[str, str]] = {}
     notes: list[str] = []
-    for path in sec_files:
-        rec = b.file(path)
-        if rec is not None and rec.truncated:
+    for path, text, truncated in sec_lists:
+        if truncated:
             notes.append(f"{path} was larger than the evidence limit and was read in part")
-        for key, version in parse_packages_list(b.text(path) or "").items():
+        for key, version in parse_packages_list(text).items():
             old = available.get(key)
             if old is None or dpkg_compare(version, old[0]) > 0:
                 available[key] = (version, path)
