@@ -199,3 +199,21 @@ def test_inetd_parsers() -> None:
     assert [
         s.name for s in parse_xinetd("service a\n{\n server = /a\n}\nservice b\n{\n disable = no\n}\n", "/f")
     ] == ["a", "b"]
+
+
+def test_the_audit_itself_is_not_in_the_process_list() -> None:
+    from nectar_audit.facts.processes import Process, without_gatherer
+
+    procs = [
+        Process(1, 0, "root", "init", "/sbin/init"),
+        Process(100, 1, "root", "sshd", "sshd: /usr/sbin/sshd -D"),
+        Process(200, 100, "root", "sshd", "sshd: alice [priv]"),
+        Process(300, 200, "root", "sudo", "sudo -n sh -s"),
+        Process(301, 300, "root", "sh", "sh -s"),
+        Process(302, 301, "root", "sh", "sh -s"),
+        Process(303, 302, "root", "ps", "ps -eo ..."),
+        Process(400, 1, "root", "cron", "/usr/sbin/cron -f"),
+    ]
+    assert [p.pid for p in without_gatherer(procs, 301)] == [1, 100, 200, 400]
+    # Without sudo above it, only the script and its children are removed.
+    assert [p.pid for p in without_gatherer(procs[:3] + procs[4:], 301)] == [1, 100, 200, 400]

@@ -39,19 +39,21 @@ na_f() {
     fi
   done
 }
+na_bg() {
+  ( "$2" ) </dev/null >"$T/o$1" 2>"$T/e$1"; echo "$?" >"$T/r$1"
+}
 na_c() {
-  printf '\n%s C %s\n' "$B" "$1"
-  ( "$2" ) </dev/null 2>"$T/e"; r=$?
+  r=1; read -r r <"$T/r$1" || r=1
+  printf '\n%s C %s\n' "$B" "$2"
+  cat "$T/o$1"
   printf '\n%s E %s\n' "$B" "$r"
-  if [ -s "$T/e" ]; then printf '\n%s S %s\n' "$B" "$1"; head -c 65536 "$T/e"; printf '\n%s E 0\n' "$B"; fi
+  if [ -s "$T/e$1" ]; then printf '\n%s S %s\n' "$B" "$2"; head -c 65536 "$T/e$1"; printf '\n%s E 0\n' "$B"; fi
 }
 na_s() {
-  name=$1; shift
-  printf '\n%s X %s\n' "$B" "$name"
-  "$@" 2>/dev/null >"$T/x"
-  cat "$T/x"
+  printf '\n%s X %s\n' "$B" "$2"
+  cat "$T/x$1"
   printf '\n%s E 0\n' "$B"
-  while IFS= read -r p; do na_f "$p"; done <"$T/x"
+  while IFS= read -r p; do na_f "$p"; done <"$T/x$1"
 }
 """
 
@@ -61,6 +63,17 @@ def build_script(needs: Needs, boundary: str) -> str:
              f"B={shlex.quote(boundary)}"]
     lines.append(_PREAMBLE.replace("MAXBYTES", str(MAX_FILE_BYTES + 1)))
     lines.append(f"printf '\\n%s C %s\\n' \"$B\" {ID_COMMAND}; id -u; printf '\\n%s E 0\\n' \"$B\"")
+    # Commands and searches run in the background, all at once, while the files are read: the
+    # gather costs about as long as its slowest part, not the sum of its parts.
+    for i, snippet in enumerate(needs.commands.values()):
+        lines.append(f"na_cmd_{i}() {{\n{snippet}\n}}")
+        lines.append(f"na_bg {i} na_cmd_{i} &")
+    for i, search in enumerate(needs.searches):
+        roots = " ".join(shlex.quote(r) for r in search.roots)
+        lines.append(
+            f"find {roots} -xdev -maxdepth {search.maxdepth} -type f -size -{search.max_kib + 1}k "
+            f"-exec grep -lF -e {shlex.quote(search.contains)} {{}} + </dev/null >\"$T/x{i}\" 2>/dev/null &"
+        )
     # Globs stay unquoted so sh expands them; an unmatched glob is skipped by na_f's -f test.
     if needs.files:
         lines.append("na_f " + " ".join(_glob_word(p) for p in needs.files))
@@ -70,15 +83,11 @@ def build_script(needs: Needs, boundary: str) -> str:
             "stat -c '%f %u %g %s %Y %n' -- " + " ".join(_glob_word(p) for p in needs.stats)
             + " 2>/dev/null; printf '\\n%s E 0\\n' \"$B\""
         )
-    for search in needs.searches:
-        roots = " ".join(shlex.quote(r) for r in search.roots)
-        lines.append(
-            f"na_s {shlex.quote(search.name)} find {roots} -xdev -maxdepth {search.maxdepth} -type f "
-            f"-size -{search.max_kib + 1}k -exec grep -lF -e {shlex.quote(search.contains)} {{}} +"
-        )
-    for i, (name, snippet) in enumerate(needs.commands.items()):
-        lines.append(f"na_cmd_{i}() {{\n{snippet}\n}}")
-        lines.append(f"na_c {shlex.quote(name)} na_cmd_{i}")
+    lines.append("wait")
+    for i, name in enumerate(needs.commands):
+        lines.append(f"na_c {i} {shlex.quote(name)}")
+    for i, search in enumerate(needs.searches):
+        lines.append(f"na_s {i} {shlex.quote(search.name)}")
     return "\n".join(lines) + "\n"
 
 

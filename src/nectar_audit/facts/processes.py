@@ -35,7 +35,7 @@ if out=$(ps -eo {_PS_FORMAT} 2>/dev/null) && [ -n "$out" ]; then
 else
   echo '#proc'; grep -H -e '^Name:' -e '^PPid:' -e '^Uid:' /proc/[0-9]*/status 2>/dev/null
 fi
-:
+echo "#self $$"
 """
 
 NEEDS = Needs(files=("/etc/passwd",), commands={PS_COMMAND: _SNIPPET.strip("\n")})
@@ -117,6 +117,33 @@ def parse_proc_status(text: str, passwd: dict[int, str]) -> list[Process]:
     return out
 
 
+def _split_self(body: str) -> tuple[str, int | None]:
+    """The gatherer's own PID, which the snippet prints last (``$$`` is the script's shell)."""
+    lines = body.rstrip("\n").split("\n")
+    if lines and lines[-1].startswith("#self "):
+        pid = lines[-1][len("#self "):].strip()
+        return "\n".join(lines[:-1]) + "\n", int(pid) if pid.isdigit() else None
+    return body, None
+
+
+def without_gatherer(procs: list[Process], self_pid: int) -> list[Process]:
+    """The process list as it is without the audit: the gather script, its children, and the
+    ``sudo`` it may run under are ours, not the host's."""
+    by_pid = {p.pid: p for p in procs}
+    ours = {self_pid}
+    parent = by_pid.get(self_pid)
+    if parent is not None and parent.ppid in by_pid and by_pid[parent.ppid].comm == "sudo":
+        ours.add(parent.ppid)
+    changed = True
+    while changed:
+        changed = False
+        for p in procs:
+            if p.pid not in ours and p.ppid in ours:
+                ours.add(p.pid)
+                changed = True
+    return [p for p in procs if p.pid not in ours]
+
+
 def processes(facts: Facts) -> list[Process]:
     b = facts.bundle
     if not b.live:
@@ -125,6 +152,7 @@ def processes(facts: Facts) -> list[Process]:
     if rec is None:
         raise EvidenceError("the process list was not gathered")
     head, _, body = rec.stdout.partition("\n")
+    body, self_pid = _split_self(body)
     if head == "#ps":
         result = parse_ps(body)
     elif head == "#proc":
@@ -139,7 +167,7 @@ def processes(facts: Facts) -> list[Process]:
         result = []
     if not result:
         raise EvidenceError("cannot list processes: neither ps nor /proc/*/status gave any")
-    return result
+    return without_gatherer(result, self_pid) if self_pid is not None else result
 
 
 def _matches(proc: Process, name: str) -> bool:
