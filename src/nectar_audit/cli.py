@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import textwrap
@@ -19,6 +20,8 @@ from nectar_audit.model import HostResult
 from nectar_audit.registry import Entry, entries, implemented
 from nectar_audit.targets import Target, TargetError, parse_target
 from nectar_audit.targets.ssh import DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT
+
+REPORT_FORMATS = ("text", "json", "html", "junit", "markdown", "prometheus")
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -60,7 +63,7 @@ def _select(checks: str | None) -> list[Entry]:
 @click.argument("targets", nargs=-1)
 @click.option("--checks", "checks", metavar="LIST",
               help="Only these checks, e.g. 01,17 or Check-Security-01.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(list(REPORT_FORMATS)), default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the report here.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Config file (default /etc/nectar-audit.toml, then ~/.config/nectar-audit.toml).")
@@ -172,12 +175,49 @@ def run_scan(targets: Sequence[Target], selected: list[Entry], config: Config, s
 _evidence_path = evidence_path  # kept for callers of the old name
 
 
+def _render_document(results: list[HostResult], fmt: str) -> str | None:
+    """Formats rendered whole into one string (None for text/json, which stream)."""
+    if fmt == "junit":
+        from nectar_audit.reports import junit
+
+        return junit.render(results)
+    if fmt == "markdown":
+        from nectar_audit.reports import markdown
+
+        return markdown.render(results)
+    if fmt == "prometheus":
+        from nectar_audit.reports import prometheus
+
+        return prometheus.render(results)
+    if fmt == "html":
+        from nectar_audit.reports import html
+
+        return html.render(results)
+    return None
+
+
 def write_report(results: list[HostResult], fmt: str, output: str | None) -> None:
     """The one place report formats are chosen. Text reports of several hosts end with the fleet
     summary (host x check matrix, failures grouped by check)."""
     from nectar_audit.reports import fleet_summary, text
 
     try:
+        document = _render_document(results, fmt)
+        if document is not None:
+            if output:
+                # Written next to the target and renamed: node_exporter's textfile collector (and a
+                # browser reloading the page) never sees a half-written file.
+                tmp = f"{output}.tmp.{os.getpid()}"
+                try:
+                    with open(tmp, "w", encoding="utf-8") as out:
+                        out.write(document)
+                    os.replace(tmp, output)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+            else:
+                sys.stdout.write(document)
+            return
         if fmt == "json":
             if output:
                 with open(output, "w", encoding="utf-8") as out:
