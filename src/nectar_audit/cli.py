@@ -70,6 +70,9 @@ def _select(checks: str | None) -> list[Entry]:
 @click.option("--save-evidence", type=click.Path(), metavar="PATH",
               help="Save the raw evidence bundle (JSON); a directory when several targets are scanned.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors in findings.")
+@click.option("--store", "store", is_flag=False, flag_value="default", default=None, metavar="URL",
+              help="Keep this run in the history: an SQLAlchemy URL, or no value for the SQLite file in "
+                   "the user's data directory.")
 @click.option("--inventory", "inventory_path", type=click.Path(exists=True), metavar="FILE",
               help="Hosts to audit: a plain file (one target per line, # comments) or an Ansible inventory "
                    "(INI/YAML; needs nectar-audit[ansible]).")
@@ -107,7 +110,7 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
          limit: str | None, concurrency: int, identities: tuple[str, ...], ssh_config: str | None,
          known_hosts: str | None, accept_new_host_keys: bool, no_host_key_check: bool,
          sudo: bool | None, connect_timeout: float, command_timeout: float, jobs: int | None,
-         progress: bool | None) -> None:
+         progress: bool | None, store: str | None = None) -> None:
     """Audit TARGETS: local (default), root:PATH (an offline root filesystem), evidence:FILE.json,
     or hosts over SSH: user@host[:port], ssh://user@host[:port], [ipv6]:port or an ssh_config alias.
 
@@ -156,6 +159,16 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
                     debug=debug, progress=show_progress, jobs=jobs,
                     on_notice=lambda text: click.echo(f"nectar-audit: {text}", err=True))
     write_report(run.results, fmt, output)
+    if store is not None:
+        from nectar_audit import history
+
+        url = history.default_url() if store == "default" else store
+        try:
+            run_id = history.save_run(url, run.results, __version__)
+        except history.HistoryError as exc:
+            click.echo(f"nectar-audit: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+        click.echo(f"nectar-audit: stored as run {run_id} in {url}", err=True)
     if run.interrupted:
         click.echo(f"nectar-audit: interrupted; the report holds the {len(run.results) - len(run.failed)} "
                    f"host(s) audited before Ctrl-C", err=True)
@@ -259,6 +272,53 @@ def write_json(results: list[HostResult], out: TextIO) -> None:
         text = json.dumps(host.to_json(), indent=2, ensure_ascii=False)
         out.write(("" if i == 0 else ",\n") + textwrap.indent(text, "    "))
     out.write("\n  ]" + after + "\n")
+
+
+def _store_url(store: str | None) -> str:
+    from nectar_audit import history
+
+    return store or history.default_url()
+
+
+@main.command("history")
+@click.argument("host", required=False)
+@click.option("--store", metavar="URL", help="SQLAlchemy URL of the history (default: the user's SQLite file).")
+def history_cmd(host: str | None, store: str | None) -> None:
+    """List stored runs (only those that audited HOST, when given)."""
+    from nectar_audit import history
+
+    try:
+        runs = history.list_runs(_store_url(store), host)
+    except history.HistoryError as exc:
+        click.echo(f"nectar-audit: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    if not runs:
+        click.echo("no runs stored")
+    for run in runs:
+        click.echo(f"run {run.id}  {run.created}  {run.hosts} host(s), {run.failing_hosts} failing")
+
+
+@main.command("diff")
+@click.argument("run_a", type=int, required=False)
+@click.argument("run_b", type=int, required=False)
+@click.option("--store", metavar="URL", help="SQLAlchemy URL of the history (default: the user's SQLite file).")
+def diff_cmd(run_a: int | None, run_b: int | None, store: str | None) -> None:
+    """What changed between two runs (default: the last two): newly failing, fixed, new and vanished hosts."""
+    from nectar_audit import history
+
+    try:
+        diff = history.diff_runs(_store_url(store), run_a, run_b)
+    except history.HistoryError as exc:
+        click.echo(f"nectar-audit: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(f"run {diff.run_a} -> run {diff.run_b}")
+    for title, items in (("newly failing", diff.newly_failing), ("fixed", diff.fixed)):
+        click.echo(f"{title}: {len(items)}")
+        for host, check, summary in items:
+            click.echo(f"  {host}  {check}  {summary}")
+    click.echo(f"new hosts: {', '.join(diff.new_hosts) or 'none'}")
+    click.echo(f"vanished hosts: {', '.join(diff.vanished_hosts) or 'none'}")
+    sys.exit(EXIT_FAIL if diff.newly_failing else EXIT_OK)
 
 
 @main.command("checks")

@@ -1,0 +1,81 @@
+"""History store (SQLite via SQLAlchemy): save runs, list them, diff two runs; CLI --store/history/diff."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from nectar_audit import history
+from nectar_audit.cli import main
+from nectar_audit.model import HostResult, Status
+from tests.report_samples import check
+
+pytest.importorskip("sqlalchemy")
+
+
+def _host(name: str, statuses: dict[int, Status], error: str | None = None) -> HostResult:
+    return HostResult(target=name, hostname=name, error=error,
+                      checks=[check(n, s, f"{name} check {n} {s.value}") for n, s in statuses.items()])
+
+
+def test_save_list_and_diff(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sub' / 'h.sqlite'}"
+    first = history.save_run(url, [
+        _host("web1", {1: Status.FAIL, 2: Status.PASS}),
+        _host("db1", {1: Status.PASS}),
+        _host("gone", {1: Status.FAIL}),
+        _host("flaky", {1: Status.FAIL}),
+    ], "0.1")
+    second = history.save_run(url, [
+        _host("web1", {1: Status.PASS, 2: Status.FAIL}),
+        _host("db1", {1: Status.PASS}),
+        _host("new1", {1: Status.FAIL}),
+        _host("flaky", {}, error="connection refused"),
+    ], "0.1")
+    assert (first, second) == (1, 2)
+    runs = history.list_runs(url)
+    assert [(r.id, r.hosts, r.failing_hosts) for r in runs] == [(1, 4, 3), (2, 4, 2)]
+    assert [r.id for r in history.list_runs(url, "gone")] == [1]
+    diff = history.diff_runs(url)
+    assert (diff.run_a, diff.run_b) == (1, 2)
+    assert diff.newly_failing == [("web1", "Check-Security-02", "web1 check 2 fail")]
+    assert diff.fixed == [("web1", "Check-Security-01", "web1 check 1 fail")]
+    assert diff.new_hosts == ["new1"] and diff.vanished_hosts == ["gone"]
+    same = history.diff_runs(url, 2, 2)
+    assert not same.newly_failing and not same.fixed
+    with pytest.raises(history.HistoryError, match="no run 7"):
+        history.diff_runs(url, 7, 1)
+
+
+def test_diff_needs_two_runs(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'h.sqlite'}"
+    history.save_run(url, [], "0.1")
+    with pytest.raises(history.HistoryError, match="need two runs"):
+        history.diff_runs(url)
+
+
+def test_cli_store_history_and_diff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    root = tmp_path / "image"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/hostname").write_text("imagehost\n")
+    runner = CliRunner()
+    for _ in range(2):
+        result = runner.invoke(main, ["scan", f"root:{root}", "--checks", "01", "--store",
+                                      "-o", str(tmp_path / "r.txt")])
+        assert result.exit_code in (0, 1), result.output
+    assert (tmp_path / "data" / "nectar-audit" / "history.sqlite").exists()
+    result = runner.invoke(main, ["history"])
+    assert result.exit_code == 0 and "run 1 " in result.output and "run 2 " in result.output
+    result = runner.invoke(main, ["diff"])
+    assert result.exit_code == 0, result.output
+    assert "run 1 -> run 2" in result.output and "newly failing: 0" in result.output
+    url = f"sqlite:///{tmp_path / 'other.sqlite'}"
+    result = runner.invoke(main, ["scan", f"root:{root}", "--checks", "01", "--store", url,
+                                  "-o", str(tmp_path / "r.txt")])
+    assert "stored as run 1" in result.output
+    assert "run 1 " in runner.invoke(main, ["history", "--store", url, "imagehost"]).output
+    result = runner.invoke(main, ["diff", "--store", url])
+    assert result.exit_code == 2 and "need two runs" in result.output
