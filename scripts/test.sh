@@ -19,6 +19,7 @@ HOST_PACKAGES=(
     ntpsec ntpsec-ntpdig nftables iptables ufw rsyslog unattended-upgrades debootstrap sudo
     lynis hyperfine iproute2 procps iputils-ping util-linux mount coreutils python3 python3-venv
     rpm rsyslog-gnutls openssl
+    chromium postgresql
 )
 
 section "machine"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import textwrap
@@ -19,6 +20,8 @@ from nectar_audit.model import HostResult
 from nectar_audit.registry import Entry, entries, implemented
 from nectar_audit.targets import Target, TargetError, parse_target
 from nectar_audit.targets.ssh import DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT
+
+REPORT_FORMATS = ("text", "json", "html", "junit", "markdown", "prometheus")
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -60,13 +63,16 @@ def _select(checks: str | None) -> list[Entry]:
 @click.argument("targets", nargs=-1)
 @click.option("--checks", "checks", metavar="LIST",
               help="Only these checks, e.g. 01,17 or Check-Security-01.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(list(REPORT_FORMATS)), default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the report here.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False),
               help="Config file (default /etc/nectar-audit.toml, then ~/.config/nectar-audit.toml).")
 @click.option("--save-evidence", type=click.Path(), metavar="PATH",
               help="Save the raw evidence bundle (JSON); a directory when several targets are scanned.")
 @click.option("--debug", is_flag=True, help="Show tracebacks of internal errors in findings.")
+@click.option("--store", "store", is_flag=False, flag_value="default", default=None, metavar="URL",
+              help="Keep this run in the history: an SQLAlchemy URL, or no value for the SQLite file in "
+                   "the user's data directory.")
 @click.option("--inventory", "inventory_path", type=click.Path(exists=True), metavar="FILE",
               help="Hosts to audit: a plain file (one target per line, # comments) or an Ansible inventory "
                    "(INI/YAML; needs nectar-audit[ansible]).")
@@ -104,7 +110,7 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
          limit: str | None, concurrency: int, identities: tuple[str, ...], ssh_config: str | None,
          known_hosts: str | None, accept_new_host_keys: bool, no_host_key_check: bool,
          sudo: bool | None, connect_timeout: float, command_timeout: float, jobs: int | None,
-         progress: bool | None) -> None:
+         progress: bool | None, store: str | None = None) -> None:
     """Audit TARGETS: local (default), root:PATH (an offline root filesystem), evidence:FILE.json,
     or hosts over SSH: user@host[:port], ssh://user@host[:port], [ipv6]:port or an ssh_config alias.
 
@@ -153,6 +159,16 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
                     debug=debug, progress=show_progress, jobs=jobs,
                     on_notice=lambda text: click.echo(f"nectar-audit: {text}", err=True))
     write_report(run.results, fmt, output)
+    if store is not None:
+        from nectar_audit import history
+
+        url = history.default_url() if store == "default" else store
+        try:
+            run_id = history.save_run(url, run.results, __version__)
+        except history.HistoryError as exc:
+            click.echo(f"nectar-audit: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+        click.echo(f"nectar-audit: stored as run {run_id} in {url}", err=True)
     if run.interrupted:
         click.echo(f"nectar-audit: interrupted; the report holds the {len(run.results) - len(run.failed)} "
                    f"host(s) audited before Ctrl-C", err=True)
@@ -172,12 +188,49 @@ def run_scan(targets: Sequence[Target], selected: list[Entry], config: Config, s
 _evidence_path = evidence_path  # kept for callers of the old name
 
 
+def _render_document(results: list[HostResult], fmt: str) -> str | None:
+    """Formats rendered whole into one string (None for text/json, which stream)."""
+    if fmt == "junit":
+        from nectar_audit.reports import junit
+
+        return junit.render(results)
+    if fmt == "markdown":
+        from nectar_audit.reports import markdown
+
+        return markdown.render(results)
+    if fmt == "prometheus":
+        from nectar_audit.reports import prometheus
+
+        return prometheus.render(results)
+    if fmt == "html":
+        from nectar_audit.reports import html
+
+        return html.render(results)
+    return None
+
+
 def write_report(results: list[HostResult], fmt: str, output: str | None) -> None:
     """The one place report formats are chosen. Text reports of several hosts end with the fleet
     summary (host x check matrix, failures grouped by check)."""
     from nectar_audit.reports import fleet_summary, text
 
     try:
+        document = _render_document(results, fmt)
+        if document is not None:
+            if output:
+                # Written next to the target and renamed: node_exporter's textfile collector (and a
+                # browser reloading the page) never sees a half-written file.
+                tmp = f"{output}.tmp.{os.getpid()}"
+                try:
+                    with open(tmp, "w", encoding="utf-8") as out:
+                        out.write(document)
+                    os.replace(tmp, output)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+            else:
+                sys.stdout.write(document)
+            return
         if fmt == "json":
             if output:
                 with open(output, "w", encoding="utf-8") as out:
@@ -219,6 +272,53 @@ def write_json(results: list[HostResult], out: TextIO) -> None:
         text = json.dumps(host.to_json(), indent=2, ensure_ascii=False)
         out.write(("" if i == 0 else ",\n") + textwrap.indent(text, "    "))
     out.write("\n  ]" + after + "\n")
+
+
+def _store_url(store: str | None) -> str:
+    from nectar_audit import history
+
+    return store or history.default_url()
+
+
+@main.command("history")
+@click.argument("host", required=False)
+@click.option("--store", metavar="URL", help="SQLAlchemy URL of the history (default: the user's SQLite file).")
+def history_cmd(host: str | None, store: str | None) -> None:
+    """List stored runs (only those that audited HOST, when given)."""
+    from nectar_audit import history
+
+    try:
+        runs = history.list_runs(_store_url(store), host)
+    except history.HistoryError as exc:
+        click.echo(f"nectar-audit: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    if not runs:
+        click.echo("no runs stored")
+    for run in runs:
+        click.echo(f"run {run.id}  {run.created}  {run.hosts} host(s), {run.failing_hosts} failing")
+
+
+@main.command("diff")
+@click.argument("run_a", type=int, required=False)
+@click.argument("run_b", type=int, required=False)
+@click.option("--store", metavar="URL", help="SQLAlchemy URL of the history (default: the user's SQLite file).")
+def diff_cmd(run_a: int | None, run_b: int | None, store: str | None) -> None:
+    """What changed between two runs (default: the last two): newly failing, fixed, new and vanished hosts."""
+    from nectar_audit import history
+
+    try:
+        diff = history.diff_runs(_store_url(store), run_a, run_b)
+    except history.HistoryError as exc:
+        click.echo(f"nectar-audit: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(f"run {diff.run_a} -> run {diff.run_b}")
+    for title, items in (("newly failing", diff.newly_failing), ("fixed", diff.fixed)):
+        click.echo(f"{title}: {len(items)}")
+        for host, check, summary in items:
+            click.echo(f"  {host}  {check}  {summary}")
+    click.echo(f"new hosts: {', '.join(diff.new_hosts) or 'none'}")
+    click.echo(f"vanished hosts: {', '.join(diff.vanished_hosts) or 'none'}")
+    sys.exit(EXIT_FAIL if diff.newly_failing else EXIT_OK)
 
 
 @main.command("checks")
