@@ -1,0 +1,96 @@
+"""Lab tests of the active probes against real daemons in network namespaces (issue 6)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nectar_audit.probes import vantage_note
+from nectar_audit.probes.ntp import MONLIST_REQUEST, probe_ntp
+from nectar_audit.probes.reach import probe_tcp
+from tests.lab import netns_host, require_binary, require_netns, wait_for_tcp
+
+pytestmark = pytest.mark.lab
+
+# A vulnerable mode-7 responder: answers MON_GETLIST_1 with 3 packets of 440 bytes, like ntpd < 4.2.7p26.
+MODE7_SERVER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+while True:
+    data, peer = s.recvfrom(2048)
+    if len(data) >= 4 and (data[0] & 7) == 7 and data[3] == 0x2a:
+        for seq in range(3):
+            more = 0x40 if seq < 2 else 0
+            s.sendto(bytes([0x97, 0x00 | more | seq, 0x03, 0x2a]) + bytes(436), peer)
+"""
+
+
+def _wait_udp_bound(host: object, port: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        out = host.run(["ss", "-Hlun", f"sport = :{port}"], text=True)  # type: ignore[attr-defined]
+        if out.stdout.strip():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"nothing bound to udp {port}")
+
+
+def test_monlist_responder_fails_06_with_amplification() -> None:
+    require_netns()
+    with netns_host() as host:
+        host.spawn([sys.executable, "-c", MODE7_SERVER, "123"], log_name="mode7")
+        _wait_udp_bound(host, 123)
+        obs = probe_ntp(host.addr, timeout=1.0)
+        monlist = obs[2]
+        assert monlist.verdict == "fail"
+        assert f"{3 * 440} bytes out for {len(MONLIST_REQUEST)} in (amplification x27.5)" in monlist.message
+        assert monlist.source == host.gateway
+        assert obs[0].verdict == "pass" and obs[1].verdict == "pass"  # no mode 3/6 answers from it
+        assert vantage_note(monlist.source, host.addr) is None
+
+
+def test_ntpsec_default_serves_time_refuses_mode6_and_monlist(tmp_path: Path) -> None:
+    require_netns()
+    ntpd = require_binary("ntpd")
+    conf = tmp_path / "ntp.conf"
+    conf.write_text(f"driftfile {tmp_path}/drift\n")  # no server/pool lines: the clock is shared
+    with netns_host() as host:
+        host.spawn([ntpd, "-n", "-c", str(conf), "-p", str(tmp_path / "pid")], log_name="ntpd")
+        _wait_udp_bound(host, 123)
+        time.sleep(0.3)
+        obs = probe_ntp(host.addr, timeout=1.0)
+        assert [o.verdict for o in obs] == ["manual", "pass", "pass"], obs
+        assert obs[0].message == f"NTP on {host.addr}:123/udp serves time to {host.gateway}"
+        assert "does not answer monlist" in obs[2].message
+
+
+def test_reach_served_refused_filtered() -> None:
+    require_netns()
+    nft = require_binary("nft")
+    rules = (
+        "table inet f {\n chain input {\n  type filter hook input priority 0; policy accept;\n"
+        "  tcp dport 8081 drop\n }\n}\n"
+    )
+    with netns_host() as host:
+        r = host.run([nft, "-f", "-"], input=rules, text=True)
+        assert r.returncode == 0, r.stderr
+        host.spawn([sys.executable, "-m", "http.server", "--bind", "0.0.0.0", "8000"], log_name="http")
+        wait_for_tcp(host.addr, 8000)
+        served = probe_tcp(host.addr, 8000)
+        assert served.verdict == "manual" and "open and served" in served.message
+        assert served.source == host.gateway
+        refused = probe_tcp(host.addr, 8080)
+        assert refused.message == f"{host.addr}:8080/tcp refused (reachable, nothing listening) from {host.gateway}"
+        dropped = probe_tcp(host.addr, 8081, timeout=0.5)
+        assert dropped.message == f"{host.addr}:8081/tcp filtered (no answer in 0.5s) from {host.gateway}"
+
+
+def test_vantage_from_own_host() -> None:
+    note = vantage_note("127.0.0.1", "127.0.0.1")
+    assert note is not None and "cannot prove world-facing behaviour" in note
+    assert vantage_note("10.0.0.5", "10.0.0.6", frozenset({"10.0.0.5"})) is not None
+    assert vantage_note("10.0.0.1", "10.0.0.6") is None
