@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from nectar_audit.probes import vantage_note
+from nectar_audit.probes.dns import probe_dns
 from nectar_audit.probes.ntp import MONLIST_REQUEST, probe_ntp
 from nectar_audit.probes.reach import probe_tcp
 from tests.lab import netns_host, require_binary, require_netns, wait_for_tcp
@@ -94,3 +95,36 @@ def test_vantage_from_own_host() -> None:
     assert note is not None and "cannot prove world-facing behaviour" in note
     assert vantage_note("10.0.0.5", "10.0.0.6", frozenset({"10.0.0.5"})) is not None
     assert vantage_note("10.0.0.1", "10.0.0.6") is None
+
+
+def _unbound(tmp_path: Path, open_resolver: bool) -> Path:
+    acl = "    access-control: 0.0.0.0/0 allow\n" if open_resolver else ""
+    conf = tmp_path / f"unbound-{open_resolver}.conf"
+    conf.write_text(
+        'server:\n    interface: 0.0.0.0\n    port: 53\n    username: ""\n    chroot: ""\n'
+        f'    directory: "{tmp_path}"\n    pidfile: ""\n    use-syslog: no\n'
+        '    do-not-query-localhost: no\n    module-config: "iterator"\n'
+        + acl
+        + "remote-control:\n    control-enable: no\n"
+    )
+    return conf
+
+
+@pytest.mark.parametrize("open_resolver", [True, False])
+def test_unbound_open_and_closed(tmp_path: Path, open_resolver: bool) -> None:
+    require_netns()
+    unbound = require_binary("unbound")
+    conf = _unbound(tmp_path, open_resolver)
+    with netns_host() as host:
+        host.spawn([unbound, "-d", "-c", str(conf)], log_name="unbound")
+        wait_for_tcp(host.addr, 53)
+        obs = probe_dns(host.addr, timeout=3.0)
+        assert [o.proto for o in obs] == ["udp", "tcp"]
+        for o in obs:
+            assert o.source == host.gateway
+            if open_resolver:
+                assert o.verdict == "fail", o
+                assert "open resolver" in o.message and "with ra set" in o.message
+            else:
+                assert o.verdict == "pass", o
+                assert o.message.endswith(f"refuses recursion to {host.gateway} (REFUSED, no ra)")
