@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from nectar_audit.probes import vantage_note
 from nectar_audit.probes.dns import probe_dns
 from nectar_audit.probes.ntp import MONLIST_REQUEST, probe_ntp
 from nectar_audit.probes.reach import probe_tcp
+from nectar_audit.probes.ssh import NONEXISTENT_USER, probe_ssh
 from tests.lab import netns_host, require_binary, require_netns, wait_for_tcp
 
 pytestmark = pytest.mark.lab
@@ -128,3 +130,35 @@ def test_unbound_open_and_closed(tmp_path: Path, open_resolver: bool) -> None:
             else:
                 assert o.verdict == "pass", o
                 assert o.message.endswith(f"refuses recursion to {host.gateway} (REFUSED, no ra)")
+
+
+@pytest.mark.parametrize(("password", "root"), [(True, True), (False, False), (False, True)])
+def test_sshd_auth_methods(tmp_path: Path, password: bool, root: bool) -> None:
+    require_netns()
+    sshd = require_binary("sshd")
+    keygen = require_binary("ssh-keygen")
+    key = tmp_path / "hostkey"
+    subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
+    conf = tmp_path / "sshd_config"
+    conf.write_text(
+        f"Port 22\nHostKey {key}\nStrictModes no\nUsePAM no\nPidFile {tmp_path}/pid\n"
+        f"PasswordAuthentication {'yes' if password else 'no'}\nKbdInteractiveAuthentication no\n"
+        f"PermitRootLogin {'yes' if root else 'no'}\n"
+    )
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    with netns_host() as host:
+        host.spawn([sshd, "-D", "-f", str(conf), "-E", str(tmp_path / "log")], log_name="sshd")
+        wait_for_tcp(host.addr, 22)
+        obs = probe_ssh(host.addr, timeout=5.0)
+        assert obs[0].verdict == "pass" and "SSH-2.0-OpenSSH_" in obs[0].message
+        for o, user in zip(obs[1:], (NONEXISTENT_USER, "root")):
+            assert o.source == host.gateway
+            if password:
+                assert o.verdict == "fail", o
+                assert o.message == (
+                    f"SSH on {host.addr}:22 offers password authentication to {host.gateway} for user "
+                    f"{user!r} (offered: publickey, password)"
+                )
+            else:
+                assert o.verdict == "pass", o
+                assert o.message.endswith(f"offers only publickey authentication to {host.gateway} for user {user!r}")
