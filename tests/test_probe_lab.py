@@ -14,6 +14,7 @@ from nectar_audit.probes.dns import probe_dns
 from nectar_audit.probes.ntp import MONLIST_REQUEST, probe_ntp
 from nectar_audit.probes.reach import probe_tcp
 from nectar_audit.probes.ssh import NONEXISTENT_USER, probe_ssh
+from nectar_audit.probes.tls import probe_plaintext
 from tests.lab import netns_host, require_binary, require_netns, wait_for_tcp
 
 pytestmark = pytest.mark.lab
@@ -162,3 +163,87 @@ def test_sshd_auth_methods(tmp_path: Path, password: bool, root: bool) -> None:
             else:
                 assert o.verdict == "pass", o
                 assert o.message.endswith(f"offers only publickey authentication to {host.gateway} for user {user!r}")
+
+
+SMTP_SERVER = r"""
+import socketserver, sys
+starttls = sys.argv[2] == "1"
+class H(socketserver.StreamRequestHandler):
+    def handle(self):
+        self.wfile.write(b"220 lab.example.test ESMTP\r\n")
+        for line in self.rfile:
+            if line.upper().startswith(b"EHLO"):
+                tls = b"250-STARTTLS\r\n" if starttls else b""
+                self.wfile.write(b"250-lab.example.test\r\n" + tls + b"250 8BITMIME\r\n")
+            elif line.upper().startswith(b"QUIT"):
+                self.wfile.write(b"221 bye\r\n"); return
+socketserver.TCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
+"""
+
+HTTPS_SERVER = r"""
+import http.server, ssl, sys
+srv = http.server.HTTPServer(("0.0.0.0", 8443), http.server.SimpleHTTPRequestHandler)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+"""
+
+REDIRECT_SERVER = r"""
+import http.server
+class H(http.server.BaseHTTPRequestHandler):
+    def do_HEAD(self):
+        self.send_response(301); self.send_header("Location", "https://lab.example.test/"); self.end_headers()
+http.server.HTTPServer(("0.0.0.0", 8081), H).serve_forever()
+"""
+
+
+def test_plaintext_and_tls(tmp_path: Path) -> None:
+    require_netns()
+    openssl = require_binary("openssl")
+    key, crt = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(crt),
+            "-days",
+            "30",
+            "-subj",
+            "/CN=lab.example.test",
+        ],
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
+    with netns_host() as host:
+        host.spawn([sys.executable, "-m", "http.server", "--bind", "0.0.0.0", "8080"], log_name="http")
+        host.spawn([sys.executable, "-c", REDIRECT_SERVER], log_name="redirect")
+        host.spawn([sys.executable, "-c", HTTPS_SERVER, str(crt), str(key)], log_name="https")
+        host.spawn([sys.executable, "-c", SMTP_SERVER, "25", "1"], log_name="smtp-tls")
+        host.spawn([sys.executable, "-c", SMTP_SERVER, "2525", "0"], log_name="smtp-plain")
+        for port in (8080, 8081, 8443, 25, 2525):
+            wait_for_tcp(host.addr, port)
+        a, g = host.addr, host.gateway
+        http = probe_plaintext(a, 8080)
+        assert http.verdict == "fail"
+        assert (
+            http.message == f"{a}:8080/tcp: plain HTTP (HTTP/1.0 200 OK) without redirect to https (observed from {g})"
+        )
+        redirect = probe_plaintext(a, 8081)
+        assert redirect.verdict == "pass" and "HTTP redirects to https://lab.example.test/" in redirect.message
+        https = probe_plaintext(a, 8443)
+        assert https.verdict == "pass", https
+        assert "TLSv1.3, certificate CN=lab.example.test, expires " in https.message
+        assert https.message.endswith(f", self-signed (observed from {g})")
+        smtp = probe_plaintext(a, 25)
+        assert (smtp.verdict, smtp.message) == ("pass", f"{a}:25/tcp: SMTP offers STARTTLS (observed from {g})")
+        plain = probe_plaintext(a, 2525)
+        assert plain.verdict == "fail" and "SMTP without STARTTLS" in plain.message
