@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +21,7 @@ from nectar_audit.probes.tls import probe_plaintext
 from tests.lab import netns_host, require_binary, require_netns, wait_for_tcp
 
 pytestmark = pytest.mark.lab
+ROOT = Path(__file__).resolve().parent.parent
 
 # A vulnerable mode-7 responder: answers MON_GETLIST_1 with 3 packets of 440 bytes, like ntpd < 4.2.7p26.
 MODE7_SERVER = r"""
@@ -247,3 +251,52 @@ def test_plaintext_and_tls(tmp_path: Path) -> None:
         assert (smtp.verdict, smtp.message) == ("pass", f"{a}:25/tcp: SMTP offers STARTTLS (observed from {g})")
         plain = probe_plaintext(a, 2525)
         assert plain.verdict == "fail" and "SMTP without STARTTLS" in plain.message
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    return subprocess.run(
+        [sys.executable, "-m", "nectar_audit", *args], capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+def test_cli_probe_json(tmp_path: Path) -> None:
+    require_netns()
+    sshd = require_binary("sshd")
+    key = tmp_path / "hostkey"
+    subprocess.run(
+        [require_binary("ssh-keygen"), "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30
+    )
+    conf = tmp_path / "sshd_config"
+    conf.write_text(f"HostKey {key}\nStrictModes no\nUsePAM no\nPidFile {tmp_path}/pid\nPasswordAuthentication yes\n")
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    with netns_host() as host:
+        host.spawn([sshd, "-D", "-f", str(conf), "-E", str(tmp_path / "log")], log_name="sshd")
+        host.spawn([sys.executable, "-c", MODE7_SERVER, "123"], log_name="mode7")
+        host.spawn([sys.executable, "-m", "http.server", "--bind", "0.0.0.0", "8080"], log_name="http")
+        wait_for_tcp(host.addr, 22)
+        wait_for_tcp(host.addr, 8080)
+        _wait_udp_bound(host, 123)
+        r = _cli("probe", host.addr, "--ports", "22,123,8080,8099", "--format", "json", "--timeout", "1")
+        assert r.returncode == 1, r.stderr
+        (h,) = json.loads(r.stdout)["hosts"]
+        assert h["target"] == f"probe:{host.addr}"
+        status = {c["id"][-2:]: c["status"] for c in h["checks"]}
+        assert status == {"01": "fail", "06": "fail", "13": "fail", "15": "manual"}
+        assert all(f"observed from {host.gateway}" in f["message"] for c in h["checks"] for f in c["findings"])
+
+
+def test_cli_probe_from_own_host_is_not_proof() -> None:
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        port = srv.getsockname()[1]  # bound, not listening: refused
+        r = _cli("probe", "127.0.0.1", "--ports", str(port), "--format", "json", "--timeout", "1")
+    assert r.returncode == 0, r.stderr
+    (c,) = json.loads(r.stdout)["hosts"][0]["checks"]
+    assert c["status"] == "manual"
+    assert "cannot prove world-facing behaviour" in c["summary"]
+
+
+def test_cli_probe_rejects_names() -> None:
+    r = _cli("probe", "example.com")
+    assert r.returncode == 2 and "not an IP address" in r.stderr

@@ -273,5 +273,42 @@ _FAMILY_NAMES = {
 }
 
 
+@main.command()
+@click.argument("addresses", nargs=-1, required=True)
+@click.option("--ports", default=None, metavar="LIST",
+              help="Ports to probe, e.g. 22,53,123,443 (default: common service ports).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--timeout", type=click.FloatRange(0.1, 30.0), default=2.0, show_default=True,
+              help="Seconds per probe.")
+def probe(addresses: tuple[str, ...], ports: str | None, fmt: str, timeout: float) -> None:
+    """Actively probe IP ADDRESS(es) from here (bounded, rate-limited, read-only requests)."""
+    import ipaddress
+
+    from nectar_audit.probes.run import DEFAULT_PORTS, probe_host
+
+    for a in addresses:
+        try:
+            ipaddress.ip_address(a)
+        except ValueError:
+            raise click.BadParameter(f"{a!r} is not an IP address (probes go only to literal addresses)",
+                                     param_hint="ADDRESS") from None
+    port_list: tuple[int, ...] = DEFAULT_PORTS
+    if ports:
+        try:
+            port_list = tuple(int(p) for p in re.split(r"[,\s]+", ports.strip()) if p)
+        except ValueError:
+            raise click.BadParameter(f"{ports!r} is not a list of port numbers", param_hint="--ports") from None
+        if not port_list or any(not 0 < p < 65536 for p in port_list):
+            raise click.BadParameter(f"{ports!r}: ports are 1..65535", param_hint="--ports")
+    results = [probe_host(a, port_list, timeout) for a in addresses]
+    if fmt == "json":
+        write_json(results, sys.stdout)
+    else:
+        from nectar_audit.reports import text
+
+        text.render(results, _console())  # type: ignore[arg-type]
+    sys.exit(EXIT_FAIL if any(r.failing for r in results) else EXIT_OK)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
