@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from nectar_audit.model import CheckResult, Evidence, Finding, HostResult, Status
 from nectar_audit.probes import vantage_note
 from nectar_audit.probes.dns import probe_dns
 from nectar_audit.probes.ntp import MONLIST_REQUEST, probe_ntp
 from nectar_audit.probes.reach import probe_tcp
+from nectar_audit.probes.run import scan_probe
 from nectar_audit.probes.ssh import NONEXISTENT_USER, probe_ssh
 from nectar_audit.probes.tls import probe_plaintext
 from tests.lab import netns_host, require_binary, require_netns, wait_for_tcp
@@ -300,3 +302,34 @@ def test_cli_probe_from_own_host_is_not_proof() -> None:
 def test_cli_probe_rejects_names() -> None:
     r = _cli("probe", "example.com")
     assert r.returncode == 2 and "not an IP address" in r.stderr
+
+
+def test_scan_probe_local_says_vantage_is_host_itself() -> None:
+    r = _cli("scan", "--probe", "--checks", "15", "--format", "json")
+    (h,) = json.loads(r.stdout)["hosts"]
+    (c,) = [c for c in h["checks"] if c["id"] == "Check-Security-15"]
+    assert any(
+        f["status"] == "manual" and f["message"].startswith("active probes skipped: the vantage would be the host")
+        for f in c["findings"]
+    ), c
+    r2 = _cli("scan", "--checks", "15", "--format", "json")  # --no-probe is the default
+    assert "active probes skipped" not in r2.stdout
+
+
+def test_scan_probe_merges_into_ssh_target_checks() -> None:
+    require_netns()
+    with netns_host() as host:
+        host.spawn([sys.executable, "-c", MODE7_SERVER, "123"], log_name="mode7")
+        _wait_udp_bound(host, 123)
+        existing = Finding(Status.PASS, "config: no ntpd installed", [Evidence("/etc/ntp.conf", "absent")])
+        res = HostResult(
+            target=f"root@{host.addr}",
+            checks=[CheckResult("Check-Security-06", "t", "medium", [existing], existing.message)],
+        )
+        scan_probe(res, "ssh", host.addr, timeout=0.5)
+        c06 = next(c for c in res.checks if c.id == "Check-Security-06")
+        assert c06.status is Status.FAIL and c06.findings[0] is existing
+        assert c06.summary.startswith(f"NTP on {host.addr}:123/udp answers monlist (mode 7) to {host.gateway}")
+        assert c06.summary.endswith(f"(observed from {host.gateway})")
+        c15 = next(c for c in res.checks if c.id == "Check-Security-15")
+        assert c15.status is Status.PASS  # every TCP port refused: nothing else listens

@@ -99,12 +99,14 @@ def _select(checks: str | None) -> list[Entry]:
                    "on; 0: judge in the main process).")
 @click.option("--progress/--no-progress", "progress", default=None,
               help="Progress bar on stderr (default: when stderr is a terminal and there are several hosts).")
+@click.option("--probe/--no-probe", "do_probe", default=False, show_default=True,
+              help="Also send active network probes to each SSH target's address (see README: Active probes).")
 def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | None,
          config_path: str | None, save_evidence: str | None, debug: bool, inventory_path: str | None,
          limit: str | None, concurrency: int, identities: tuple[str, ...], ssh_config: str | None,
          known_hosts: str | None, accept_new_host_keys: bool, no_host_key_check: bool,
          sudo: bool | None, connect_timeout: float, command_timeout: float, jobs: int | None,
-         progress: bool | None) -> None:
+         progress: bool | None, do_probe: bool = False) -> None:
     """Audit TARGETS: local (default), root:PATH (an offline root filesystem), evidence:FILE.json,
     or hosts over SSH: user@host[:port], ssh://user@host[:port], [ipv6]:port or an ssh_config alias.
 
@@ -152,6 +154,12 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
     run = run_fleet(parsed, selected, config, concurrency=concurrency, save_evidence=save_evidence,
                     debug=debug, progress=show_progress, jobs=jobs,
                     on_notice=lambda text: click.echo(f"nectar-audit: {text}", err=True))
+    if do_probe and not run.interrupted:
+        from nectar_audit.probes.run import scan_probe
+
+        for target, res in zip(parsed, run.results):
+            if res.error is None:
+                scan_probe(res, str(getattr(target, "kind", "")), getattr(target, "host", None))
     write_report(run.results, fmt, output)
     if run.interrupted:
         click.echo(f"nectar-audit: interrupted; the report holds the {len(run.results) - len(run.failed)} "

@@ -82,3 +82,44 @@ def probe_host(address: str, ports: Sequence[int] = DEFAULT_PORTS, timeout: floa
         result.error = f"probe of {address} failed: {exc}"
     result.duration_s = time.monotonic() - start
     return result
+
+
+def merge_into(result: HostResult, probed: list[CheckResult]) -> None:
+    """Add probe findings to a scanned host's checks (same id: findings appended, summary = worst)."""
+    by_id = {c.id: c for c in result.checks}
+    for pc in probed:
+        existing = by_id.get(pc.id)
+        if existing is None:
+            result.checks.append(pc)
+            by_id[pc.id] = pc
+            continue
+        existing.findings.extend(pc.findings)
+        worst = max(existing.findings, key=lambda f: f.status.rank)
+        existing.summary = worst.message
+
+
+def scan_probe(result: HostResult, kind: str, host: str | None, timeout: float = 2.0) -> None:
+    """`scan --probe`: probe a remote target's address; for the local host, say the vantage is itself."""
+    import socket
+
+    if kind != "ssh" or not host:
+        note = Finding(
+            Status.MANUAL,
+            "active probes skipped: the vantage would be the host itself, which its services trust; "
+            "run `nectar-audit probe ADDRESS` from another machine",
+            [Evidence("probe", f"target kind {kind}")],
+        )
+        merge_into(
+            result,
+            [CheckResult("Check-Security-15", BY_ID["Check-Security-15"].question, "high", [note], note.message)],
+        )
+        return
+    try:
+        address = str(socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)[0][4][0])
+        probed = to_checks(observe(address, DEFAULT_PORTS, timeout))
+    except (OSError, ValueError) as exc:
+        failed = Finding(Status.ERROR, f"active probe of {host} failed: {exc}", [Evidence("probe", str(exc))])
+        probed = [
+            CheckResult("Check-Security-15", BY_ID["Check-Security-15"].question, "high", [failed], failed.message)
+        ]
+    merge_into(result, probed)
