@@ -82,8 +82,9 @@ def test_reach_served_refused_filtered() -> None:
     require_netns()
     nft = require_binary("nft")
     rules = (
-        "table inet f {\n chain input {\n  type filter hook input priority 0; policy accept;\n"
-        "  tcp dport 8081 drop\n }\n}\n"
+        "table inet f {\n chain input {\n  type filter hook input priority 0; policy drop;\n"
+        "  ct state established,related accept\n  iif lo accept\n  tcp dport { 8000, 8080 } accept\n"
+        " }\n}\n"
     )
     with netns_host() as host:
         r = host.run([nft, "-f", "-"], input=rules, text=True)
