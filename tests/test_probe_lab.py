@@ -334,3 +334,23 @@ def test_scan_probe_merges_into_ssh_target_checks() -> None:
         assert c06.summary.endswith(f"(observed from {host.gateway})")
         c15 = next(c for c in res.checks if c.id == "Check-Security-15")
         assert c15.status is Status.PASS  # every TCP port refused: nothing else listens
+
+
+@pytest.mark.parametrize("open_resolver", [True, False])
+def test_bind9_open_and_closed(tmp_path: Path, open_resolver: bool) -> None:
+    require_netns()
+    named = require_binary("named")
+    acl = "any;" if open_resolver else "localhost;"
+    conf = tmp_path / "named.conf"
+    conf.write_text(
+        f'options {{ directory "{tmp_path}"; pid-file "{tmp_path}/pid"; session-keyfile "{tmp_path}/sk";\n'
+        f"  listen-on {{ any; }}; listen-on-v6 {{ none; }}; recursion yes; allow-recursion {{ {acl} }};\n"
+        "  dnssec-validation no; };\ncontrols { };\n"
+    )
+    with netns_host() as host:
+        host.spawn([named, "-g", "-u", "root", "-c", str(conf)], log_name="named")
+        wait_for_tcp(host.addr, 53)
+        obs = probe_dns(host.addr, timeout=3.0)
+        want = "fail" if open_resolver else "pass"
+        assert [(o.proto, o.verdict) for o in obs] == [("udp", want), ("tcp", want)], obs
+        assert all(o.source == host.gateway for o in obs)
