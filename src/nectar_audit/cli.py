@@ -105,12 +105,14 @@ def _select(checks: str | None) -> list[Entry]:
                    "on; 0: judge in the main process).")
 @click.option("--progress/--no-progress", "progress", default=None,
               help="Progress bar on stderr (default: when stderr is a terminal and there are several hosts).")
+@click.option("--probe/--no-probe", "do_probe", default=False, show_default=True,
+              help="Also send active network probes to each SSH target's address (see README: Active probes).")
 def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | None,
          config_path: str | None, save_evidence: str | None, debug: bool, inventory_path: str | None,
          limit: str | None, concurrency: int, identities: tuple[str, ...], ssh_config: str | None,
          known_hosts: str | None, accept_new_host_keys: bool, no_host_key_check: bool,
          sudo: bool | None, connect_timeout: float, command_timeout: float, jobs: int | None,
-         progress: bool | None, store: str | None = None) -> None:
+         progress: bool | None, store: str | None = None, do_probe: bool = False) -> None:
     """Audit TARGETS: local (default), root:PATH (an offline root filesystem), evidence:FILE.json,
     or hosts over SSH: user@host[:port], ssh://user@host[:port], [ipv6]:port or an ssh_config alias.
 
@@ -158,6 +160,12 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
     run = run_fleet(parsed, selected, config, concurrency=concurrency, save_evidence=save_evidence,
                     debug=debug, progress=show_progress, jobs=jobs,
                     on_notice=lambda text: click.echo(f"nectar-audit: {text}", err=True))
+    if do_probe and not run.interrupted:
+        from nectar_audit.probes.run import scan_probe
+
+        for target, res in zip(parsed, run.results):
+            if res.error is None:
+                scan_probe(res, str(getattr(target, "kind", "")), getattr(target, "host", None))
     write_report(run.results, fmt, output)
     if store is not None:
         from nectar_audit import history
@@ -371,6 +379,43 @@ _FAMILY_NAMES = {
     "rhel": "Rocky, AlmaLinux, CentOS Stream (and RHEL)",
     "fedora": "Fedora",
 }
+
+
+@main.command()
+@click.argument("addresses", nargs=-1, required=True)
+@click.option("--ports", default=None, metavar="LIST",
+              help="Ports to probe, e.g. 22,53,123,443 (default: common service ports).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--timeout", type=click.FloatRange(0.1, 30.0), default=2.0, show_default=True,
+              help="Seconds per probe.")
+def probe(addresses: tuple[str, ...], ports: str | None, fmt: str, timeout: float) -> None:
+    """Actively probe IP ADDRESS(es) from here (bounded, rate-limited, read-only requests)."""
+    import ipaddress
+
+    from nectar_audit.probes.run import DEFAULT_PORTS, probe_host
+
+    for a in addresses:
+        try:
+            ipaddress.ip_address(a)
+        except ValueError:
+            raise click.BadParameter(f"{a!r} is not an IP address (probes go only to literal addresses)",
+                                     param_hint="ADDRESS") from None
+    port_list: tuple[int, ...] = DEFAULT_PORTS
+    if ports:
+        try:
+            port_list = tuple(int(p) for p in re.split(r"[,\s]+", ports.strip()) if p)
+        except ValueError:
+            raise click.BadParameter(f"{ports!r} is not a list of port numbers", param_hint="--ports") from None
+        if not port_list or any(not 0 < p < 65536 for p in port_list):
+            raise click.BadParameter(f"{ports!r}: ports are 1..65535", param_hint="--ports")
+    results = [probe_host(a, port_list, timeout) for a in addresses]
+    if fmt == "json":
+        write_json(results, sys.stdout)
+    else:
+        from nectar_audit.reports import text
+
+        text.render(results, _console())  # type: ignore[arg-type]
+    sys.exit(EXIT_FAIL if any(r.failing for r in results) else EXIT_OK)
 
 
 if __name__ == "__main__":  # pragma: no cover
