@@ -8,6 +8,7 @@ import re
 import shlex
 
 from nectar_audit.facts.firewall_model import (
+    PROTO_NUMBERS,
     Action,
     Addr,
     Chain,
@@ -33,20 +34,8 @@ BUILTIN_HOOKS = {
     "OUTPUT": "output",
     "POSTROUTING": "postrouting",
 }
-PROTO_NUMBERS = {
-    "6": "tcp",
-    "17": "udp",
-    "1": "icmp",
-    "58": "ipv6-icmp",
-    "132": "sctp",
-    "33": "dccp",
-    "136": "udplite",
-    "2": "igmp",
-    "50": "esp",
-    "51": "ah",
-    "47": "gre",
-    "0": "all",
-}
+# iptables-save prints protocol numbers; 0 means any protocol.
+IPT_PROTO_NUMBERS = {**PROTO_NUMBERS, "0": "all"}
 NON_TERMINAL_TARGETS = {
     "LOG",
     "NFLOG",
@@ -112,7 +101,7 @@ def _net(text: str, family: int) -> IPNetwork | None:
 
 def _proto_name(p: str) -> str:
     p = p.lower()
-    p = PROTO_NUMBERS.get(p, p)
+    p = IPT_PROTO_NUMBERS.get(p, p)
     return "ipv6-icmp" if p in ("icmpv6", "ipv6-icmp") else p
 
 

@@ -745,3 +745,19 @@ def _same(a: Verdict, b: Verdict) -> bool:
         b.rule,
         b.undecided_reason,
     )
+
+
+# IP protocol numbers as the rule dumps print them (nft JSON and iptables-save alike).
+PROTO_NUMBERS = {
+    "6": "tcp",
+    "17": "udp",
+    "1": "icmp",
+    "58": "ipv6-icmp",
+    "132": "sctp",
+    "33": "dccp",
+    "136": "udplite",
+    "2": "igmp",
+    "50": "esp",
+    "51": "ah",
+    "47": "gre",
+}

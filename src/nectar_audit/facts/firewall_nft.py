@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Callable
 
 from nectar_audit.facts.firewall_model import (
+    PROTO_NUMBERS,
     Action,
     Addr,
     Chain,
@@ -45,19 +46,6 @@ PRIORITIES = {
 }  # bridge family names too (rarely relevant here)
 L4 = ("tcp", "udp", "sctp", "dccp", "udplite")
 OTHER_L4 = ("icmp", "icmpv6", "igmp", "esp", "ah", "comp", "gre", "ipcomp", "vrrp", "ospf")
-PROTO_NUMBERS = {
-    "6": "tcp",
-    "17": "udp",
-    "1": "icmp",
-    "58": "ipv6-icmp",
-    "132": "sctp",
-    "33": "dccp",
-    "136": "udplite",
-    "2": "igmp",
-    "50": "esp",
-    "51": "ah",
-    "47": "gre",
-}
 
 Json = Any
 
