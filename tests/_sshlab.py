@@ -129,8 +129,11 @@ def _etc(workdir: Path, hostname: str, authorized: Mapping[str, str], sshd_confi
     os.chmod(etc / "sudoers", 0o440)
     (etc / "sudoers.d").mkdir()
     (etc / "hostname").write_text(hostname + "\n")
+    # As Debian's installer writes it. Without its own name here sudo says "unable to resolve host" and
+    # mails root through a double-forked sendmail, a stray process racing every audit's process list.
+    (etc / "hosts").write_text(f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost\n")
     return {name: etc / name for name in ("ssh", "passwd", "group", "shadow", "sudoers", "sudoers.d",
-                                          "hostname")}
+                                          "hostname", "hosts")}
 
 
 @contextlib.contextmanager

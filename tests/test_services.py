@@ -217,3 +217,25 @@ def test_the_audit_itself_is_not_in_the_process_list() -> None:
     assert [p.pid for p in without_gatherer(procs, 301)] == [1, 100, 200, 400]
     # Without sudo above it, only the script and its children are removed.
     assert [p.pid for p in without_gatherer(procs[:3] + procs[4:], 301)] == [1, 100, 200, 400]
+
+
+def test_sudos_orphaned_mailer_fork_is_ours_too() -> None:
+    """Captured in the lab: sudo could not resolve the host name and mailed root through a double fork,
+    so a copy of our ``sudo -n sh -s`` briefly hung off PID 1 while the gatherer listed processes."""
+    from nectar_audit.facts.processes import parse_ps, without_gatherer
+
+    ps = """\
+         1          0          0 root                             sh               sh -c set -e ...
+         8          1          0 root                             sshd             sshd: /usr/sbin/sshd -D -e
+      2437          8          0 root                             sshd             sshd: auditor [priv]
+      2439       2437       2001 auditor                          sshd             sshd: auditor@notty
+      2440       2439       2001 auditor                          sh               sh -c sudo -n sh -s
+      2441       2440          0 root                             sudo             sudo -n sh -s
+      2443          1          0 root                             sudo             sudo -n sh -s
+      2445       2441          0 root                             sh               sh -s
+      2446          1          0 root                             sudo             sudo -i
+      2447          1       2001 auditor                          sendmail         sendmail -t
+"""
+    left = [p.pid for p in without_gatherer(parse_ps(ps), 2445)]
+    # A different sudo, and the mailer once it has become sendmail, are not ours to hide.
+    assert left == [1, 8, 2437, 2439, 2440, 2446, 2447]

@@ -131,9 +131,14 @@ def without_gatherer(procs: list[Process], self_pid: int) -> list[Process]:
     ``sudo`` it may run under are ours, not the host's."""
     by_pid = {p.pid: p for p in procs}
     ours = {self_pid}
-    parent = by_pid.get(self_pid)
-    if parent is not None and parent.ppid in by_pid and by_pid[parent.ppid].comm == "sudo":
-        ours.add(parent.ppid)
+    gatherer = by_pid.get(self_pid)
+    sudo = by_pid.get(gatherer.ppid) if gatherer is not None else None
+    if sudo is not None and sudo.comm == "sudo":
+        ours.add(sudo.pid)
+        # sudo mails root about some events (e.g. "unable to resolve host") through a double fork, so for
+        # a moment an orphaned copy of our own sudo hangs off PID 1, where ancestry cannot tie it to us.
+        ours.update(p.pid for p in procs
+                    if p.comm == "sudo" and p.args == sudo.args and p.ppid in (0, 1) and p.pid > sudo.pid)
     changed = True
     while changed:
         changed = False
