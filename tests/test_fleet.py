@@ -300,3 +300,37 @@ def test_cli_ctrl_c_writes_the_report_of_finished_hosts(tmp_path: Path) -> None:
     assert report["hosts"][0]["error"] is None
     assert report["hosts"][1]["error"] == INTERRUPTED
     assert b"interrupted" in err
+
+
+def test_cli_ctrl_c_on_a_single_target_writes_the_report(tmp_path: Path) -> None:
+    """One non-SSH target runs without the fleet machinery; Ctrl-C there still writes the report (the
+    host marked not audited) and exits 130. The evidence file is a FIFO nobody writes: the read hangs."""
+    fifo, out = tmp_path / "bundle.json", tmp_path / "report.json"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nectar_audit", "scan", f"evidence:{fifo}", "--format", "json", "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p)},
+    )
+    writer = -1
+    try:
+        deadline = time.monotonic() + 60
+        while writer < 0 and proc.poll() is None and time.monotonic() < deadline:
+            try:  # succeeds only once the scan has the FIFO open for reading
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                time.sleep(0.02)
+        assert writer >= 0, proc.communicate(timeout=10)[1]
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if writer >= 0:
+            os.close(writer)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == 130, err
+    report = json.loads(out.read_text())
+    assert [h["error"] for h in report["hosts"]] == [INTERRUPTED]
+    assert b"interrupted" in err and b"Traceback" not in err

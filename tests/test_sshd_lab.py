@@ -22,6 +22,8 @@ import pytest
 
 from nectar_audit.config import Config
 from nectar_audit.engine import audit
+from nectar_audit.facts import Facts
+from nectar_audit.facts.sshd import sshd_config
 from nectar_audit.model import CheckResult, HostResult
 from nectar_audit.registry import entries
 from nectar_audit.targets.script_runner import ScriptTarget
@@ -301,6 +303,30 @@ def netns_ssh(tmp_path: Path, live_prereqs: None) -> Iterator[Callable[..., Any]
 
 def _target(host: Any) -> ScriptTarget:
     return ScriptTarget(f"lab:{host.name}", ["ip", "netns", "exec", host.name, "sh", "-s"], timeout=120)
+
+
+def test_live_sshd_T_runs_once_when_no_match_block_exists(netns_ssh: Callable[..., Any]) -> None:
+    host = netns_ssh("PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM yes\n")
+    _, checks, bundle = _judge(_target(host))
+    t = bundle.commands["sshd.T"].stdout
+    # Without a Match line, -C cannot change the answer: root's run stands for every account.
+    assert t.count("@@same root") == 3 and t.count("passwordauthentication no") == 1
+    cfg = sshd_config(Facts(bundle, Config()))
+    assert sorted(cfg.runtime) == ["alice", "bob", "nectar-new-user", "root"]
+    assert all(v == cfg.runtime["root"] for v in cfg.runtime.values())
+    assert checks["Check-Security-01"].status.value == "pass"
+
+
+def test_live_sshd_T_per_user_when_an_include_outside_etc_ssh_has_a_match(
+        netns_ssh: Callable[..., Any], tmp_path: Path) -> None:
+    outside = tmp_path / "outside.conf"
+    outside.write_text("Match User bob\n    PasswordAuthentication yes\n")
+    host = netns_ssh(f"PasswordAuthentication no\nKbdInteractiveAuthentication no\nInclude {outside}\n")
+    _, checks, bundle = _judge(_target(host))
+    t = bundle.commands["sshd.T"].stdout
+    assert "@@same" not in t and t.count("@@rc 0") == 4
+    assert checks["Check-Security-01"].status.value == "fail"
+    assert "bob" in checks["Check-Security-01"].summary
 
 
 def test_live_sshd_T_per_user_finds_match_user_block(netns_ssh: Callable[..., Any]) -> None:

@@ -398,6 +398,10 @@ def test_parse_sshd_T() -> None:
     assert vals["allowusers"] == "alice bob"
     assert vals["denyusers"] == ""
     assert parse_sshd_T("@@skipped not root\n").skipped == "not root"
+    same = parse_sshd_T("@@user root\npasswordauthentication no\n@@rc 0\n@@user alice\n@@same root\n@@rc 0\n")
+    assert same.users["alice"] == same.users["root"] and same.users["alice"] is not same.users["root"]
+    # A @@same naming an account that failed or never ran gives no answer, not a borrowed one.
+    assert parse_sshd_T("@@user bob\n@@same root\n@@rc 0\n").failed == {"bob": 0}
 
 
 def test_parse_accounts() -> None:

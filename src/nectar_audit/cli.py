@@ -7,19 +7,26 @@ import os
 import re
 import sys
 import textwrap
-from collections.abc import Sequence
-from typing import TextIO
+from pathlib import Path
+from typing import Callable, TextIO
 
 import click
 
 from nectar_audit import __version__
 from nectar_audit.checklist import BY_ID
 from nectar_audit.config import Config, ConfigError, load_config, normalise_check_id
-from nectar_audit.fleet import DEFAULT_CONCURRENCY, evidence_path, run_fleet
 from nectar_audit.model import HostResult
 from nectar_audit.registry import Entry, entries, implemented
 from nectar_audit.targets import Target, TargetError, parse_target
-from nectar_audit.targets.ssh import DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT
+from nectar_audit.targets.ssh_options import (
+    DEFAULT_COMMAND_TIMEOUT,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_CONNECT_TIMEOUT,
+    HOST_KEYS_ACCEPT_NEW,
+    HOST_KEYS_OFF,
+    HOST_KEYS_STRICT,
+    SshOptions,
+)
 
 REPORT_FORMATS = ("text", "json", "html", "junit", "markdown", "prometheus")
 
@@ -127,8 +134,6 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
         raise click.UsageError("--accept-new-host-keys and --no-host-key-check contradict each other")
     if limit and not inventory_path:
         raise click.UsageError("--limit selects hosts of an --inventory")
-    from nectar_audit.targets.ssh import HOST_KEYS_ACCEPT_NEW, HOST_KEYS_OFF, HOST_KEYS_STRICT, SshOptions
-
     ssh = SshOptions(
         identities=tuple(identities),
         config_files=None if ssh_config is None else (() if ssh_config.lower() == "none" else (ssh_config,)),
@@ -156,44 +161,65 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
         click.secho("WARNING: --no-host-key-check: SSH host keys are NOT verified. Anyone on the network "
                     "path can impersonate these hosts, read their evidence and forge the audit results.",
                     err=True, fg="red", bold=True)
-    show_progress = progress if progress is not None else (len(parsed) > 1 and sys.stderr.isatty())
-    run = run_fleet(parsed, selected, config, concurrency=concurrency, save_evidence=save_evidence,
-                    debug=debug, progress=show_progress, jobs=jobs,
-                    on_notice=lambda text: click.echo(f"nectar-audit: {text}", err=True))
-    if do_probe and not run.interrupted:
+    def notice(text: str) -> None:
+        click.echo(f"nectar-audit: {text}", err=True)
+
+    if len(parsed) == 1 and getattr(parsed[0], "kind", "") != "ssh":
+        # This machine, an image or a saved bundle: no event loop, threads or worker processes to set up
+        # (the fleet machinery alone costs a tenth of a local scan's time).
+        results, interrupted = _audit_here(parsed[0], selected, config, save_evidence, debug, notice)
+    else:
+        from nectar_audit.fleet import run_fleet
+
+        show_progress = progress if progress is not None else (len(parsed) > 1 and sys.stderr.isatty())
+        run = run_fleet(parsed, selected, config, concurrency=concurrency, save_evidence=save_evidence,
+                        debug=debug, progress=show_progress, jobs=jobs, on_notice=notice)
+        results, interrupted = run.results, run.interrupted
+    if do_probe and not interrupted:
         from nectar_audit.probes.run import scan_probe
 
-        for target, res in zip(parsed, run.results):
+        for target, res in zip(parsed, results):
             if res.error is None:
                 scan_probe(res, str(getattr(target, "kind", "")), getattr(target, "host", None))
-    write_report(run.results, fmt, output)
+    write_report(results, fmt, output)
     if store is not None:
         from nectar_audit import history
 
         url = history.default_url() if store == "default" else store
         try:
-            run_id = history.save_run(url, run.results, __version__)
+            run_id = history.save_run(url, results, __version__)
         except history.HistoryError as exc:
             click.echo(f"nectar-audit: {exc}", err=True)
             sys.exit(EXIT_USAGE)
         click.echo(f"nectar-audit: stored as run {run_id} in {url}", err=True)
-    if run.interrupted:
-        click.echo(f"nectar-audit: interrupted; the report holds the {len(run.results) - len(run.failed)} "
-                   f"host(s) audited before Ctrl-C", err=True)
+    if interrupted:
+        done = sum(1 for r in results if not r.error)
+        click.echo(f"nectar-audit: interrupted; the report holds the {done} host(s) audited before Ctrl-C",
+                   err=True)
         sys.exit(EXIT_INTERRUPTED)
-    if any(r.error for r in run.results):
+    if any(r.error for r in results):
         sys.exit(EXIT_USAGE)
-    sys.exit(EXIT_FAIL if any(r.failing for r in run.results) else EXIT_OK)
+    sys.exit(EXIT_FAIL if any(r.failing for r in results) else EXIT_OK)
 
 
-def run_scan(targets: Sequence[Target], selected: list[Entry], config: Config, save_evidence: str | None,
-             debug: bool, concurrency: int = DEFAULT_CONCURRENCY) -> list[HostResult]:
-    """Audit targets (concurrently, each host's failure isolated); results in the order given."""
-    return run_fleet(targets, selected, config, concurrency=concurrency, save_evidence=save_evidence,
-                     debug=debug).results
+def _audit_here(target: Target, selected: list[Entry], config: Config, save_evidence: str | None,
+                debug: bool, notice: Callable[[str], None]) -> tuple[list[HostResult], bool]:
+    """One non-SSH target, audited in this process: (results, interrupted by Ctrl-C)."""
+    from nectar_audit.engine import INTERRUPTED, audit
+    from nectar_audit.evidence.bundle import save_bundle
 
-
-_evidence_path = evidence_path  # kept for callers of the old name
+    try:
+        result, bundle = audit(target, selected, config, debug=debug)
+    except KeyboardInterrupt:
+        return [HostResult(target=target.name, error=INTERRUPTED)], True
+    for text in getattr(target, "notices", ()):
+        notice(text)
+    if bundle is not None and save_evidence:
+        try:
+            save_bundle(bundle, Path(save_evidence), target.name, False)
+        except OSError as exc:
+            notice(f"cannot save evidence for {target.name}: {exc.strerror or exc}")
+    return [result], False
 
 
 def _render_document(results: list[HostResult], fmt: str) -> str | None:
@@ -220,8 +246,6 @@ def _render_document(results: list[HostResult], fmt: str) -> str | None:
 def write_report(results: list[HostResult], fmt: str, output: str | None) -> None:
     """The one place report formats are chosen. Text reports of several hosts end with the fleet
     summary (host x check matrix, failures grouped by check)."""
-    from nectar_audit.reports import fleet_summary, text
-
     try:
         document = _render_document(results, fmt)
         if document is not None:
@@ -246,6 +270,8 @@ def write_report(results: list[HostResult], fmt: str, output: str | None) -> Non
             else:
                 write_json(results, sys.stdout)
             return
+        from nectar_audit.reports import fleet_summary, text
+
         if output:
             with open(output, "w", encoding="utf-8") as fh:
                 console = _console(fh, plain=True)

@@ -16,6 +16,8 @@ from nectar_audit.model import CheckResult, Finding, HostResult, Status, Waiver,
 from nectar_audit.registry import Entry
 from nectar_audit.targets.base import Target, TargetError
 
+INTERRUPTED = "not audited: the scan was interrupted (Ctrl-C) before this host finished"
+
 
 def audit(target: Target, entries: Sequence[Entry], config: Config, debug: bool = False,
           today: dt.date | None = None) -> tuple[HostResult, Bundle | None]:
@@ -26,6 +28,10 @@ def audit(target: Target, entries: Sequence[Entry], config: Config, debug: bool 
         bundle = target.gather(all_needs())
     except TargetError as exc:
         result.error = str(exc)
+    except Exception as exc:  # a bug in a target is reported on the host, never as a traceback
+        detail = traceback.format_exc() if debug else f"{type(exc).__name__}: {exc}"
+        result.error = f"internal error while gathering evidence: {detail}"
+    if result.error is not None:
         result.duration_s = time.perf_counter() - t0
         return result, None
     judge(bundle, entries, config, result, debug=debug, today=today)

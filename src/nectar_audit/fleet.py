@@ -14,11 +14,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import datetime as dt
-import json
 import multiprocessing
 import os
 import pickle
-import re
 import signal
 import time
 import traceback
@@ -28,17 +26,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nectar_audit.config import Config
-from nectar_audit.engine import judge
-from nectar_audit.evidence.bundle import Bundle
+from nectar_audit.engine import INTERRUPTED, judge
+from nectar_audit.evidence.bundle import Bundle, save_bundle
 from nectar_audit.evidence.needs import Needs, all_needs
 from nectar_audit.model import HostResult
 from nectar_audit.registry import Entry
 from nectar_audit.targets.base import Target, TargetError
+from nectar_audit.targets.ssh_options import DEFAULT_CONCURRENCY
 
-DEFAULT_CONCURRENCY = 32
 POOL_MIN_HOSTS = 8  # judging in worker processes pays off from this many hosts
 MAX_JUDGES = 4
-INTERRUPTED = "not audited: the scan was interrupted (Ctrl-C) before this host finished"
 
 
 @dataclass
@@ -51,19 +48,6 @@ class FleetRun:
     @property
     def failed(self) -> list[HostResult]:
         return [r for r in self.results if r.error]
-
-
-def evidence_path(base: Path, target: str, many: bool) -> Path:
-    """Where --save-evidence writes a target's bundle: ``base`` itself, or ``base/<target>.json``."""
-    if many or base.is_dir():
-        base.mkdir(parents=True, exist_ok=True)
-        return base / (re.sub(r"[^A-Za-z0-9._@-]+", "_", target).strip("_") + ".json")
-    return base
-
-
-def save_bundle(bundle: Bundle, base: Path, target: str, many: bool) -> None:
-    path = evidence_path(base, target, many)
-    path.write_text(json.dumps(bundle.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 class _Progress:

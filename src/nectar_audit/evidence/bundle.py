@@ -7,9 +7,13 @@ secrets: sensitive files are reduced by ``sanitize.py`` as they are added.
 from __future__ import annotations
 
 import fnmatch
+import functools
+import json
+import re
 import stat as stat_mod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from nectar_audit.evidence.needs import Needs
@@ -54,6 +58,20 @@ class StatRecord:
     @property
     def is_link(self) -> bool:
         return stat_mod.S_ISLNK(self.mode)
+
+
+@functools.lru_cache(maxsize=512)
+def _matcher(pattern: str) -> Callable[[str], object]:
+    """fnmatchcase for one pattern, compiled once (hosts have hundreds of files to test)."""
+    return re.compile(fnmatch.translate(pattern)).match
+
+
+def _sanitizer_for(sanitizers: tuple[tuple[str, str], ...], path: str) -> str | None:
+    """The sanitizer of the first pattern matching ``path`` (shell-style, case-sensitive)."""
+    for pattern, name in sanitizers:
+        if _matcher(pattern)(path):
+            return name
+    return None
 
 
 @dataclass
@@ -109,10 +127,10 @@ class Bundle:
             # that knows what the hit holds (e.g. a private key), so it wins.
             self.files[path] = FileRecord(content=sanitize(forced, data), truncated=truncated)
             return
-        for pattern, name in self.sanitizers.items():
-            if fnmatch.fnmatchcase(path, pattern):
-                self.files[path] = FileRecord(content=sanitize(name, data), truncated=truncated)
-                return
+        name = _sanitizer_for(tuple(self.sanitizers.items()), path)
+        if name is not None:
+            self.files[path] = FileRecord(content=sanitize(name, data), truncated=truncated)
+            return
         self.files[path] = FileRecord(content=data.decode("utf-8", "replace"), truncated=truncated)
 
     def add_unreadable(self, path: str, reason: str) -> None:
@@ -144,10 +162,12 @@ class Bundle:
 
     def glob(self, pattern: str) -> list[str]:
         """Gathered file paths matching a shell-style pattern, sorted like sh expands them."""
-        return sorted(p for p in self.files if fnmatch.fnmatchcase(p, pattern))
+        match = _matcher(pattern)
+        return sorted(p for p in self.files if match(p))
 
     def stat_glob(self, pattern: str) -> list[str]:
-        return sorted(p for p in self.stats if fnmatch.fnmatchcase(p, pattern))
+        match = _matcher(pattern)
+        return sorted(p for p in self.stats if match(p))
 
     def command(self, name: str) -> CommandRecord | None:
         return self.commands.get(name)
@@ -201,3 +221,16 @@ class Bundle:
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EvidenceError(f"malformed evidence bundle: {exc}") from exc
+
+
+def evidence_path(base: Path, target: str, many: bool) -> Path:
+    """Where --save-evidence writes a target's bundle: ``base`` itself, or ``base/<target>.json``."""
+    if many or base.is_dir():
+        base.mkdir(parents=True, exist_ok=True)
+        return base / (re.sub(r"[^A-Za-z0-9._@-]+", "_", target).strip("_") + ".json")
+    return base
+
+
+def save_bundle(bundle: Bundle, base: Path, target: str, many: bool) -> None:
+    path = evidence_path(base, target, many)
+    path.write_text(json.dumps(bundle.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")

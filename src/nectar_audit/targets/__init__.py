@@ -11,7 +11,7 @@ from nectar_audit.targets.rootfs import RootFsTarget
 from nectar_audit.targets.saved import SavedTarget
 
 if TYPE_CHECKING:
-    from nectar_audit.targets.ssh import SshOptions
+    from nectar_audit.targets.ssh_options import SshOptions
 
 TARGET_FORMS = ("local, root:PATH, evidence:FILE.json, user@host[:port], ssh://user@host[:port], "
                 "[ipv6]:port or an ssh_config host alias")

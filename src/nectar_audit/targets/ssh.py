@@ -30,17 +30,11 @@ from nectar_audit.evidence.bundle import Bundle
 from nectar_audit.evidence.needs import Needs
 from nectar_audit.evidence.script import build_script, new_boundary, parse_stream
 from nectar_audit.targets.base import TargetError
+from nectar_audit.targets.ssh_options import HOST_KEYS_ACCEPT_NEW, HOST_KEYS_OFF, SshOptions
 
 if TYPE_CHECKING:  # asyncssh is imported when a host is contacted: local scans stay fast
     import asyncssh
 
-HOST_KEYS_STRICT = "strict"  # known_hosts only (the default)
-HOST_KEYS_ACCEPT_NEW = "accept-new"  # trust on first use, written to known_hosts; a changed key is refused
-HOST_KEYS_OFF = "off"  # --no-host-key-check: anything goes (loudly)
-HOST_KEY_POLICIES = (HOST_KEYS_STRICT, HOST_KEYS_ACCEPT_NEW, HOST_KEYS_OFF)
-
-DEFAULT_CONNECT_TIMEOUT = 15.0
-DEFAULT_COMMAND_TIMEOUT = 120.0
 _MAX_JUMPS = 8
 # OpenSSH's default ciphers, AES-GCM first: one C call per packet (hardware AES) where asyncssh's
 # chacha20-poly1305 needs three plus Python glue, which shows when a fleet streams megabytes per host.
@@ -50,25 +44,6 @@ _HOST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _USER_RE = re.compile(r"^[^\s@:/\[\]]+$")
 
 KnownHostsArg = Union[None, Sequence[str], "asyncssh.SSHKnownHosts"]
-
-
-@dataclass(frozen=True)
-class SshOptions:
-    """How to reach hosts; shared by every SSH target of a scan."""
-
-    identities: tuple[str, ...] = ()  # -i/--identity, tried before the ssh config's IdentityFile
-    # OpenSSH client config files; None = asyncssh's default (~/.ssh/config), () = none at all (-F none)
-    config_files: tuple[str, ...] | None = None
-    known_hosts: str | None = None  # None = UserKnownHostsFile of the config, else ~/.ssh/known_hosts
-    host_keys: str = HOST_KEYS_STRICT
-    sudo: bool | None = None  # None: sudo -n exactly when the login user is not root
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    command_timeout: float = DEFAULT_COMMAND_TIMEOUT
-    use_agent: bool = True
-
-    def __post_init__(self) -> None:
-        if self.host_keys not in HOST_KEY_POLICIES:
-            raise ValueError(f"host key policy must be one of {HOST_KEY_POLICIES}, not {self.host_keys!r}")
 
 
 # -- target specs ---------------------------------------------------------------------------------
