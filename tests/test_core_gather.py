@@ -60,7 +60,32 @@ def _local_bundle(root: Path) -> Bundle:
     return ScriptTarget("t", ["/bin/sh", "-s"]).gather(needs)
 
 
-def test_live_script_and_offline_reader_agree(tmp_path: Path) -> None:
+@pytest.mark.parametrize("under", ["tmp", "var"])
+def test_live_script_and_offline_reader_agree(tmp_path: Path, under: str) -> None:
+    """Files are read by one cat per batch, except under /var (logs, package lists) where each is read
+    on its own with a size cap: both ways give exactly what the offline reader gives."""
+    if under == "var":
+        tmp_path = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="nectar-gather-"))
+    try:
+        _agree(tmp_path)
+    finally:
+        if under == "var":
+            shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_read_error_inside_a_batch_marks_only_that_file() -> None:
+    """/proc/self/mem is a readable regular file whose read fails (EIO): cat says so, and that file,
+    not its neighbours in the same cat, becomes unreadable with cat's reason."""
+    needs = Needs(files=("/etc/hostname", "/proc/self/mem", "/etc/os-release"))
+    b = ScriptTarget("t", ["/bin/sh", "-s"]).gather(needs)
+    rec = b.file("/proc/self/mem")
+    assert rec is not None and rec.error == "Input/output error"
+    assert b.text("/etc/hostname") == Path("/etc/hostname").read_text()
+    assert b.text("/etc/os-release") == Path("/etc/os-release").read_text()
+    assert not b.errors
+
+
+def _agree(tmp_path: Path) -> None:
     root = _tree(tmp_path)
     live = _local_bundle(root)
     offline = RootFsTarget(str(root)).gather(NEEDS)

@@ -17,6 +17,7 @@ from nectar_audit.evidence.bundle import MAX_FILE_BYTES, Bundle, CommandRecord, 
 from nectar_audit.evidence.needs import Needs
 
 STAT_COMMAND = "__stat__"
+READ_ERRORS = "__read_errors__"
 ID_COMMAND = "__uid__"
 
 _PREAMBLE = r"""
@@ -26,34 +27,44 @@ umask 077
 T=$(mktemp -d 2>/dev/null) || { T=/tmp/nectar-audit.$$; mkdir -m 700 "$T" || exit 70; }
 trap 'rm -rf "$T"' EXIT
 if command -v timeout >/dev/null 2>&1; then na_to() { timeout "$@"; }; else na_to() { shift; "$@"; }; fi
+printf '\n%s E 0\n' "$B" >"$T/t"
+k=0
+# Files under /var (logs, package lists, sparse lastlog) are read one by one with a size cap; every
+# other file is read by one cat for the whole batch, each framed by a header file and the shared
+# footer "$T/t": one process instead of one per file. cat's complaints name the files they concern.
 na_f() {
   for p do
+    shift
     [ -f "$p" ] || continue
-    if [ -r "$p" ]; then
-      printf '\n%s F %s\n' "$B" "$p"
-      head -c MAXBYTES "$p" 2>"$T/e"; r=$?
-      printf '\n%s E %s\n' "$B" "$r"
-      [ "$r" = 0 ] || { printf '\n%s U %s\n' "$B" "$p"; cat "$T/e"; printf '\n%s E 1\n' "$B"; }
-    else
-      printf '\n%s U %s\nPermission denied\n%s E 1\n' "$B" "$p" "$B"
-    fi
+    if [ ! -r "$p" ]; then printf '\n%s U %s\nPermission denied\n%s E 1\n' "$B" "$p" "$B"; continue; fi
+    case $p in
+      /var/*)
+        printf '\n%s F %s\n' "$B" "$p"
+        head -c MAXBYTES "$p" 2>"$T/e"; r=$?
+        printf '\n%s E %s\n' "$B" "$r"
+        [ "$r" = 0 ] || { printf '\n%s U %s\n' "$B" "$p"; cat "$T/e"; printf '\n%s E 1\n' "$B"; } ;;
+      *)
+        k=$((k+1)); printf '\n%s F %s\n' "$B" "$p" >"$T/h$k"; set -- "$@" "$T/h$k" "$p" "$T/t" ;;
+    esac
   done
+  [ $# -gt 0 ] || return 0
+  cat -- "$@" 2>"$T/ce"
+  if [ -s "$T/ce" ]; then printf '\n%s C %s\n' "$B" READ_ERRORS; head -c 65536 "$T/ce"; printf '\n%s E 0\n' "$B"; fi
 }
+# A background command writes its whole record (output, status, stderr) to its own file, so that one
+# cat emits every command's record at the end.
 na_bg() {
-  ( "$2" ) </dev/null >"$T/o$1" 2>"$T/e$1"; echo "$?" >"$T/r$1"
-}
-na_c() {
-  r=1; read -r r <"$T/r$1" || r=1
-  printf '\n%s C %s\n' "$B" "$2"
-  cat "$T/o$1"
-  printf '\n%s E %s\n' "$B" "$r"
-  if [ -s "$T/e$1" ]; then printf '\n%s S %s\n' "$B" "$2"; head -c 65536 "$T/e$1"; printf '\n%s E 0\n' "$B"; fi
+  { printf '\n%s C %s\n' "$B" "$3"; ( "$2" ) </dev/null 2>"$T/e$1"; r=$?; printf '\n%s E %s\n' "$B" "$r"
+    if [ -s "$T/e$1" ]; then printf '\n%s S %s\n' "$B" "$3"; head -c 65536 "$T/e$1"; printf '\n%s E 0\n' "$B"; fi
+  } >"$T/o$1"
 }
 na_s() {
   printf '\n%s X %s\n' "$B" "$2"
   cat "$T/x$1"
   printf '\n%s E 0\n' "$B"
-  while IFS= read -r p; do na_f "$p"; done <"$T/x$1"
+  x="$T/x$1"; set --
+  while IFS= read -r p; do set -- "$@" "$p"; done <"$x"
+  na_f "$@"
 }
 """
 
@@ -61,13 +72,13 @@ na_s() {
 def build_script(needs: Needs, boundary: str) -> str:
     lines = ["#!/bin/sh", "# nectar-audit evidence gatherer: reads only, writes nothing but a temp dir.",
              f"B={shlex.quote(boundary)}"]
-    lines.append(_PREAMBLE.replace("MAXBYTES", str(MAX_FILE_BYTES + 1)))
+    lines.append(_PREAMBLE.replace("MAXBYTES", str(MAX_FILE_BYTES + 1)).replace("READ_ERRORS", READ_ERRORS))
     lines.append(f"printf '\\n%s C %s\\n' \"$B\" {ID_COMMAND}; id -u; printf '\\n%s E 0\\n' \"$B\"")
     # Commands and searches run in the background, all at once, while the files are read: the
     # gather costs about as long as its slowest part, not the sum of its parts.
-    for i, snippet in enumerate(needs.commands.values()):
+    for i, (name, snippet) in enumerate(needs.commands.items()):
         lines.append(f"na_cmd_{i}() {{\n{snippet}\n}}")
-        lines.append(f"na_bg {i} na_cmd_{i} &")
+        lines.append(f"na_bg {i} na_cmd_{i} {shlex.quote(name)} &")
     for i, search in enumerate(needs.searches):
         roots = " ".join(shlex.quote(r) for r in search.roots)
         lines.append(
@@ -84,8 +95,8 @@ def build_script(needs: Needs, boundary: str) -> str:
             + " 2>/dev/null; printf '\\n%s E 0\\n' \"$B\""
         )
     lines.append("wait")
-    for i, name in enumerate(needs.commands):
-        lines.append(f"na_c {i} {shlex.quote(name)}")
+    if needs.commands:
+        lines.append("cat " + " ".join(f'"$T/o{i}"' for i in range(len(needs.commands))))
     for i, search in enumerate(needs.searches):
         lines.append(f"na_s {i} {shlex.quote(search.name)}")
     return "\n".join(lines) + "\n"
@@ -150,6 +161,8 @@ def _store(bundle: Bundle, record: tuple[str, str, bytes], rc: int, stderr: dict
             bundle.add_file(name, body)
     elif kind == "U":
         bundle.add_unreadable(name, body.decode("utf-8", "replace").strip() or "unreadable")
+    elif kind == "C" and name == READ_ERRORS:
+        _apply_read_errors(bundle, body.decode("utf-8", "replace"))
     elif kind == "C":
         bundle.commands[name] = CommandRecord(stdout=body.decode("utf-8", "replace"), rc=rc)
     elif kind == "S":
@@ -158,6 +171,17 @@ def _store(bundle: Bundle, record: tuple[str, str, bytes], rc: int, stderr: dict
         bundle.add_search_hits(name, [p for p in body.decode("utf-8", "replace").splitlines() if p])
     else:
         bundle.errors.append(f"unknown record kind {kind!r}")
+
+
+def _apply_read_errors(bundle: Bundle, text: str) -> None:
+    """cat's complaints about a batch of files ("cat: PATH: Input/output error", busybox "cat: can't
+    open 'PATH': ..."): each named file is unreadable, whatever part of it was read."""
+    for line in text.splitlines():
+        hits = [p for p in bundle.files if f"{p}: " in line or f"'{p}'" in line]
+        for path in hits:
+            bundle.add_unreadable(path, line.rsplit(": ", 1)[-1].strip() or "read error")
+        if not hits and line.strip():
+            bundle.errors.append(f"reading files: {line.strip()[:300]}")
 
 
 def parse_stat_lines(text: str) -> dict[str, StatRecord]:
