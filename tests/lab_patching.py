@@ -50,21 +50,7 @@ def scan_root(root: Path, checks: str) -> dict[str, Any]:
 
 def audit_chroot(host: lab.ChrootHost, *check_ids: str) -> HostResult:
     """Run the real gather script inside a chroot host (live target) and judge the given checks."""
-    argv = [
-        "nsenter",
-        "--target",
-        str(host.pid),
-        "--mount",
-        "--uts",
-        "--ipc",
-        "--net",
-        "--pid",
-        "--root",
-        "--wd",
-        "sh",
-        "-s",
-    ]
-    target = ScriptTarget(host.hostname, argv, timeout=60)
+    target = ScriptTarget(host.hostname, host.sh_argv(), timeout=60)
     selected = [e for e in entries() if e.id in check_ids]
     assert len(selected) == len(check_ids)
     result, _ = audit(target, selected, Config())

@@ -166,7 +166,7 @@ def test_live_chroot_host_as_root_and_as_user(lab_root: Path) -> None:
             fh.seek(uid_bob * 292)
             fh.write(struct.pack("<i32s256s", int(time.time()) - 200 * 86400, b"pts/1", b"192.0.2.9"))
 
-        result = _audit(ScriptTarget("acct1", _nsenter(host, "sh", "-s")))
+        result = _audit(ScriptTarget("acct1", host.sh_argv()))
         c09, c16 = result.checks
         assert c09.status is Status.WARN, [f.message for f in c09.findings]
         warns = [f.message for f in c09.findings if f.status is Status.WARN]

@@ -92,20 +92,7 @@ def host(lab_root: Path) -> Iterator[lab.ChrootHost]:
 def live_audit(h: lab.ChrootHost, cid: str) -> dict[str, Any]:
     target = ScriptTarget(
         "lab",
-        [
-            "nsenter",
-            "--target",
-            str(h.pid),
-            "--mount",
-            "--uts",
-            "--pid",
-            "--net",
-            "--ipc",
-            "--root",
-            "--wd",
-            "sh",
-            "-s",
-        ],
+        h.sh_argv(),
         timeout=60,
     )
     result, bundle = audit(target, [e for e in entries() if e.id == cid], Config())

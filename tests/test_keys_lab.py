@@ -108,20 +108,7 @@ def test_live_host_keys_older_than_first_boot(lab_root: Path, tmp_path: Path) ->
         )
         target = ScriptTarget(
             "lab",
-            [
-                "nsenter",
-                "--target",
-                str(host.pid),
-                "--mount",
-                "--uts",
-                "--pid",
-                "--net",
-                "--ipc",
-                "--root",
-                "--wd",
-                "sh",
-                "-s",
-            ],
+            host.sh_argv(),
             timeout=60,
         )
         check10 = [e for e in entries() if e.id == "Check-Security-10"]

@@ -123,27 +123,10 @@ def chrony_host(tmp_path: Path, extra: str) -> Iterator[lab.ChrootHost]:
             yield host
 
 
-def _chroot_argv(host: lab.ChrootHost) -> list[str]:
-    return [
-        "nsenter",
-        "--target",
-        str(host.pid),
-        "--mount",
-        "--uts",
-        "--ipc",
-        "--net",
-        "--pid",
-        "--root",
-        "--wd",
-        "sh",
-        "-s",
-    ]
-
-
 def test_chrony_debian_default_is_client_only(debian_root: Path, tmp_path: Path) -> None:
     with chrony_host(tmp_path, "") as host:
         assert not ntp_answers(host.addr)
-        check = audit(host.name, _chroot_argv(host))
+        check = audit(host.name, host.sh_argv())
         assert check.status is Status.PASS
         assert [(f.status, f.message) for f in check.findings] == [
             (Status.PASS, "chronyd is a client only: no allow directive: chronyd does not serve time")
@@ -164,7 +147,7 @@ def test_chrony_allow_serves_everyone(debian_root: Path, tmp_path: Path) -> None
         while not ntp_answers(host.addr) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert ntp_answers(host.addr)
-        check = audit(host.name, _chroot_argv(host))
+        check = audit(host.name, host.sh_argv())
         assert check.status is Status.FAIL
         assert [(f.status, f.message) for f in check.findings] == [
             (
@@ -179,11 +162,11 @@ def test_chrony_allow_trusted_subnet_passes(debian_root: Path, tmp_path: Path) -
     with chrony_host(tmp_path, "allow 10.200.0.0/16\n") as host:
         entries = [e for e in registry.entries() if e.id == "Check-Security-06"]
         cfg = Config(trusted_networks=(ipaddress.ip_network("10.200.0.0/16"),))
-        result, _ = engine.audit(ScriptTarget(host.name, _chroot_argv(host)), entries, cfg)
+        result, _ = engine.audit(ScriptTarget(host.name, host.sh_argv()), entries, cfg)
         [check] = result.checks
         assert check.status is Status.PASS
         assert check.findings[0].message == "chronyd serves time to trusted networks only (10.200.0.0/16)"
-        untrusted = audit(host.name, _chroot_argv(host))
+        untrusted = audit(host.name, host.sh_argv())
         assert untrusted.status is Status.FAIL
         assert untrusted.findings[0].message.startswith(
             "chronyd serves time to 10.200.0.0/16 (not a trusted network), listening on 0.0.0.0:123/udp"

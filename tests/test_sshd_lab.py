@@ -418,20 +418,7 @@ def test_chroot_host_debian(lab_root: Path) -> None:
     with lab.chroot_host(lab_root, hostname="sshd-lab") as host:
         sshd = host.start(["/usr/sbin/sshd", "-D", "-e"])
         lab.wait_for_tcp(host.addr, 22)
-        argv = [
-            "nsenter",
-            "--target",
-            str(host.pid),
-            "--mount",
-            "--uts",
-            "--pid",
-            "--net",
-            "--ipc",
-            "--root",
-            "--wd",
-            "sh",
-            "-s",
-        ]
+        argv = host.sh_argv()
         t0 = time.monotonic()
         result, checks, bundle = _judge(ScriptTarget("lab:sshd-lab", argv, timeout=120))
         assert time.monotonic() - t0 < 60

@@ -195,6 +195,10 @@ class ChrootHost:
         return ["nsenter", "--target", str(self.pid), "--mount", "--uts", "--ipc", "--net", "--pid",
                 "--root", "--wd", "--", *(os.fspath(a) for a in argv)]
 
+    def sh_argv(self) -> list[str]:
+        """argv of ``sh -s`` inside the host: what a ScriptTarget runs to gather evidence there."""
+        return self._nsenter(["sh", "-s"])
+
     def exec(
         self,
         argv: Argv,

@@ -6,9 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable
 
+from nectar_audit.evidence.bundle import EvidenceError
 from nectar_audit.facts import Facts
 from nectar_audit.facts.host import host
-from nectar_audit.model import Finding
+from nectar_audit.facts.sockets import Listener, listeners, sockets_source
+from nectar_audit.model import Finding, Status
 
 
 @dataclass(frozen=True)
@@ -38,3 +40,15 @@ def for_family(facts: Facts, fixes: Mapping[str, str]) -> str | None:
     if len(set(fixes.values())) == 1:
         return next(iter(fixes.values()))
     return "\n".join(f"[{fam}] {text}" for fam, text in fixes.items())
+
+
+def live_listeners(facts: Facts) -> tuple[list[Listener] | None, list[Finding], str]:
+    """The host's listening sockets for a service check: (listeners, an error finding when they cannot
+    be listed, where they were read from). None offline, where nothing listens yet."""
+    if not facts.bundle.live:
+        return None, [], ""
+    try:
+        found = facts.get(listeners)
+    except EvidenceError as exc:
+        return None, [Finding(Status.ERROR, f"cannot list listening sockets: {exc}")], ""
+    return found, [], sockets_source(facts)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from nectar_audit.checks.base import Check, for_family
-from nectar_audit.evidence.bundle import EvidenceError
+from nectar_audit.checks.base import Check, for_family, live_listeners
 from nectar_audit.facts import Facts
 from nectar_audit.facts.dns import (
     DnsServer,
@@ -17,7 +16,7 @@ from nectar_audit.facts.dns import (
 from nectar_audit.facts.dns import (
     dns_servers as dns_servers_fact,
 )
-from nectar_audit.facts.sockets import Listener, listeners, sockets_source
+from nectar_audit.facts.sockets import Listener
 from nectar_audit.model import Evidence, Finding, Status
 
 _FIX = {
@@ -59,15 +58,6 @@ _FIX = {
         "systemctl restart systemd-resolved",
     },
 }
-
-
-def _listeners(facts: Facts) -> tuple[list[Listener] | None, str | None]:
-    if not facts.bundle.live:
-        return None, None
-    try:
-        return facts.get(listeners), None
-    except EvidenceError as exc:
-        return None, str(exc)
 
 
 def _fix(facts: Facts, kind: str) -> str | None:
@@ -163,10 +153,7 @@ def _judge_scope(
 
 def run(facts: Facts) -> list[Finding]:
     servers = facts.get(dns_servers_fact)
-    lst, lerr = _listeners(facts)
-    findings: list[Finding] = []
-    if lerr:
-        findings.append(Finding(Status.ERROR, f"cannot list listening sockets: {lerr}"))
+    lst, findings, src = live_listeners(facts)
     port53 = [li for li in (lst or []) if li.port == 53]
     claimed: set[Listener] = set()
     owners: dict[str, list[Listener]] = {}
@@ -179,7 +166,6 @@ def run(facts: Facts) -> list[Finding]:
     if unowned and len(candidates) == 1:
         owners[candidates[0].kind].extend(unowned)
         claimed.update(unowned)
-    src = sockets_source(facts) if lst is not None else ""
     for srv in servers:
         mine = owners.get(srv.kind, [])
         running: bool | None = None if lst is None else bool(mine)

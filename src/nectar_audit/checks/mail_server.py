@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from nectar_audit.checks.base import Check, for_family
-from nectar_audit.evidence.bundle import EvidenceError
+from nectar_audit.checks.base import Check, for_family, live_listeners
 from nectar_audit.facts import Facts
 from nectar_audit.facts.mail import PORTS, MailServer, mail_servers
-from nectar_audit.facts.sockets import Listener, listeners, sockets_source
+from nectar_audit.facts.sockets import Listener
 from nectar_audit.model import Evidence, Finding, Status
 
 # SMTP, submission, SMTPS, POP3(S), IMAP(S), ManageSieve, LMTP over TCP.
@@ -75,14 +74,7 @@ def _is_mail_listener(servers: list[MailServer], li: Listener) -> bool:
 
 def run(facts: Facts) -> list[Finding]:
     servers = facts.get(mail_servers)
-    findings: list[Finding] = []
-    lst: list[Listener] | None = None
-    if facts.bundle.live:
-        try:
-            lst = facts.get(listeners)
-        except EvidenceError as exc:
-            findings.append(Finding(Status.ERROR, f"cannot list listening sockets: {exc}"))
-    src = sockets_source(facts) if lst is not None else ""
+    lst, findings, src = live_listeners(facts)
     mail = [li for li in (lst or []) if _is_mail_listener(servers, li)]
     # Group live listeners by the server that owns them (by process, else by a configured port).
     groups: dict[str, list[Listener]] = {}

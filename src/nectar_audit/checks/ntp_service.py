@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from nectar_audit.checks.base import Check, for_family
-from nectar_audit.evidence.bundle import EvidenceError
+from nectar_audit.checks.base import Check, for_family, live_listeners
 from nectar_audit.facts import Facts
 from nectar_audit.facts.dns import Grant, ListenPlan, Verdict, firewall_reach, judge, limit, local_networks
 from nectar_audit.facts.ntp import MONLIST_FIXED, NtpServer, ntp_servers
-from nectar_audit.facts.sockets import Listener, listeners, sockets_source
+from nectar_audit.facts.sockets import Listener
 from nectar_audit.model import Evidence, Finding, Status
 
 _FIXED = "{}.{}.{}p{}".format(*MONLIST_FIXED)
@@ -262,14 +261,7 @@ def _queries(
 
 def run(facts: Facts) -> list[Finding]:
     servers = facts.get(ntp_servers)
-    findings: list[Finding] = []
-    lst: list[Listener] | None = None
-    if facts.bundle.live:
-        try:
-            lst = facts.get(listeners)
-        except EvidenceError as exc:
-            findings.append(Finding(Status.ERROR, f"cannot list listening sockets: {exc}"))
-    src = sockets_source(facts) if lst is not None else ""
+    lst, findings, src = live_listeners(facts)
     for srv in servers:
         findings.extend(_judge_server(facts, srv, lst, src))
     known = {p for s in servers for p in s.processes}
