@@ -294,3 +294,20 @@ def test_boot_time_from_btime() -> None:
     h = deb_live("6.1.0-18-cloud-amd64").command("kernel.btime", "1796040000\n")
     state = h.facts().get(kernel_state)
     assert state.boot_time is not None and f"{state.boot_time:%Y-%m-%d %H:%M}" == "2026-11-30 12:00"
+
+
+def test_dpkg_status_is_kept_to_the_fields_the_checks_read() -> None:
+    from nectar_audit.facts.packages import dpkg_status_fields, parse_dpkg_status
+
+    raw = (
+        "Package: openssh-server\nStatus: install ok installed\nPriority: optional\nSection: net\n"
+        "Installed-Size: 1830\nArchitecture: amd64\nSource: openssh\nVersion: 1:9.2p1-2+deb12u3\n"
+        "Conffiles:\n /etc/ssh/moduli 8d9b9ec2c5bb9ae2d1b7e1c5e0e8bd2e\n"
+        "Description: secure shell (SSH) server\n Package: not-a-field (a continuation line)\n"
+        "\n"
+        "Package: linux-image-6.1.0-26-amd64\nStatus: deinstall ok config-files\nVersion: 6.1.112-1\n"
+    )
+    kept = dpkg_status_fields(raw.encode())
+    assert "Conffiles" not in kept and "Description" not in kept and "not-a-field" not in kept
+    assert parse_dpkg_status(kept) == parse_dpkg_status(raw)
+    assert [p.name for p in parse_dpkg_status(kept)] == ["openssh-server", "linux-image-6.1.0-26-amd64"]
