@@ -1,10 +1,10 @@
 """Active network probes (issue 6): a few harmless, bounded requests to addresses the user named.
 
-Safety rules (enforced here): only the addresses passed in are contacted, a bounded number of
-packets per port (``MAX_PACKETS_PER_PORT``), a timeout on every socket, a global rate limit
-(``RateLimiter``), and no payload that changes state. Every observation records the source
-address it was sent from; when that source is loopback or one of the target's own addresses the
-result cannot prove world-facing behaviour (``vantage_note``).
+Safety rules, enforced on every socket by ``guard.Scope``: only the addresses passed in are contacted,
+a bounded number of connections and datagrams per port, a timeout on every socket, a process-wide rate
+limit (``RateLimiter``), and only read-only requests. Every observation records the source address it
+was sent from; when that source is loopback or one of the target's own addresses the result cannot
+prove world-facing behaviour (``vantage_note``).
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import threading
 import time
 from dataclasses import dataclass
 
-MAX_PACKETS_PER_PORT = 3
+MAX_PACKETS_PER_PORT = 3  # UDP datagrams; see guard.py for all the budgets
 DEFAULT_TIMEOUT = 2.0
+# Probed when nothing else is known: FTP, SSH, telnet, SMTP, DNS, HTTP, POP3, NTP, IMAP, HTTPS, VNC, Redis.
+DEFAULT_PORTS = (21, 22, 23, 25, 53, 80, 110, 123, 143, 443, 5900, 6379)
 
 
 class RateLimiter:
@@ -51,6 +53,12 @@ class Observation:
     message: str
 
 
+def endpoint(address: str, port: int, proto: str = "") -> str:
+    """ "10.0.0.1:22/tcp", "[fd00::2]:22/tcp" (IPv6 in brackets, so the port is unambiguous)."""
+    host = f"[{address}]" if ":" in address else address
+    return f"{host}:{port}/{proto}" if proto else f"{host}:{port}"
+
+
 def validate_target(address: str) -> str:
     """Only literal IP addresses are probed (no name resolution picks a different host)."""
     return str(ipaddress.ip_address(address))
@@ -66,7 +74,9 @@ def vantage_note(source: str, target: str, own_addresses: frozenset[str] = froze
         return None
     if ip.is_loopback or source == target or source in own_addresses:
         return (
-            f"observed from {source}, an address of the target itself: services trust their own host, "
-            "so this cannot prove world-facing behaviour; probe again from a machine outside it"
+            f"{source} is the target itself, and services trust their own host (BIND's localhost ACL, sshd Match "
+            "Address, a firewall's loopback rule): this cannot prove world-facing behaviour; to settle it, run "
+            f"`nectar-audit probe {target}` from a machine outside the host (your workstation, or an instance in "
+            "another project)"
         )
     return None

@@ -1,69 +1,88 @@
-"""Run the probes against one address and turn observations into a HostResult (checks 01, 05, 06, 13, 15)."""
+"""Run the probes against one address and turn observations into check results (01, 05, 06, 13, 15)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from nectar_audit.checklist import BY_ID
 from nectar_audit.model import CheckResult, Evidence, Finding, HostResult, Status
-from nectar_audit.probes import Observation, validate_target, vantage_note
+from nectar_audit.probes import DEFAULT_PORTS, DEFAULT_TIMEOUT, Observation, endpoint, validate_target, vantage_note
 from nectar_audit.probes.dns import probe_dns
+from nectar_audit.probes.guard import Scope, ScopeError
 from nectar_audit.probes.ntp import probe_ntp
+from nectar_audit.probes.plan import PortPlan, resolve_address
 from nectar_audit.probes.reach import probe_tcp
-from nectar_audit.probes.ssh import probe_ssh
-from nectar_audit.probes.tls import probe_plaintext
+from nectar_audit.probes.ssh import parse_banner, probe_ssh
+from nectar_audit.probes.tls import probe_service
 
-DEFAULT_PORTS = (21, 22, 23, 25, 53, 80, 110, 123, 143, 443, 5900, 6379)
+__all__ = ["DEFAULT_PORTS", "observe", "probe_host", "scan_probe", "to_checks"]
+
 SEVERITY = {"01": "high", "05": "high", "06": "medium", "13": "high", "15": "high"}
+# What a trusted vantage cannot settle: who may log in how, recursion and NTP ACLs, what the firewall lets
+# in. Whether a protocol is encrypted (13) is the same for every client.
+VANTAGE_SENSITIVE = frozenset({"01", "05", "06", "15"})
 _STATUS = {"pass": Status.PASS, "fail": Status.FAIL, "warn": Status.WARN, "manual": Status.MANUAL}
 
 
-def observe(address: str, ports: Sequence[int] = DEFAULT_PORTS, timeout: float = 2.0) -> list[Observation]:
-    """Probe `address` only (no name resolution, no other host), port by port, in a bounded way."""
+def _observe_port(scope: Scope, address: str, port: int, timeout: float) -> list[Observation]:
+    if port == 123:
+        return probe_ntp(address, port, timeout, scope)
+    if port == 53:
+        return probe_dns(address, port, timeout, scope)
+    reach = probe_tcp(address, port, timeout, scope)
+    if reach.verdict != "manual":  # not open
+        return [reach]
+    out = [reach]
+    try:
+        service, kind, greeting = probe_service(address, port, timeout, scope)
+        out.append(service)
+        if kind == "ssh":
+            out.extend(probe_ssh(address, port, timeout, scope, ident=(service.source, parse_banner(greeting))))
+    except OSError as exc:
+        failed = f"{endpoint(address, port, 'tcp')}: probe failed: {exc}"
+        out.append(Observation("13", address, port, "tcp", reach.source, "manual", failed))
+    return out
+
+
+def observe(
+    address: str, ports: Sequence[int] = DEFAULT_PORTS, timeout: float = DEFAULT_TIMEOUT, scope: Scope | None = None
+) -> list[Observation]:
+    """Probe `address` only (no name resolution, no other host), port by port, within the Scope's bounds."""
     address = validate_target(address)
+    scope = scope if scope is not None else Scope([address])
+    scope.check_address(address)
     obs: list[Observation] = []
-    for port in ports:
-        if port == 123:
-            obs.extend(probe_ntp(address, port, timeout))
-            continue
-        if port == 53:
-            obs.extend(probe_dns(address, port, timeout))
-            continue
-        reach = probe_tcp(address, port, timeout)
-        obs.append(reach)
-        if reach.verdict != "manual":  # not open
-            continue
-        try:
-            obs.extend(probe_ssh(address, port, timeout) if port == 22 else [probe_plaintext(address, port, timeout)])
-        except OSError as exc:
-            obs.append(
-                Observation(
-                    "13" if port != 22 else "01",
-                    address,
-                    port,
-                    "tcp",
-                    reach.source,
-                    "manual",
-                    f"{address}:{port}/tcp: probe failed: {exc}",
-                )
-            )
+    for port in dict.fromkeys(ports):
+        obs.extend(_observe_port(scope, address, port, timeout))
     return obs
 
 
-def to_checks(observations: Iterable[Observation], own_addresses: frozenset[str] = frozenset()) -> list[CheckResult]:
+def to_checks(
+    observations: Iterable[Observation],
+    own_addresses: frozenset[str] = frozenset(),
+    why: Mapping[int, str] | None = None,
+    notes: Sequence[str] = (),
+) -> list[CheckResult]:
+    """Observations -> one CheckResult per check. From a vantage the target trusts (itself), a
+    vantage-sensitive result is `manual`, with what was seen and the vantage that would settle it."""
     by_check: dict[str, list[Finding]] = {}
     for o in observations:
         status = _STATUS[o.verdict]
         note = vantage_note(o.source, o.target, own_addresses)
         message = o.message if "observed from" in o.message else f"{o.message} (observed from {o.source})"
-        evidence = [Evidence(f"probe {o.target}:{o.port}/{o.proto} from {o.source}", o.message)]
+        evidence = [Evidence(f"probe {endpoint(o.target, o.port, o.proto)} from {o.source}", o.message)]
+        if why and o.port in why:
+            evidence.append(Evidence("probe plan", f"port {o.port} probed: {why[o.port]}"))
         if note is not None:
             evidence.append(Evidence("vantage", note))
-            if status is Status.PASS:  # a trusted vantage cannot prove something is closed to the world
-                status = Status.MANUAL
+            if o.check in VANTAGE_SENSITIVE:
                 message = f"{message}; {note}"
+                status = Status.MANUAL
         by_check.setdefault(o.check, []).append(Finding(status, message, evidence))
+    if notes and "15" in by_check:
+        by_check["15"][0].evidence.extend(Evidence("probe plan", n) for n in notes)
     out = []
     for cid in sorted(by_check):
         full = f"Check-Security-{cid}"
@@ -73,53 +92,48 @@ def to_checks(observations: Iterable[Observation], own_addresses: frozenset[str]
     return out
 
 
-def probe_host(address: str, ports: Sequence[int] = DEFAULT_PORTS, timeout: float = 2.0) -> HostResult:
+def probe_host(address: str, ports: Sequence[int] = DEFAULT_PORTS, timeout: float = DEFAULT_TIMEOUT) -> HostResult:
+    """`nectar-audit probe ADDRESS`: the named address only."""
     start = time.monotonic()
     result = HostResult(target=f"probe:{address}", started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     try:
         result.checks = to_checks(observe(address, ports, timeout))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, ScopeError) as exc:
         result.error = f"probe of {address} failed: {exc}"
     result.duration_s = time.monotonic() - start
     return result
 
 
-def merge_into(result: HostResult, probed: list[CheckResult]) -> None:
-    """Add probe findings to a scanned host's checks (same id: findings appended, summary = worst)."""
-    by_id = {c.id: c for c in result.checks}
-    for pc in probed:
-        existing = by_id.get(pc.id)
-        if existing is None:
-            result.checks.append(pc)
-            by_id[pc.id] = pc
-            continue
-        existing.findings.extend(pc.findings)
-        worst = max(existing.findings, key=lambda f: f.status.rank)
-        existing.summary = worst.message
+def _single(status: Status, message: str, evidence: list[Evidence]) -> list[CheckResult]:
+    finding = Finding(status, message, evidence)
+    return [CheckResult("Check-Security-15", BY_ID["Check-Security-15"].question, "high", [finding], message)]
 
 
-def scan_probe(result: HostResult, kind: str, host: str | None, timeout: float = 2.0) -> None:
-    """`scan --probe`: probe a remote target's address; for the local host, say the vantage is itself."""
-    import socket
+def scan_probe(result: HostResult, target: Any, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """`scan --probe`: probe an SSH target's address on the ports its own evidence names (plus the defaults);
+    for other targets, say that the vantage would be the host itself."""
+    from nectar_audit.engine import merge_checks
 
-    if kind != "ssh" or not host:
-        note = Finding(
-            Status.MANUAL,
-            "active probes skipped: the vantage would be the host itself, which its services trust; "
-            "run `nectar-audit probe ADDRESS` from another machine",
-            [Evidence("probe", f"target kind {kind}")],
-        )
-        merge_into(
+    kind = str(getattr(target, "kind", ""))
+    if kind != "ssh" or not getattr(target, "host", None):
+        merge_checks(
             result,
-            [CheckResult("Check-Security-15", BY_ID["Check-Security-15"].question, "high", [note], note.message)],
+            _single(
+                Status.MANUAL,
+                "active probes skipped: the vantage would be the host itself, which its services trust; "
+                "run `nectar-audit probe ADDRESS` from another machine",
+                [Evidence("probe", f"target kind {kind or 'unknown'}")],
+            ),
         )
         return
+    plan = getattr(target, "probe_plan", None)
+    if not isinstance(plan, PortPlan):
+        plan = PortPlan(notes=("no evidence of the host's listeners or firewall: the default ports were probed",))
     try:
-        address = str(socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)[0][4][0])
-        probed = to_checks(observe(address, DEFAULT_PORTS, timeout))
-    except (OSError, ValueError) as exc:
-        failed = Finding(Status.ERROR, f"active probe of {host} failed: {exc}", [Evidence("probe", str(exc))])
-        probed = [
-            CheckResult("Check-Security-15", BY_ID["Check-Security-15"].question, "high", [failed], failed.message)
-        ]
-    merge_into(result, probed)
+        address, resolved = resolve_address(target)
+        observed = observe(address, plan.ports, timeout)
+        probed = to_checks(observed, plan.own_addresses, plan.why, [*resolved, *plan.notes])
+    except (OSError, ValueError, ScopeError) as exc:
+        host = getattr(target, "host", "?")
+        probed = _single(Status.ERROR, f"active probe of {host} failed: {exc}", [Evidence("probe", str(exc))])
+    merge_checks(result, probed)
