@@ -20,6 +20,8 @@ HOST_PACKAGES=(
     lynis hyperfine iproute2 procps iputils-ping util-linux mount coreutils python3 python3-venv
     rpm rsyslog-gnutls openssl
     chromium postgresql
+    dovecot-imapd dovecot-pop3d vsftpd redis-server inetutils-telnetd nginx-light
+    cron systemd
 )
 
 section "machine"
@@ -59,6 +61,9 @@ fi
 section "lab root (debootstrap bookworm + packages, cached in /var/cache/nectar-audit-lab)"
 "$PY" -m tests.lab build-root
 "$PY" -m tests.lab sweep
+
+section "OpenStack lab (Keystone + Neutron virtualenv, cached in /var/cache/nectar-audit-lab)"
+"$PY" -m tests.lab build-openstack
 
 section "ruff check src tests"
 "$PY" -m ruff check src tests

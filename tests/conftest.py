@@ -20,7 +20,7 @@ if str(_REPO) not in sys.path:  # so `from tests.lab import ...` works however p
 
 from tests import lab  # noqa: E402
 
-_LAB_FIXTURES = {"debian_root", "lab_root"}
+_LAB_FIXTURES = {"debian_root", "lab_root", "openstack_api"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -73,3 +73,16 @@ def lab_root(debian_root: Path, tmp_path: Path) -> Iterator[Path]:
     """A writable per-test overlay of the cached root, unmounted after the test."""
     with lab.overlay_root(tmp_path, debian_root) as root:
         yield root
+
+
+@pytest.fixture(scope="session")
+def openstack_api() -> Iterator[Any]:
+    """Real Keystone + Neutron on 127.0.0.1 for the whole run (about 15 s to start; see
+    tests/lab/openstack_lab.py). Their virtualenv is built by `python -m tests.lab build-openstack`."""
+    from tests.lab import openstack_lab
+
+    venv = openstack_lab.venv_path()
+    lab.require((venv / ".complete").exists(),
+                f"the OpenStack lab virtualenv {venv} is not built: python -m tests.lab build-openstack")
+    with openstack_lab.openstack_lab() as api:
+        yield api

@@ -88,7 +88,9 @@ def test_postfix_on_all_interfaces_fails() -> None:
         assert banner is not None and banner.startswith("220 ")
         check = audit(host, "Check-Security-02")
         assert check.status is Status.FAIL
-        [f] = check.findings
+        # The namespace shares this machine's files: other MTAs installed here (dovecot for the probe
+        # tests) add findings of their own.
+        [f] = [x for x in check.findings if x.message.startswith("Postfix")]
         assert f.message.startswith("Postfix (master (pid ")
         assert f.message.endswith(
             ", user root)) listens on 0.0.0.0:25/tcp, [::]:25/tcp: reachable from other "
@@ -110,8 +112,9 @@ def test_postfix_loopback_only_passes() -> None:
     with postfix_host("loopback-only") as host:
         assert smtp_banner(host.addr) is None
         check = audit(host, "Check-Security-02")
-        assert check.status is Status.PASS
-        assert [(f.status, f.message) for f in check.findings] == [
+        # Only Postfix's finding: the namespace shares this machine's files, where other mail daemons
+        # (dovecot, for the probe tests) may be installed and get findings of their own.
+        assert [(f.status, f.message) for f in check.findings if f.message.startswith("Postfix")] == [
             (Status.PASS, "Postfix listens on localhost only (127.0.0.1:25/tcp, [::1]:25/tcp)")
         ]
 

@@ -14,19 +14,11 @@ import click
 
 from nectar_audit import __version__
 from nectar_audit.checklist import BY_ID
+from nectar_audit.cli_options import make_ssh_options, ssh_options, warn_no_host_key_check
 from nectar_audit.config import Config, ConfigError, load_config, normalise_check_id
 from nectar_audit.model import HostResult
 from nectar_audit.registry import Entry, entries, implemented
 from nectar_audit.targets import Target, TargetError, parse_target
-from nectar_audit.targets.ssh_options import (
-    DEFAULT_COMMAND_TIMEOUT,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_CONNECT_TIMEOUT,
-    HOST_KEYS_ACCEPT_NEW,
-    HOST_KEYS_OFF,
-    HOST_KEYS_STRICT,
-    SshOptions,
-)
 
 REPORT_FORMATS = ("text", "json", "html", "junit", "markdown", "prometheus")
 
@@ -85,35 +77,10 @@ def _select(checks: str | None) -> list[Entry]:
                    "(INI/YAML; needs nectar-audit[ansible]).")
 @click.option("--limit", metavar="PATTERN",
               help="Only inventory hosts matching PATTERN (a group or host, Ansible patterns like web:!db).")
-@click.option("--concurrency", type=click.IntRange(1, 1024), default=DEFAULT_CONCURRENCY, show_default=True,
-              help="Hosts audited at the same time.")
-@click.option("-i", "--identity", "identities", multiple=True, metavar="KEYFILE",
-              type=click.Path(exists=True, dir_okay=False),
-              help="SSH private key to try first (repeatable); the ssh config and ssh-agent still apply.")
-@click.option("-F", "--ssh-config", "ssh_config", metavar="FILE",
-              help="OpenSSH client config to use instead of ~/.ssh/config ('none' for no config).")
-@click.option("--known-hosts", "known_hosts", type=click.Path(dir_okay=False), metavar="FILE",
-              help="known_hosts file (default: UserKnownHostsFile of the ssh config, "
-                   "else ~/.ssh/known_hosts).")
-@click.option("--accept-new-host-keys", is_flag=True,
-              help="Trust the key of a host seen for the first time and add it to known_hosts "
-                   "(a changed key is still refused).")
-@click.option("--no-host-key-check", is_flag=True,
-              help="DANGEROUS: do not verify SSH host keys at all (anyone on the path can forge results).")
-@click.option("--sudo/--no-sudo", "sudo", default=None,
-              help="Run the gatherer with sudo -n (default: exactly when the SSH login user is not root).")
-@click.option("--connect-timeout", type=click.FloatRange(0.1), default=DEFAULT_CONNECT_TIMEOUT,
-              show_default=True, metavar="SECONDS",
-              help="Limit for reaching and logging in to a host (per hop).")
-@click.option("--command-timeout", type=click.FloatRange(0.1), default=DEFAULT_COMMAND_TIMEOUT,
-              show_default=True, metavar="SECONDS", help="Limit for the evidence gathering on a host.")
-@click.option("--jobs", type=click.IntRange(0, 64), default=None, metavar="N",
-              help="Processes judging the evidence of a fleet (default: one per CPU, at most 4, from 8 hosts "
-                   "on; 0: judge in the main process).")
-@click.option("--progress/--no-progress", "progress", default=None,
-              help="Progress bar on stderr (default: when stderr is a terminal and there are several hosts).")
+@ssh_options
 @click.option("--probe/--no-probe", "do_probe", default=False, show_default=True,
-              help="Also send active network probes to each SSH target's address (see README: Active probes).")
+              help="Also send active network probes to each SSH target's address, on the ports its own listeners "
+                   "and firewall name plus common ones (see README: Active probes).")
 def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | None,
          config_path: str | None, save_evidence: str | None, debug: bool, inventory_path: str | None,
          limit: str | None, concurrency: int, identities: tuple[str, ...], ssh_config: str | None,
@@ -130,20 +97,10 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
     selected = _select(checks)
-    if accept_new_host_keys and no_host_key_check:
-        raise click.UsageError("--accept-new-host-keys and --no-host-key-check contradict each other")
     if limit and not inventory_path:
         raise click.UsageError("--limit selects hosts of an --inventory")
-    ssh = SshOptions(
-        identities=tuple(identities),
-        config_files=None if ssh_config is None else (() if ssh_config.lower() == "none" else (ssh_config,)),
-        known_hosts=known_hosts,
-        host_keys=HOST_KEYS_OFF if no_host_key_check else (
-            HOST_KEYS_ACCEPT_NEW if accept_new_host_keys else HOST_KEYS_STRICT),
-        sudo=sudo,
-        connect_timeout=connect_timeout,
-        command_timeout=command_timeout,
-    )
+    ssh = make_ssh_options(identities, ssh_config, known_hosts, accept_new_host_keys, no_host_key_check,
+                           sudo, connect_timeout, command_timeout)
     try:
         parsed = [parse_target(t, ssh) for t in targets]
     except TargetError as exc:
@@ -158,9 +115,11 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
     if not parsed:
         parsed = [parse_target("local")]
     if no_host_key_check and any(getattr(t, "kind", "") == "ssh" for t in parsed):
-        click.secho("WARNING: --no-host-key-check: SSH host keys are NOT verified. Anyone on the network "
-                    "path can impersonate these hosts, read their evidence and forge the audit results.",
-                    err=True, fg="red", bold=True)
+        warn_no_host_key_check()
+    if do_probe:  # learn each SSH host's listeners and firewall from its evidence, to choose the ports
+        from nectar_audit.probes.plan import EvidenceTap
+
+        parsed = [EvidenceTap(t, config) if getattr(t, "kind", "") == "ssh" else t for t in parsed]
     def notice(text: str) -> None:
         click.echo(f"nectar-audit: {text}", err=True)
 
@@ -180,7 +139,14 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
 
         for target, res in zip(parsed, results):
             if res.error is None:
-                scan_probe(res, str(getattr(target, "kind", "")), getattr(target, "host", None))
+                scan_probe(res, target)
+    finish(results, interrupted, fmt, output, store)
+
+
+def finish(results: list[HostResult], interrupted: bool, fmt: str, output: str | None, store: str | None,
+           incomplete: bool = False) -> None:
+    """Write the report, keep the run in the history if asked, and exit with the documented status
+    (``incomplete``: some host could only be partly audited, which exits 2 like an unreachable host)."""
     write_report(results, fmt, output)
     if store is not None:
         from nectar_audit import history
@@ -197,7 +163,7 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
         click.echo(f"nectar-audit: interrupted; the report holds the {done} host(s) audited before Ctrl-C",
                    err=True)
         sys.exit(EXIT_INTERRUPTED)
-    if any(r.error for r in results):
+    if incomplete or any(r.error for r in results):
         sys.exit(EXIT_USAGE)
     sys.exit(EXIT_FAIL if any(r.failing for r in results) else EXIT_OK)
 
@@ -353,6 +319,177 @@ def diff_cmd(run_a: int | None, run_b: int | None, store: str | None) -> None:
     click.echo(f"new hosts: {', '.join(diff.new_hosts) or 'none'}")
     click.echo(f"vanished hosts: {', '.join(diff.vanished_hosts) or 'none'}")
     sys.exit(EXIT_FAIL if diff.newly_failing else EXIT_OK)
+
+
+class _ScheduleCommand(click.Command):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            exc.message = (exc.message.rstrip(".") + " (options of `scan` go after --: "
+                           "nectar-audit schedule --daily -- --checks 01,17)")
+            raise
+
+
+@main.command("schedule", cls=_ScheduleCommand)
+@click.argument("scan_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- SCAN_ARGS/TARGETS...]")
+@click.option("--daily", is_flag=True, help="Install (or update) the daily audit.")
+@click.option("--remove", is_flag=True, help="Remove the schedule: only what `schedule` wrote.")
+@click.option("--time", "at", metavar="HH:MM", help="Local time of the daily run (default 03:00).")
+@click.option("--random-delay", type=click.IntRange(0, 720), metavar="MINUTES",
+              help="Spread the start over this many minutes after --time (default 30; cron: a fixed offset "
+                   "per host; 0: exactly at --time).")
+@click.option("--config", "config_path", metavar="FILE",
+              help="Config file of the scan (default: its usual lookup at each run).")
+@click.option("--store", metavar="URL",
+              help="History store, an SQLAlchemy URL without password (default: the SQLite file in the data "
+                   "directory of the user the job runs as).")
+@click.option("--format", "fmt", type=click.Choice(list(REPORT_FORMATS)), help="Report format (default text).")
+@click.option("-o", "--output", metavar="FILE",
+              help="Write the report here (default: stdout, i.e. the journal, or cron's mail).")
+@click.option("--user/--system", "user_scope", default=None,
+              help="Your own timer/crontab, or the system-wide one (default: system as root, else user).")
+@click.option("--backend", type=click.Choice(["auto", "systemd", "cron"]), default="auto", show_default=True,
+              help="auto: a systemd timer when systemd runs (PID 1), else cron.")
+@click.option("--executable", metavar="PATH", help="The nectar-audit command the job runs (default: this one).")
+@click.option("--dry-run", is_flag=True, help="Show what would be written and run; change nothing.")
+@click.option("--root", "root_dir", hidden=True, type=click.Path(file_okay=False, exists=True),
+              help="Write under this directory instead of / (image building, tests).")
+def schedule_cmd(scan_args: tuple[str, ...], daily: bool, remove: bool, at: str | None,
+                 random_delay: int | None, config_path: str | None, store: str | None, fmt: str | None,
+                 output: str | None, user_scope: bool | None, backend: str, executable: str | None,
+                 dry_run: bool, root_dir: str | None) -> None:
+    """Audit every day: a systemd timer + service (a cron entry where systemd does not run) running
+    `scan --store`, so each run is kept in the history. Scan options and TARGETS go after `--`.
+
+    As root: /etc/systemd/system or /etc/cron.d; otherwise your user units or crontab. --remove deletes
+    only what this command wrote and refuses to touch anything else.
+    """
+    from nectar_audit import schedule as sch
+
+    if daily == remove:
+        raise click.UsageError("say --daily to install the daily audit, or --remove to undo it")
+    if remove:
+        given = [name for name, value in (("--time", at), ("--random-delay", random_delay),
+                                          ("--config", config_path), ("--store", store), ("--format", fmt),
+                                          ("--output", output), ("--executable", executable)) if value is not None]
+        if given or scan_args:
+            raise click.UsageError(f"{', '.join(given) or 'scan arguments'}: only with --daily")
+    try:
+        host = sch.probe_host(root_dir)
+        scope = sch.choose_scope(host, None if user_scope is None else (sch.USER if user_scope else sch.SYSTEM))
+        if remove:
+            plan = sch.plan_remove(host, scope)
+        else:
+            plan = sch.prepare_install(
+                host, scope, backend, scan, scan_args, at=at, random_delay=random_delay, config=config_path,
+                store=store, fmt=fmt, output=output, executable=executable, version=__version__)
+        if dry_run:
+            for action in plan.actions:
+                click.echo(f"would {sch.describe(action)}")
+                content = sch.content_of(action)
+                if content is not None:
+                    click.echo(textwrap.indent(content, "    "), nl=False)
+            problems: list[str] = []
+        else:
+            problems = sch.apply(plan.actions, click.echo)
+    except sch.ScheduleError as exc:
+        click.echo(f"nectar-audit: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    if not plan.actions:
+        click.echo("nothing to remove: no schedule written by `nectar-audit schedule` here" if remove
+                   else "nothing to change")
+    for note in plan.notes:
+        click.echo(f"nectar-audit: {note}", err=True)
+    for text in plan.warnings + problems:
+        click.echo(f"nectar-audit: warning: {text}", err=True)
+
+
+@main.command("cloud")
+@click.option("--os-cloud", "os_cloud", metavar="NAME", envvar="OS_CLOUD", show_envvar=True,
+              help="clouds.yaml entry (default: the OS_* variables of a sourced openrc file).")
+@click.option("--region", metavar="NAME", envvar="OS_REGION_NAME", show_envvar=True, help="Region to audit.")
+@click.option("--limit", "limits", multiple=True, metavar="PATTERN",
+              help="Only instances whose name or id matches PATTERN (shell glob; repeatable).")
+@click.option("--ssh-user", metavar="USER",
+              help="Also log in to each instance as USER over SSH and cross-check what really listens.")
+@click.option("--address", type=click.Choice(["auto", "floating", "fixed"]), default="auto", show_default=True,
+              help="Which instance address to log in at and probe (auto: floating IP, else fixed IP).")
+@click.option("--probe/--no-probe", "do_probe", default=False, show_default=True,
+              help="Also probe each instance's address on the ports its security groups open.")
+@click.option("--checks", "checks", metavar="LIST", help="Only these checks, e.g. 08,15.")
+@click.option("--format", "fmt", type=click.Choice(list(REPORT_FORMATS)), default="text", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="Write the report here.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file (as for scan).")
+@click.option("--save-evidence", type=click.Path(file_okay=False), metavar="DIR",
+              help="Save what the API returned (openstack.json) and each instance's bundle in DIR.")
+@click.option("--evidence", "evidence_file", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+              help="Judge a saved openstack.json instead of calling the API.")
+@click.option("--store", "store", is_flag=False, flag_value="default", default=None, metavar="URL",
+              help="Keep this run in the history (as for scan).")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors in findings.")
+@ssh_options
+def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...], ssh_user: str | None,
+              address: str, do_probe: bool, checks: str | None, fmt: str, output: str | None,
+              config_path: str | None, save_evidence: str | None, evidence_file: str | None,
+              store: str | None, debug: bool, concurrency: int, identities: tuple[str, ...],
+              ssh_config: str | None, known_hosts: str | None, accept_new_host_keys: bool,
+              no_host_key_check: bool, sudo: bool | None, connect_timeout: float, command_timeout: float,
+              jobs: int | None, progress: bool | None) -> None:
+    """Audit every instance of an OpenStack project: security groups, ports and key pairs from the API,
+    cross-checked with each host's own evidence when --ssh-user is given.
+
+    Credentials as for the OpenStack CLI: source the project's openrc file, or set OS_CLOUD to a
+    clouds.yaml entry (application credentials work). Needs nectar-audit[cloud].
+    """
+    from nectar_audit.cloud.audit import instance_targets, limit_servers, probe_instances
+    from nectar_audit.cloud.auth import CloudError, connect
+    from nectar_audit.cloud.gather import CallFailed, ProjectEvidence, gather_project
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    selected = _select(checks)
+    ssh = make_ssh_options(identities, ssh_config, known_hosts, accept_new_host_keys, no_host_key_check,
+                           sudo, connect_timeout, command_timeout)
+    try:
+        if evidence_file:
+            with open(evidence_file, encoding="utf-8") as fh:
+                project = ProjectEvidence.from_json(json.load(fh))
+        else:
+            project = gather_project(connect(os_cloud, region))
+    except (CloudError, CallFailed) as exc:
+        click.echo(f"nectar-audit: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except (OSError, ValueError) as exc:
+        raise click.UsageError(f"cannot read {evidence_file}: {exc}") from exc
+    limit_servers(project, limits)
+    if save_evidence:
+        try:
+            Path(save_evidence).mkdir(parents=True, exist_ok=True)
+            (Path(save_evidence) / "openstack.json").write_text(
+                json.dumps(project.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise click.UsageError(f"cannot save evidence in {save_evidence}: {exc.strerror or exc}") from exc
+    for note in project.notes:
+        click.echo(f"nectar-audit: {note}", err=True)
+    if not project.servers:
+        click.echo(f"nectar-audit: no instances in project {project.project_id or '?'}"
+                   f"{' matching ' + ', '.join(limits) if limits else ''}", err=True)
+    if no_host_key_check and ssh_user:
+        warn_no_host_key_check()
+    targets = instance_targets(project, ssh_user, ssh, address)
+    from nectar_audit.fleet import run_fleet
+
+    show_progress = progress if progress is not None else (len(targets) > 1 and sys.stderr.isatty())
+    run = run_fleet(targets, selected, config, concurrency=concurrency, save_evidence=save_evidence,
+                    debug=debug, progress=show_progress, jobs=jobs,
+                    on_notice=lambda text: click.echo(f"nectar-audit: {text}", err=True))
+    if do_probe and not run.interrupted:
+        probe_instances(targets, run.results, address)
+    incomplete = any(str(r.extra.get("cloud", {}).get("host_audit", "")).startswith("failed") for r in run.results)
+    finish(run.results, run.interrupted, fmt, output, store, incomplete=incomplete)
 
 
 @main.command("checks")

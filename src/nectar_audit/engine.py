@@ -7,6 +7,7 @@ import time
 import traceback
 from collections.abc import Sequence
 
+from nectar_audit.cloud.model import CLOUD_ONLY
 from nectar_audit.config import Config
 from nectar_audit.evidence.bundle import Bundle, EvidenceError
 from nectar_audit.evidence.needs import all_needs
@@ -42,16 +43,44 @@ def audit(target: Target, entries: Sequence[Entry], config: Config, debug: bool 
 def judge(bundle: Bundle, entries: Sequence[Entry], config: Config, result: HostResult,
           debug: bool = False, today: dt.date | None = None) -> None:
     facts = Facts(bundle, config)
-    try:
-        info = facts.get(host)
-        result.hostname = info.hostname
-        result.os = info.os
-    except EvidenceError as exc:
-        bundle.errors.append(str(exc))
-    for entry in entries:
-        assert entry.check is not None
-        result.checks.append(run_check(entry, facts, debug))
+    if bundle.kind != CLOUD_ONLY:
+        try:
+            info = facts.get(host)
+            result.hostname = info.hostname
+            result.os = info.os
+        except EvidenceError as exc:
+            bundle.errors.append(str(exc))
+        for entry in entries:
+            assert entry.check is not None
+            result.checks.append(run_check(entry, facts, debug))
+    if bundle.cloud is not None:
+        from nectar_audit.cloud.judge import judge_cloud
+
+        section, cloud_results = judge_cloud(facts, [e.id for e in entries], debug)
+        if section is not None:
+            result.extra["cloud"] = section
+            result.hostname = result.hostname or str(section["name"])
+        merge_checks(result, cloud_results, entries)
     apply_waivers(result, config, today or dt.date.today())
+
+
+def merge_checks(result: HostResult, extra: Sequence[CheckResult], entries: Sequence[Entry] = ()) -> None:
+    """Add findings from another vantage (the cloud API, a probe) under the same check ids."""
+    by_id = {c.id: c for c in result.checks}
+    meta = {e.id: e for e in entries}
+    for add in extra:
+        have = by_id.get(add.id)
+        if have is None:
+            entry = meta.get(add.id)
+            have = CheckResult(add.id, add.title or (entry.title if entry else add.id),
+                               add.severity or (entry.check.severity if entry and entry.check else "medium"),
+                               [], "")
+            result.checks.append(have)
+            by_id[add.id] = have
+        have.findings.extend(add.findings)
+        have.summary = summarise(have.findings)
+    order = {e.id: i for i, e in enumerate(entries)}
+    result.checks.sort(key=lambda c: order.get(c.id, len(order)))
 
 
 def run_check(entry: Entry, facts: Facts, debug: bool = False) -> CheckResult:

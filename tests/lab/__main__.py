@@ -1,4 +1,4 @@
-"""python -m tests.lab {build-root,path,sweep,shell}: lab maintenance from the command line."""
+"""python -m tests.lab {build-root,build-openstack,path,sweep,shell}: lab maintenance from the command line."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.lab", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("build-root", help="build the cached Debian root if missing (needs root, network)")
+    sub.add_parser("build-openstack", help="build the cached virtualenv of Keystone + Neutron (needs PyPI)")
     sub.add_parser("path", help="print the cached root's path (exit 1 if not built)")
     sub.add_parser("sweep", help="remove namespaces and mounts left by dead lab processes")
     shell = sub.add_parser("shell", help="boot a throwaway chroot host and open a shell in it")
@@ -29,6 +30,12 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             root = rootfs.build_root()
             print(f"lab root: {root} ({time.monotonic() - t0:.1f}s)")
+        elif args.cmd == "build-openstack":
+            from . import openstack_lab as openstack
+
+            t0 = time.monotonic()
+            venv = openstack.build_venv(log=rootfs._stderr_log)
+            print(f"openstack lab venv: {venv} ({time.monotonic() - t0:.1f}s)")
         elif args.cmd == "path":
             path = rootfs.root_path()
             print(path)

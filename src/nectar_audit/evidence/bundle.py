@@ -98,6 +98,9 @@ class Bundle:
     commands: dict[str, CommandRecord] = field(default_factory=dict)
     searches: dict[str, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    # What the OpenStack API says about this host when it was audited as a cloud instance
+    # (cloud.gather.instance_record): judged together with the host's own evidence.
+    cloud: dict[str, Any] | None = None
     sanitizers: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     # search name -> sanitizer: a search hit may sit at any path, so its sanitizer follows the hit.
     search_sanitizers: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -177,7 +180,7 @@ class Bundle:
 
     # -- (de)serialisation ---------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "format": BUNDLE_FORMAT,
             "target": self.target,
             "kind": self.kind,
@@ -193,6 +196,9 @@ class Bundle:
             "searches": self.searches,
             "errors": self.errors,
         }
+        if self.cloud is not None:
+            data["cloud"] = self.cloud
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> Bundle:
@@ -218,6 +224,7 @@ class Bundle:
                 },
                 searches={str(k): [str(p) for p in v] for k, v in data.get("searches", {}).items()},
                 errors=[str(e) for e in data.get("errors", [])],
+                cloud=dict(data["cloud"]) if isinstance(data.get("cloud"), dict) else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise EvidenceError(f"malformed evidence bundle: {exc}") from exc

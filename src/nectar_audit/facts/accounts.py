@@ -593,6 +593,9 @@ def build_accounts(bundle: Bundle, expected_accounts: Iterable[str] = ()) -> Acc
         if defined:
             cloud_user, cloud_source = name, path
         cloud_users.extend(parse_cloud_users(text))
+    image_user = _image_default_user(bundle)
+    if image_user is not None and cloud_user is None:
+        cloud_user, cloud_source = image_user
 
     return Accounts(
         users=users, groups=groups, uid_min=uid_min, sys_uid_max=sys_uid_max, uid_max=_def("UID_MAX", 60000),
@@ -601,6 +604,21 @@ def build_accounts(bundle: Bundle, expected_accounts: Iterable[str] = ()) -> Acc
         cloud_users=tuple(dict.fromkeys(cloud_users)), expected_accounts=tuple(expected_accounts),
         _logins=logins, _unknown_logins=frozenset(unknown),
     )
+
+
+def _image_default_user(bundle: Bundle) -> tuple[str, str] | None:
+    """An official Nectar image's ``default_user`` property, when the host was audited as an instance."""
+    if bundle.cloud is None:
+        return None
+    from nectar_audit.cloud.model import parse_instance
+
+    try:
+        image = parse_instance(bundle.cloud).image
+    except EvidenceError:
+        return None
+    if image is None or not image.official or not image.default_user:
+        return None
+    return image.default_user, f"OpenStack image {image.name or image.id} (Nectar official): default_user"
 
 
 def _build_groups(bundle: Bundle, users: list[Account]) -> dict[str, Group]:

@@ -32,11 +32,19 @@ if TYPE_CHECKING:
     from nectar_audit.facts import Facts
 
 KEY_FILE_NAMES = (".ssh/authorized_keys", ".ssh/authorized_keys2")
+# Central key directories hardened setups point AuthorizedKeysFile at (``/etc/ssh/authorized_keys/%u``):
+# gathered always, used only when sshd's configuration really reads them.
+CENTRAL_GLOBS = (
+    "/etc/ssh/authorized_keys/*",
+    "/etc/ssh/authorized_keys.d/*",
+    "/etc/ssh/keys/*",
+)
 FILE_GLOBS = (
     "/root/.ssh/authorized_keys",
     "/root/.ssh/authorized_keys2",
     "/home/*/.ssh/authorized_keys",
     "/home/*/.ssh/authorized_keys2",
+    *CENTRAL_GLOBS,
 )
 
 # Keys of the passwd homes outside /root and /home (service accounts: /var/lib/x, /opt/app, /srv/y).
@@ -295,6 +303,29 @@ def _owner_map(facts: Facts) -> dict[str, str]:
     return homes
 
 
+def _central_owners(facts: Facts) -> dict[str, str]:
+    """Central key file -> user, for the files sshd's AuthorizedKeysFile names with %u (or %U)."""
+    b = facts.bundle
+    paths = [p for pattern in CENTRAL_GLOBS for p in b.glob(pattern)]
+    if not paths:
+        return {}
+    from nectar_audit.facts.accounts import accounts
+    from nectar_audit.facts.sshd import authorized_keys_paths, sshd_config
+
+    try:
+        settings = facts.get(sshd_config).global_settings
+        users = facts.get(accounts).users
+    except Exception:  # without sshd's configuration nobody can say these files are read
+        return {}
+    wanted = set(paths)
+    owners: dict[str, str] = {}
+    for user in users:
+        for path in authorized_keys_paths(settings, user.name, user.home, user.uid):
+            if path in wanted:
+                owners.setdefault(path, user.name)
+    return owners
+
+
 def _user_for(path: str, homes: dict[str, str]) -> str:
     home = path
     for rel in KEY_FILE_NAMES:
@@ -315,8 +346,11 @@ def _texts(facts: Facts, errors: dict[str, str] | None = None) -> dict[str, str]
     """
     b = facts.bundle
     texts: dict[str, str] = {}
+    central = _central_owners(facts)
     for pattern in FILE_GLOBS:
         for path in b.glob(pattern):
+            if pattern in CENTRAL_GLOBS and path not in central:
+                continue
             try:
                 text = b.text(path)
             except EvidenceError as exc:
@@ -336,14 +370,16 @@ def _texts(facts: Facts, errors: dict[str, str] | None = None) -> dict[str, str]
 def authorized_key_files(facts: Facts) -> dict[str, str]:
     """path -> user of every authorized_keys file that was read."""
     homes = _owner_map(facts)
-    return {path: _user_for(path, homes) for path in sorted(_texts(facts))}
+    central = _central_owners(facts)
+    return {path: central.get(path) or _user_for(path, homes) for path in sorted(_texts(facts))}
 
 
 def _by_user(facts: Facts, texts: dict[str, str]) -> dict[str, list[AuthorizedKey]]:
     homes = _owner_map(facts)
+    central = _central_owners(facts)
     out: dict[str, list[AuthorizedKey]] = {}
     for path, text in sorted(texts.items()):
-        user = _user_for(path, homes)
+        user = central.get(path) or _user_for(path, homes)
         keys = [replace(k, path=path) for k in parse_authorized_keys(text)]
         out.setdefault(user, []).extend(keys)
     return out

@@ -1,0 +1,140 @@
+"""What the cloud checks share: the instance, what its host showed, and the two-layer port table."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from nectar_audit.cloud.model import CLOUD_ONLY, PORTED, Instance, Rule
+from nectar_audit.facts import Facts
+from nectar_audit.facts.firewall import Firewall, firewall
+from nectar_audit.facts.firewall_model import Verdict
+from nectar_audit.facts.sockets import Listener, listeners
+from nectar_audit.model import Evidence, Finding, Status
+
+API = "OpenStack API"
+HOST_AUDIT_FAILED = "host not audited over SSH: "
+HOST_HINT = "the host itself was not audited (add --ssh-user USER to see what listens)"
+SG_FIX = ("openstack security group rule delete RULE_ID   # or, in the dashboard: Network > Security Groups > "
+          "Manage Rules")
+
+
+@dataclass
+class CloudView:
+    """One instance for the cloud checks: the API's view, and the host's own evidence when audited."""
+
+    instance: Instance
+    facts: Facts
+    host: bool  # the host's own evidence is there (audited over SSH)
+    listeners: list[Listener] | None = None
+    firewall: Firewall | None = None
+    host_errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, instance: Instance, facts: Facts) -> CloudView:
+        host = facts.bundle.kind != CLOUD_ONLY and facts.bundle.live
+        view = cls(instance, facts, host)
+        if host:
+            try:
+                view.listeners = facts.get(listeners)
+            except Exception as exc:
+                view.host_errors.append(f"cannot list the host's listening sockets: {exc}")
+            try:
+                view.firewall = facts.get(firewall)
+            except Exception as exc:
+                view.host_errors.append(f"cannot read the host firewall: {exc}")
+        return view
+
+    @property
+    def hint(self) -> str:
+        """Why the host's side is missing, for messages judged from the security groups alone."""
+        if any(e.startswith(HOST_AUDIT_FAILED) for e in (*self.facts.bundle.errors, *self.instance.notes)):
+            return "the host could not be audited over SSH"
+        return HOST_HINT
+
+    def serving(self, proto: str, port: int, family: int) -> list[Listener]:
+        """Non-loopback listeners that accept ``proto``/``port`` over IPv``family``."""
+        out = []
+        for s in self.listeners or ():
+            if s.proto != proto or s.port != port or s.loopback:
+                continue
+            if (family == 4 and s.covers_ipv4) or (family == 6 and s.covers_ipv6):
+                out.append(s)
+        return out
+
+    def host_verdict(self, proto: str, port: int, family: int) -> Verdict | None:
+        if self.firewall is None:
+            return None
+        try:
+            return self.firewall.reachable(proto, port, family)
+        except Exception as exc:  # an evaluator limit: say so rather than guess
+            return Verdict(None, "", str(exc))
+
+
+def rule_evidence(rules: Sequence[Rule]) -> list[Evidence]:
+    return [Evidence(API, r.describe()) for r in rules]
+
+
+def port_security_findings(view: CloudView, status: Status) -> list[Finding]:
+    """A finding per port whose port security is off (no security group filters it at all)."""
+    return [
+        Finding(status, f"{p.label} has port security disabled: no cloud firewall filters it at all",
+                [Evidence(API, f"port {p.id}: port_security_enabled = false")],
+                f"openstack port set --enable-port-security --security-group SG {p.id}   "
+                "# then allow only the ports the instance serves")
+        for p in view.instance.ports if not p.port_security_enabled
+    ]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the two-layer table: a protocol/port (or range) and family."""
+
+    proto: str
+    lo: int
+    hi: int
+    family: int
+    rules: tuple[Rule, ...]  # cloud rules letting it in (empty: the cloud drops it)
+    serving: tuple[Listener, ...]
+    host: Verdict | None  # host firewall verdict for a new connection from outside (None: unknown)
+
+    @property
+    def label(self) -> str:
+        ports = str(self.lo) if self.lo == self.hi else f"{self.lo}-{self.hi}"
+        return f"{self.proto}/{ports} IPv{self.family}"
+
+    def describe(self) -> str:
+        cloud = "; ".join(f"{r.remote_label} ({r.group_name})" for r in self.rules) or "closed"
+        host = "unknown" if self.host is None else self.host.describe()
+        listening = ", ".join(s.describe() for s in self.serving) or "nothing"
+        return f"{self.label}: cloud allows {cloud} | host firewall: {host} | listening: {listening}"
+
+
+def table(view: CloudView) -> list[Row]:
+    """The ports either layer cares about: every ported ingress rule and every non-loopback listener."""
+    rows: list[Row] = []
+    seen: set[tuple[str, int, int, int]] = set()
+    rules = [r for r in view.instance.ingress_rules() if r.protocol in PORTED and not r.all_ports]
+    for r in sorted(rules, key=lambda r: (r.protocol or "", r.port_min or 0, r.family)):
+        assert r.protocol is not None and r.port_min is not None
+        hi = r.port_max if r.port_max is not None else r.port_min
+        key = (r.protocol, r.port_min, hi, r.family)
+        if key in seen:
+            continue
+        seen.add(key)
+        same = tuple(x for x in rules if (x.protocol, x.port_min, x.port_max or x.port_min, x.family) == key)
+        serving = tuple(s for port in range(r.port_min, min(hi, r.port_min + 4096) + 1)
+                        for s in view.serving(r.protocol, port, r.family)) if view.listeners is not None else ()
+        probe = serving[0].port if serving else r.port_min
+        rows.append(Row(r.protocol, r.port_min, hi, r.family, same, serving,
+                        view.host_verdict(r.protocol, probe, r.family)))
+    for s in view.listeners or ():
+        if s.loopback or s.proto not in PORTED:
+            continue
+        for fam in ((4,) if s.family == 4 else (6, 4) if s.covers_ipv4 else (6,)):
+            if any(row.proto == s.proto and row.family == fam and row.lo <= s.port <= row.hi for row in rows):
+                continue
+            allowing = tuple(view.instance.allowing(s.proto, s.port, fam))
+            rows.append(Row(s.proto, s.port, s.port, fam, allowing, tuple(view.serving(s.proto, s.port, fam)),
+                            view.host_verdict(s.proto, s.port, fam)))
+    return rows

@@ -1,0 +1,56 @@
+"""Check-Security-10 from the cloud side: the key pair Nova injected against the host's authorized_keys."""
+
+from __future__ import annotations
+
+from nectar_audit.cloud.checks.base import API, CloudView
+from nectar_audit.facts.authorized_keys import collect_authorized_keys
+from nectar_audit.facts.cloudinit import cloudinit
+from nectar_audit.model import Evidence, Finding, Status
+
+ID = "Check-Security-10"
+
+
+def run(view: CloudView) -> list[Finding]:
+    inst = view.instance
+    if not inst.key_name:
+        return [Finding(Status.WARN, "the instance was booted without a key pair: its SSH keys came from the "
+                        "image or from user data, not from the metadata service",
+                        [Evidence(API, f"server {inst.id}: key_name is empty")],
+                        "boot instances with --key-name (openstack server create --key-name KEY ...) and keep "
+                        "keys out of images")]
+    kp = inst.keypair
+    if kp is None or not kp.fingerprint:
+        why = next((n for n in inst.notes if "key pair" in n), "its public key is not visible")
+        return [Finding(Status.MANUAL, f"booted with key pair {inst.key_name!r}, whose fingerprint is unknown: {why}",
+                        [Evidence(API, f"server {inst.id}: key_name = {inst.key_name}")])]
+    injected = Evidence(API, f"server {inst.id}: key pair {kp.name!r} {kp.fingerprint}")
+    if not view.host:
+        return [Finding(Status.PASS, f"key pair {kp.name!r} ({kp.fingerprint}) is injected by the metadata "
+                        f"service; {view.hint} and compare its authorized_keys", [injected])]
+    keys, errors = collect_authorized_keys(view.facts)
+    out: list[Finding] = [Finding(Status.ERROR, f"cannot read {path}: {why}") for path, why in errors.items()]
+    try:
+        meta = view.facts.get(cloudinit).metadata_fingerprints or set()
+    except Exception:
+        meta = set()
+    holders = sorted(user for user, ks in keys.items() if any(k.fingerprint == kp.fingerprint for k in ks))
+    if holders:
+        out.append(Finding(Status.PASS, f"key pair {kp.name!r} injected by Nova is authorised for "
+                           f"{', '.join(holders)}", [injected]))
+    else:
+        out.append(Finding(Status.WARN, f"key pair {kp.name!r} injected by Nova is in no authorized_keys file: "
+                           "the keys in use were put there another way", [injected]))
+    foreign = [(user, k) for user, ks in sorted(keys.items()) for k in ks
+               if k.fingerprint and k.fingerprint != kp.fingerprint and k.fingerprint not in meta
+               and not k.is_cloud_init_refusal]
+    if foreign:
+        out.append(Finding(
+            Status.WARN,
+            f"{len(foreign)} authorised key(s) did not come from the metadata service (added by hand or baked "
+            "into the image): " + ", ".join(f"{u}: {k.fingerprint}" for u, k in foreign[:8])
+            + (" …" if len(foreign) > 8 else ""),
+            [injected] + [Evidence(k.source, f"{k.key_type} {k.fingerprint} {k.comment}".rstrip())
+                          for _, k in foreign],
+            "remove keys nobody needs from ~/.ssh/authorized_keys; give people access with their own key pair "
+            "(openstack keypair create) at boot"))
+    return out

@@ -1,0 +1,212 @@
+"""Read a project's instances, ports, security groups, floating IPs, images and key pairs.
+
+One listing call per resource type for the whole project (plus one per distinct image), whatever the
+number of instances. What is kept is trimmed to the fields the checks read, under the OpenStack API's
+own JSON names; nothing secret (no user data, metadata, public key material or tokens) is kept: key
+pairs become their SHA256 fingerprints.
+
+openstacksdk traps handled here: a port's groups are ``security_group_ids`` and its port security
+``is_port_security_enabled``; the rules inside a group object are plain dicts with JSON keys; a rule
+resource's family is ``ether_type``; Glance's custom image properties (``default_user``) land in
+``properties``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from nectar_audit.cloud.auth import explain
+from nectar_audit.cloud.model import RECORD_FORMAT
+
+PROJECT_FORMAT = "nectar-audit-openstack-project/1"
+_RULE_KEYS = ("id", "direction", "ethertype", "protocol", "port_range_min", "port_range_max",
+              "remote_ip_prefix", "remote_group_id", "remote_address_group_id")
+
+
+@dataclass
+class ProjectEvidence:
+    """Everything read from the API, as saved by ``cloud --save-evidence`` (JSON, no secrets)."""
+
+    auth_url: str | None
+    region: str | None
+    project_id: str | None
+    gathered_at: str
+    servers: list[dict[str, Any]] = field(default_factory=list)
+    ports: list[dict[str, Any]] = field(default_factory=list)
+    security_groups: list[dict[str, Any]] = field(default_factory=list)
+    floating_ips: list[dict[str, Any]] = field(default_factory=list)
+    images: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    keypairs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": PROJECT_FORMAT, **{k: v for k, v in vars(self).items()}}
+
+    @classmethod
+    def from_json(cls, data: Any) -> ProjectEvidence:
+        if not isinstance(data, dict) or data.get("format") != PROJECT_FORMAT:
+            raise ValueError(f"not a nectar-audit OpenStack evidence file (format {PROJECT_FORMAT})")
+        kw = {k: data[k] for k in ("auth_url", "region", "project_id", "gathered_at", "servers", "ports",
+                                   "security_groups", "floating_ips", "images", "keypairs", "notes") if k in data}
+        kw.setdefault("gathered_at", "")
+        return cls(**kw)
+
+
+def ssh_fingerprint(public_key: str | None) -> str | None:
+    """``SHA256:…`` of an OpenSSH public key line, as ``ssh-keygen -l`` prints it."""
+    parts = (public_key or "").split()
+    if len(parts) < 2:
+        return None
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+# -- trimming SDK resources to API-shaped dicts -------------------------------------------------------
+def _server(s: Any) -> dict[str, Any]:
+    image = getattr(s, "image", None)
+    image_id = getattr(image, "id", None) if image is not None else None
+    if image_id is None and isinstance(image, Mapping):
+        image_id = image.get("id")
+    return {
+        "id": s.id,
+        "name": s.name,
+        "status": s.status,
+        "image": {"id": image_id} if image_id else None,
+        "key_name": s.key_name,
+        "project_id": getattr(s, "project_id", None),
+        "addresses": {net: [{"addr": a.get("addr"), "version": a.get("version"),
+                             "OS-EXT-IPS:type": a.get("OS-EXT-IPS:type")} for a in addrs]
+                      for net, addrs in (s.addresses or {}).items()},
+        "security_groups": [{"name": g.get("name")} for g in s.security_groups or ()],
+    }
+
+
+def _port(p: Any) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "name": p.name,
+        "network_id": p.network_id,
+        "device_id": p.device_id,
+        "device_owner": p.device_owner,
+        "fixed_ips": [{"ip_address": ip.get("ip_address"), "subnet_id": ip.get("subnet_id")}
+                      for ip in p.fixed_ips or ()],
+        "security_groups": list(p.security_group_ids or ()),
+        "port_security_enabled": p.is_port_security_enabled,
+    }
+
+
+def _group(g: Any) -> dict[str, Any]:
+    return {
+        "id": g.id,
+        "name": g.name,
+        "stateful": getattr(g, "stateful", True),
+        "security_group_rules": [{k: r.get(k) for k in _RULE_KEYS} for r in g.security_group_rules or ()],
+    }
+
+
+def _fip(f: Any) -> dict[str, Any]:
+    return {"id": f.id, "floating_ip_address": f.floating_ip_address,
+            "fixed_ip_address": f.fixed_ip_address, "port_id": f.port_id}
+
+
+def _image(i: Any) -> dict[str, Any]:
+    props = getattr(i, "properties", None) or {}
+    return {"id": i.id, "name": i.name, "owner": i.owner, "visibility": getattr(i, "visibility", None),
+            "default_user": props.get("default_user"), "os_distro": getattr(i, "os_distro", None)}
+
+
+def _keypair(k: Any) -> dict[str, Any]:
+    return {"name": k.name, "type": getattr(k, "type", None), "fingerprint": ssh_fingerprint(k.public_key)}
+
+
+# -- the calls ---------------------------------------------------------------------------------------
+class CallFailed(Exception):
+    pass
+
+
+def _list(what: str, call: Any) -> list[Any]:
+    try:
+        return list(call())
+    except Exception as exc:  # openstacksdk raises many types; each becomes one clear sentence
+        raise CallFailed(explain(exc, what)) from None
+
+
+def gather_project(conn: Any) -> ProjectEvidence:
+    """Read the project; CallFailed when a listing every check needs (servers, ports, groups) fails."""
+    auth_url = None
+    try:
+        auth_url = str(conn.config.get_auth_args().get("auth_url") or "") or None
+    except Exception:
+        auth_url = None
+    ev = ProjectEvidence(
+        auth_url=auth_url,
+        region=conn.config.get_region_name() or None,
+        project_id=conn.current_project_id,
+        gathered_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    servers = _list("listing servers (Nova)", lambda: conn.compute.servers(details=True))
+    ev.servers = [_server(s) for s in servers]
+    ev.ports = [_port(p) for p in _list("listing ports (Neutron)", conn.network.ports)
+                if p.device_id in {s["id"] for s in ev.servers}]
+    ev.security_groups = [_group(g) for g in _list("listing security groups (Neutron)",
+                                                   conn.network.security_groups)]
+    try:
+        ev.floating_ips = [_fip(f) for f in _list("listing floating IPs (Neutron)", conn.network.ips)]
+    except CallFailed as exc:
+        ev.notes.append(f"floating IPs unknown: {exc}")
+    try:
+        ev.keypairs = {k.name: _keypair(k) for k in _list("listing key pairs (Nova)", conn.compute.keypairs)}
+    except CallFailed as exc:
+        ev.notes.append(f"key pairs unknown: {exc}")
+    for image_id in sorted({s["image"]["id"] for s in ev.servers if s.get("image")}):
+        try:
+            ev.images[image_id] = _image(conn.image.get_image(image_id))
+        except Exception as exc:
+            ev.images[image_id] = None
+            ev.notes.append(f"image {image_id}: {explain(exc, 'reading the image (Glance)')}")
+    return ev
+
+
+def instance_record(ev: ProjectEvidence, server_id: str) -> dict[str, Any]:
+    """One server's slice of the project evidence: what a host's bundle carries as ``cloud``."""
+    server = next(s for s in ev.servers if s["id"] == server_id)
+    ports = [p for p in ev.ports if p.get("device_id") == server_id]
+    port_ids = {p["id"] for p in ports}
+    gids = {g for p in ports for g in p.get("security_groups") or ()}
+    groups = [g for g in ev.security_groups if g["id"] in gids]
+    # Names of the groups that rules refer to (remote_group_id), for readable evidence.
+    remote = {r.get("remote_group_id") for g in groups for r in g["security_group_rules"]} - gids - {None}
+    groups += [{"id": g["id"], "name": g["name"], "security_group_rules": []}
+               for g in ev.security_groups if g["id"] in remote]
+    notes = [n for n in ev.notes if "image" not in n or (server.get("image") or {}).get("id", "-") in n]
+    missing = gids - {g["id"] for g in groups}
+    if missing:
+        notes.append(f"security groups not visible to this project: {', '.join(sorted(missing))}")
+    image_id = (server.get("image") or {}).get("id")
+    keypair = ev.keypairs.get(server.get("key_name") or "")
+    if server.get("key_name") and keypair is None:
+        notes.append(f"key pair {server['key_name']!r} is not visible to these credentials (key pairs belong "
+                     "to the user who created them)")
+    return {
+        "format": RECORD_FORMAT,
+        "auth_url": ev.auth_url,
+        "region": ev.region,
+        "project_id": ev.project_id,
+        "gathered_at": ev.gathered_at,
+        "server": server,
+        "ports": ports,
+        "floating_ips": [f for f in ev.floating_ips if f.get("port_id") in port_ids],
+        "security_groups": groups,
+        "image": ev.images.get(image_id) if image_id else None,
+        "keypair": keypair,
+        "notes": notes,
+    }
