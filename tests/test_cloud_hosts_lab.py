@@ -72,10 +72,10 @@ def fleet(openstack_api: OpenStackLab, tmp_path_factory: pytest.TempPathFactory)
                                              protocol="tcp", port_range_min=22, port_range_max=22,
                                              remote_ip_prefix="0.0.0.0/0")
         web_sg = c.network.create_security_group(name="web-8080")
-        for port in (8080, 7000, 25):
+        for port, remote in ((8080, "0.0.0.0/0"), (7000, "0.0.0.0/0"), (25, "0.0.0.0/0"), (8443, "192.0.2.0/24")):
             c.network.create_security_group_rule(security_group_id=web_sg.id, direction="ingress", ethertype="IPv4",
                                                  protocol="tcp", port_range_min=port, port_range_max=port,
-                                                 remote_ip_prefix="0.0.0.0/0")
+                                                 remote_ip_prefix=remote)
         for host, name, groups in ((web, "lab-web", [ssh_only, web_sg]), (moved, "lab-moved", [ssh_only])):
             prefix = host.addr.rsplit(".", 1)[0]
             sub = c.network.create_subnet(network_id=net.id, cidr=f"{prefix}.0/24", ip_version=4)
@@ -126,6 +126,9 @@ def test_port_open_with_no_service_15(report: dict[str, dict[str, Any]]) -> None
     assert ("fail", "[cloud] tcp/8080 IPv4 is open in the security groups but nothing listens there: a port "
                     "open with no service bound") in web
     assert any(s == "pass" and "tcp/22 IPv4 → sshd" in m for s, m in web), web
+    # Open to one network only: graded like the host firewall side of 15 (warn, not fail).
+    assert ("warn", "[cloud] tcp/8443 IPv4 is open in the security groups (to 192.0.2.0/24) but nothing listens "
+                    "there: a port open with no service bound") in web
     assert any(s == "fail" and m.startswith("[cloud] tcp/7000 IPv4 is open in the security groups and python")
                and m.endswith("but the host firewall drops it: the rule opens nothing but a way to probe")
                for s, m in web), web

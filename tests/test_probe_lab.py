@@ -231,6 +231,11 @@ def test_cli_probe_rejects_names() -> None:
     assert r.returncode == 2 and "not an IP address" in r.stderr
 
 
+def test_cli_probe_refuses_a_port_scan() -> None:
+    r = _cli("probe", "10.200.250.2", "--ports", ",".join(str(p) for p in range(1000, 1065)))
+    assert r.returncode == 2 and "at most 64 ports per address (65 given)" in r.stderr
+
+
 def test_scan_probe_local_says_vantage_is_host_itself() -> None:
     r = _cli("scan", "--probe", "--checks", "15", "--format", "json")
     (h,) = json.loads(r.stdout)["hosts"]

@@ -571,6 +571,13 @@ def probe(addresses: tuple[str, ...], ports: str | None, fmt: str, timeout: floa
             raise click.BadParameter(f"{ports!r} is not a list of port numbers", param_hint="--ports") from None
         if not port_list or any(not 0 < p < 65536 for p in port_list):
             raise click.BadParameter(f"{ports!r}: ports are 1..65535", param_hint="--ports")
+        from nectar_audit.probes.plan import MAX_PORTS
+
+        port_list = tuple(dict.fromkeys(port_list))
+        if len(port_list) > MAX_PORTS:
+            # A probe is a few questions to named services, not a port scan.
+            raise click.BadParameter(f"at most {MAX_PORTS} ports per address ({len(port_list)} given)",
+                                     param_hint="--ports")
     results = [probe_host(a, port_list, timeout) for a in addresses]
     if fmt == "json":
         write_json(results, sys.stdout)

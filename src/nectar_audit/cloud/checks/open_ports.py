@@ -45,7 +45,12 @@ def run(view: CloudView) -> list[Finding]:
             continue
         ev = [Evidence(API, r.describe()) for r in rules] + [Evidence("host", row.describe())]
         if not row.serving:
-            out.append(Finding(Status.FAIL, f"{row.label} is open in the security groups but nothing listens "
+            # As the host-firewall side of 15 grades it: one port open to everyone is a plain failure; a
+            # range, or a port open to chosen networks only, is a warning.
+            world = any(r.world for r in rules)
+            status = Status.FAIL if world and row.lo == row.hi else Status.WARN
+            whom = "" if world else f" (to {', '.join(sorted({r.remote_label for r in rules}))})"
+            out.append(Finding(status, f"{row.label} is open in the security groups{whom} but nothing listens "
                                "there: a port open with no service bound", ev, _fix([r.id for r in rules])))
         elif row.host is not None and row.host.allowed is False and not row.host.sources:
             out.append(Finding(Status.FAIL, f"{row.label} is open in the security groups and "
