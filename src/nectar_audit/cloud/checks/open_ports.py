@@ -47,9 +47,9 @@ def run(view: CloudView) -> list[Finding]:
         if not row.serving:
             # As the host-firewall side of 15 grades it: one port open to everyone is a plain failure; a
             # range, or a port open to chosen networks only, is a warning.
-            world = any(r.world for r in rules)
-            status = Status.FAIL if world and row.lo == row.hi else Status.WARN
-            whom = "" if world else f" (to {', '.join(sorted({r.remote_label for r in rules}))})"
+            to_all = any(r.world for r in rules)
+            status = Status.FAIL if to_all and row.lo == row.hi else Status.WARN
+            whom = "" if to_all else f" (to {', '.join(sorted({r.remote_label for r in rules}))})"
             out.append(Finding(status, f"{row.label} is open in the security groups{whom} but nothing listens "
                                "there: a port open with no service bound", ev, _fix([r.id for r in rules])))
         elif row.host is not None and row.host.allowed is False and not row.host.sources:
