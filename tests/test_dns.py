@@ -20,11 +20,13 @@ from nectar_audit.facts.dns import (
     LOOPBACK,
     Grant,
     LocalNets,
+    Reach,
     dns_servers,
     intersect,
     judge,
     local_networks,
     longest_prefix_grant,
+    merge_reach,
     parse_dnsmasq_conf,
     parse_fib_trie,
     parse_if_inet6,
@@ -426,3 +428,173 @@ def test_huge_and_binary_files() -> None:
 )
 def test_judge_levels(grant: Grant, level: str) -> None:
     assert judge(grant, [], None).level == level
+
+
+# ---------------------------------------------------------------------------------------------------
+# The host firewall: DNS is UDP and TCP
+def _ipt(*accept: str) -> str:
+    rules = "".join(f"-A INPUT -p {p} -m {p} --dport {port} -j ACCEPT\n" for p, port in
+                    (a.split("/") for a in accept))
+    return (
+        "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        "-A INPUT -i lo -j ACCEPT\n-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n"
+        f"{rules}COMMIT\n"
+    )
+
+
+def firewalled_bind(*accept: str, listeners: list[str] | None = None) -> Bundle:
+    from nectar_audit.evidence.bundle import CommandRecord
+    from nectar_audit.facts.firewall import RULES_COMMAND
+    from tests.test_firewall_checks import rules_output
+
+    b = make_bundle(debian_bind(NAMED_ANY), live=True, listeners=listeners or NAMED_LISTENERS)
+    b.commands[RULES_COMMAND] = CommandRecord(
+        rules_output(None, iptables_save=_ipt(*accept), ip6tables_save=_ipt(*accept))
+    )
+    return b
+
+
+def test_firewall_dropping_udp_53_but_accepting_tcp_53_still_fails() -> None:
+    res = run_check(ENTRY, Facts(firewalled_bind("tcp/22", "tcp/53"), Config()))
+    assert res.status is Status.FAIL
+    [f] = [f for f in res.findings if f.message.startswith("BIND (named)")]
+    assert f.message == (
+        "BIND (named) allows recursion to any host, listening on 10.0.0.5:53/tcp, 10.0.0.5:53/udp: an open "
+        "resolver can be abused for DNS amplification attacks (the host firewall admits it over TCP/53 only)"
+    )
+    fw = [e.detail for e in f.evidence if e.source == "host firewall"]
+    assert len(fw) == 2
+    assert fw[0].startswith("IPv4 tcp/53: ") and "; IPv6 tcp/53: " in fw[0]
+    assert fw[1].startswith("IPv4 udp/53: ") and "; IPv6 udp/53: " in fw[1]
+
+
+def test_firewall_dropping_both_protocols_passes_with_the_reason() -> None:
+    res = run_check(ENTRY, Facts(firewalled_bind("tcp/22"), Config()))
+    assert res.status is Status.PASS
+    assert res.findings[0].message == (
+        "BIND (named)'s access list allows recursion to any host, but the host firewall lets no other host "
+        "reach port 53 (TCP or UDP)"
+    )
+
+
+def test_firewall_only_protocols_the_server_listens_on_count() -> None:
+    # named listening on UDP only: a firewall accepting TCP/53 (nothing behind it) opens no resolver.
+    udp_only = [ss_line("udp", "10.0.0.5:53", "named"), ss_line("udp", "127.0.0.1:53", "named")]
+    res = run_check(ENTRY, Facts(firewalled_bind("tcp/22", "tcp/53", listeners=udp_only), Config()))
+    assert res.status is Status.PASS
+    assert res.findings[0].message.endswith("lets no other host reach port 53 (UDP)")
+    res = run_check(ENTRY, Facts(firewalled_bind("tcp/22", "udp/53", listeners=udp_only), Config()))
+    assert res.status is Status.FAIL
+
+
+def test_merge_reach_unions_networks_and_keeps_unknown() -> None:
+    a = Reach((N("10.0.0.0/8"),), "IPv4 udp/53: x", True)
+    b = Reach((N("192.168.0.0/16"),), "IPv4 tcp/53: y", False)
+    m = merge_reach([a, b])
+    assert m.networks == (N("10.0.0.0/8"), N("192.168.0.0/16")) and not m.known
+    assert m.text == "IPv4 udp/53: x; IPv4 tcp/53: y"
+    none = Reach((), "host firewall not evaluated", False)
+    assert merge_reach([none, none]).text == "host firewall not evaluated"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Config paths: BIND's allow-query-cache fallback, resolved extra stub listeners, PowerDNS Recursor files
+def test_bind_allow_query_cache_any_without_allow_recursion_is_open() -> None:
+    # BIND: allow-recursion defaults to allow-query-cache when only that is set.
+    opts = sample("named.conf.options.debian12").replace(
+        "listen-on-v6 { any; };", "listen-on-v6 { any; };\n\tallow-query-cache { any; };"
+    )
+    [srv] = dns_servers(Facts(make_bundle(debian_bind(opts)), Config()))
+    assert judge(srv.recursion[0].grant, [], None).level == "untrusted"
+    status, findings = check(make_bundle(debian_bind(opts), live=True, listeners=NAMED_LISTENERS))
+    assert (status, findings) == (
+        Status.FAIL,
+        [
+            (
+                Status.FAIL,
+                "BIND (named) allows recursion to any host, listening on 10.0.0.5:53/tcp, 10.0.0.5:53/udp: an "
+                "open resolver can be abused for DNS amplification attacks",
+            )
+        ],
+    )
+
+
+RESOLVED_EXTRA = {"/etc/systemd/resolved.conf": "[Resolve]\nDNSStubListenerExtra=0.0.0.0\n"}
+RESOLVED_BIN = ("/usr/lib/systemd/systemd-resolved",)
+
+
+def test_resolved_extra_stub_listener_on_every_address_is_not_a_pass() -> None:
+    assert check(make_bundle(RESOLVED_EXTRA, stats=RESOLVED_BIN)) == (
+        Status.WARN,
+        [
+            (
+                Status.WARN,
+                "systemd-resolved allows recursion to any host (DNSStubListenerExtra=0.0.0.0), configured to "
+                "listen on DNSStubListenerExtra=0.0.0.0: an open resolver can be abused for DNS amplification "
+                "attacks",
+            )
+        ],
+    )
+    lst = [
+        ss_line("udp", "127.0.0.53%lo:53", "systemd-resolve"),
+        ss_line("udp", "0.0.0.0:53", "systemd-resolve"),
+        ss_line("tcp", "0.0.0.0:53", "systemd-resolve"),
+    ]
+    assert check(make_bundle(RESOLVED_EXTRA, live=True, listeners=lst, stats=RESOLVED_BIN)) == (
+        Status.FAIL,
+        [
+            (
+                Status.FAIL,
+                "systemd-resolved allows recursion to any host (DNSStubListenerExtra=0.0.0.0), listening on "
+                "0.0.0.0:53/tcp, 0.0.0.0:53/udp: an open resolver can be abused for DNS amplification attacks",
+            )
+        ],
+    )
+
+
+def test_recursor_debian12_default_is_loopback_only() -> None:
+    b = make_bundle({"/etc/powerdns/recursor.conf": sample("recursor.conf.debian12")})
+    [srv] = dns_servers(Facts(b, Config()))
+    assert srv.kind == "pdns-recursor" and srv.config == "/etc/powerdns/recursor.conf"
+    assert srv.listen.beyond_loopback is False and srv.listen.text == "127.0.0.1"
+    assert check(b) == (
+        Status.PASS,
+        [
+            (
+                Status.PASS,
+                "PowerDNS Recursor is configured to listen on loopback only (127.0.0.1): other hosts cannot use "
+                "it; its access list would allow 10.0.0.0/8, 100.64.0.0/10, 169.254.0.0/16, 192.168.0.0/16, "
+                "172.16.0.0/12, fc00::/7, fe80::/10",
+            )
+        ],
+    )
+    # Same file with local-address opened up: the default allow-from (RFC 1918 and more) is not trusted.
+    opened = sample("recursor.conf.debian12").replace("local-address=127.0.0.1", "local-address=0.0.0.0")
+    status, findings = check(make_bundle({"/etc/powerdns/recursor.conf": opened}))
+    assert status is Status.WARN
+    assert findings[0][1].startswith("PowerDNS Recursor allows recursion to 10.0.0.0/8, 100.64.0.0/10")
+
+
+def test_recursor_yml() -> None:
+    yml = "incoming:\n  listen: [0.0.0.0, '::']\n  allow_from:\n    - 127.0.0.0/8\n    - 203.0.113.0/24\n"
+    b = make_bundle({"/etc/powerdns/recursor.yml": yml})
+    [srv] = dns_servers(Facts(b, Config()))
+    assert srv.config == "/etc/powerdns/recursor.yml" and srv.listen.beyond_loopback is True
+    assert check(b) == (
+        Status.WARN,
+        [
+            (
+                Status.WARN,
+                "PowerDNS Recursor allows recursion to 203.0.113.0/24, which is not a trusted network, "
+                "configured to listen on 0.0.0.0, ::: an open resolver can be abused for DNS amplification "
+                "attacks (if these networks are yours, list them in [network] trusted_networks of the config "
+                "file)",
+            )
+        ],
+    )
+    assert check(make_bundle({"/etc/powerdns/recursor.yml": yml}), Config(trusted_networks=(N("203.0.113.0/24"),)))[
+        0
+    ] is Status.PASS
+    loop = "incoming:\n  listen:\n    - 127.0.0.1\n    - '::1'\n  allow_from: [0.0.0.0/0]\n"
+    status, findings = check(make_bundle({"/etc/powerdns/recursor.yml": loop}))
+    assert status is Status.PASS and "listen on loopback only (127.0.0.1, ::1)" in findings[0][1]

@@ -55,8 +55,9 @@ def finding(check: CheckResult, prefix: str) -> tuple[Status, str]:
     return found[0]
 
 
-def dig(addr: str, name: str = "example.com") -> str:
-    res = lab.run(["dig", "+time=2", "+tries=1", f"@{addr}", name, "A"], check=False, text=True, timeout=15)
+def dig(addr: str, name: str = "example.com", tcp: bool = False) -> str:
+    argv = ["dig", "+time=2", "+tries=1", *(["+tcp"] if tcp else []), f"@{addr}", name, "A"]
+    res = lab.run(argv, check=False, text=True, timeout=15)
     return str(res.stdout)
 
 
@@ -223,3 +224,55 @@ def test_dnsmasq_debian_default_local_service(tmp_path: Path) -> None:
             "(list the subnet in [network] trusted_networks if it is yours)",
         )
         assert audit(host, LAB_TRUSTED).status is Status.PASS
+
+
+def load_nft(host: lab.NetnsHost, rules: str) -> None:
+    """Load an nftables ruleset into the host's namespace only."""
+    path = host.workdir / "rules.nft"
+    path.write_text(rules)
+    res = host.run(["nft", "-f", str(path)], text=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+
+
+def test_bind_open_behind_firewall_dropping_dns_passes(bind_etc: Path) -> None:
+    # The firewall, not the access list, keeps other hosts out: over UDP and over TCP.
+    lab.require_binary("nft")
+    with _bind_host(bind_etc, "allow-recursion { any; };") as host:
+        load_nft(
+            host,
+            "table inet lab {\n  chain input {\n    type filter hook input priority 0; policy drop;\n"
+            "    iif lo accept\n    tcp dport 22 accept\n  }\n}\n",
+        )
+        assert ";; flags:" not in dig(host.addr)
+        assert ";; flags:" not in dig(host.addr, tcp=True)
+        check = audit(host, LAB_TRUSTED)
+        assert check.status is Status.PASS
+        assert finding(check, "BIND (named)") == (
+            Status.PASS,
+            "BIND (named)'s access list allows recursion to any host, but the host firewall lets no other "
+            "host reach port 53 (TCP or UDP)",
+        )
+        [f] = [f for f in check.findings if f.message.startswith("BIND (named)")]
+        fw = [e.detail for e in f.evidence if e.source == "host firewall"]
+        assert [d.split(":")[0] for d in fw] == ["IPv4 tcp/53", "IPv4 udp/53"]
+
+
+def test_bind_open_firewall_dropping_only_udp_53_fails(bind_etc: Path) -> None:
+    # Dropping UDP/53 alone leaves the resolver open over TCP: dig +tcp gets a recursive answer.
+    lab.require_binary("nft")
+    with _bind_host(bind_etc, "allow-recursion { any; };") as host:
+        load_nft(
+            host,
+            "table inet lab {\n  chain input {\n    type filter hook input priority 0; policy accept;\n"
+            "    udp dport 53 drop\n  }\n}\n",
+        )
+        assert ";; flags:" not in dig(host.addr)
+        assert answered_recursively(dig(host.addr, tcp=True))
+        check = audit(host, LAB_TRUSTED)
+        assert check.status is Status.FAIL
+        assert finding(check, "BIND (named)") == (
+            Status.FAIL,
+            f"BIND (named) allows recursion to any host, listening on {host.addr}:53/tcp, "
+            f"{host.addr}:53/udp: an open resolver can be abused for DNS amplification attacks (the host "
+            "firewall admits it over TCP/53 only)",
+        )

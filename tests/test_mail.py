@@ -306,3 +306,38 @@ def test_garbage(text: str) -> None:
     )
     status, _ = check(b)
     assert status in (Status.PASS, Status.WARN)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Dovecot live, OpenSMTPD stopped
+def test_dovecot_live_on_every_address_fails_naming_imap_login() -> None:
+    files = {"/etc/dovecot/dovecot.conf": sample("dovecot.conf.debian12")}
+    lst = [tcp("0.0.0.0", 143, "imap-login", pid=610), tcp("[::]", 143, "imap-login", pid=610)]
+    status, findings = check(make_bundle(files, live=True, listeners=lst, stats=("/usr/sbin/dovecot",)))
+    assert (status, findings) == (
+        Status.FAIL,
+        [
+            (
+                Status.FAIL,
+                "Dovecot (POP3/IMAP) (imap-login (pid 610, user root)) listens on 0.0.0.0:143/tcp, "
+                "[::]:143/tcp: reachable from other hosts, not only localhost",
+            )
+        ],
+    )
+
+
+def test_opensmtpd_listen_on_all_stopped_warns() -> None:
+    conf = 'listen on all\naction "local" mbox\nmatch for local action "local"\n'
+    b = make_bundle({"/etc/smtpd.conf": conf}, live=True, listeners=[], stats=("/usr/sbin/smtpd",))
+    assert check(b) == (
+        Status.WARN,
+        [
+            (
+                Status.WARN,
+                "OpenSMTPD is not running, but its configuration makes it listen beyond localhost when "
+                "started: all port 25 (smtp)",
+            )
+        ],
+    )
+    b = make_bundle({"/etc/smtpd.conf": "listen on localhost\n"}, live=True, listeners=[], stats=("/usr/sbin/smtpd",))
+    assert check(b)[0] is Status.PASS

@@ -322,3 +322,80 @@ def test_garbage_configs(text: str) -> None:
 def test_ntp_token_soup(tokens: list[str]) -> None:
     b = make_bundle({"/etc/ntp.conf": " ".join(tokens)})
     ntp_servers(Facts(b, Config()))
+
+
+# ---------------------------------------------------------------------------------------------------
+# chrony bindaddress (per address family) and OpenNTPD 'listen on *'
+def test_chrony_allow_with_loopback_bindaddress_for_both_families_is_loopback_only() -> None:
+    conf = sample("chrony.conf.debian12") + "allow\nbindaddress 127.0.0.1\nbindaddress ::1\n"
+    b = make_bundle({"/etc/chrony/chrony.conf": conf})
+    [srv] = ntp_servers(Facts(b, Config()))
+    assert srv.listen.beyond_loopback is False
+    assert check(b) == (
+        Status.PASS,
+        [(Status.PASS, "chronyd serves time on loopback only (bindaddress 127.0.0.1; bindaddress ::1)")],
+    )
+
+
+def test_chrony_allow_with_ipv4_loopback_bindaddress_still_serves_ipv6() -> None:
+    # chronyd 4.3 with 'allow' + 'bindaddress 127.0.0.1' (seen in a lab namespace): 127.0.0.1:123 and
+    # [::]:123. One bindaddress per family; the IPv6 socket stays on every address.
+    conf = sample("chrony.conf.debian12") + "allow\nbindaddress 127.0.0.1\n"
+    b = make_bundle({"/etc/chrony/chrony.conf": conf})
+    [srv] = ntp_servers(Facts(b, Config()))
+    assert srv.listen.beyond_loopback is True
+    assert all(n.version == 6 or n.is_loopback for n in srv.serve.networks)
+    assert check(b) == (
+        Status.WARN,
+        [
+            (
+                Status.WARN,
+                "chronyd serves time to any host (allow), configured to listen on bindaddress 127.0.0.1 (IPv4); "
+                "every IPv6 address (no IPv6 bindaddress): access to the NTP server is not limited",
+            )
+        ],
+    )
+    # Live: the sockets decide. Only loopback sockets -> loopback only.
+    lst = [udp("127.0.0.1", "chronyd"), udp("127.0.0.1", "chronyd", 323)]
+    b = make_bundle({"/etc/chrony/chrony.conf": conf}, live=True, listeners=lst)
+    assert check(b)[0] is Status.PASS
+    lst.append(udp("[::]", "chronyd"))
+    b = make_bundle({"/etc/chrony/chrony.conf": conf}, live=True, listeners=lst)
+    assert check(b) == (
+        Status.FAIL,
+        [
+            (
+                Status.FAIL,
+                "chronyd serves time to any host (allow), listening on [::]:123/udp: access to the NTP server "
+                "is not limited",
+            )
+        ],
+    )
+
+
+def test_openntpd_listen_on_star_serves_everyone() -> None:
+    conf = sample("openntpd-ntpd.conf.debian12") + "listen on *\n"
+    b = make_bundle({"/etc/openntpd/ntpd.conf": conf})
+    [srv] = ntp_servers(Facts(b, Config()))
+    assert srv.kind == "openntpd" and not srv.client_only and srv.listen.beyond_loopback is True
+    assert check(b) == (
+        Status.WARN,
+        [
+            (
+                Status.WARN,
+                "OpenNTPD serves time to any host (listen on *), configured to listen on listen on *: access "
+                "to the NTP server is not limited",
+            )
+        ],
+    )
+    lst = [udp("0.0.0.0", "ntpd"), udp("[::]", "ntpd")]
+    b = make_bundle({"/etc/openntpd/ntpd.conf": conf}, live=True, listeners=lst, stats=("/usr/sbin/openntpd",))
+    status, findings = check(b)
+    assert status is Status.FAIL
+    assert findings[0] == (
+        Status.FAIL,
+        "OpenNTPD serves time to any host (listen on *), listening on 0.0.0.0:123/udp, [::]:123/udp: access "
+        "to the NTP server is not limited",
+    )
+    b = make_bundle({"/etc/openntpd/ntpd.conf": sample("openntpd-ntpd.conf.debian12") + "listen on 127.0.0.1\n"})
+    assert check(b)[0] is Status.PASS

@@ -171,3 +171,52 @@ def test_chrony_allow_trusted_subnet_passes(debian_root: Path, tmp_path: Path) -
         assert untrusted.findings[0].message.startswith(
             "chronyd serves time to 10.200.0.0/16 (not a trusted network), listening on 0.0.0.0:123/udp"
         )
+
+
+def test_chrony_allow_behind_firewall_dropping_ntp_passes(debian_root: Path, tmp_path: Path) -> None:
+    # chrony serves everyone per its config, the host firewall drops UDP/123: the check follows the firewall.
+    lab.require_binary("nft")
+    with chrony_host(tmp_path, "allow\n") as host:
+        lab.wait_until(lambda: ":123 " in str(host.exec(["ss", "-ulnH"], text=True).stdout), 10, "NTP port")
+        deadline = time.monotonic() + 10
+        while not ntp_answers(host.addr) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ntp_answers(host.addr)  # open before the firewall is loaded
+        rules = tmp_path / "rules.nft"
+        rules.write_text(
+            "table inet lab {\n  chain input {\n    type filter hook input priority 0; policy accept;\n"
+            "    udp dport 123 drop\n  }\n}\n"
+        )
+        res = lab.run(["ip", "netns", "exec", host.name, "nft", "-f", str(rules)], check=False, text=True,
+                      timeout=30)
+        assert res.returncode == 0, res.stderr
+        assert not ntp_answers(host.addr)
+        check = audit(host.name, host.sh_argv())
+        assert check.status is Status.PASS
+        assert [(f.status, f.message) for f in check.findings] == [
+            (
+                Status.PASS,
+                "chronyd would serve time to any host (allow), but the host firewall lets no other host reach "
+                "UDP port 123",
+            )
+        ]
+        fw = [e.detail for e in check.findings[0].evidence if e.source == "host firewall"]
+        assert len(fw) == 1 and fw[0].startswith("IPv4 udp/123: ") and "IPv6 udp/123: " in fw[0]
+
+
+def test_chrony_allow_bindaddress_ipv4_loopback_still_listens_on_ipv6(debian_root: Path, tmp_path: Path) -> None:
+    # One bindaddress per address family: 'bindaddress 127.0.0.1' leaves the IPv6 NTP socket on [::].
+    with chrony_host(tmp_path, "allow\nbindaddress 127.0.0.1\n") as host:
+        lab.wait_until(lambda: ":123 " in str(host.exec(["ss", "-ulnH"], text=True).stdout), 10, "NTP port")
+        ss = str(host.exec(["ss", "-ulnH"], text=True).stdout)
+        assert "127.0.0.1:123 " in ss and "[::]:123 " in ss and "0.0.0.0:123 " not in ss
+        assert not ntp_answers(host.addr)  # IPv4 from outside: nothing listens
+        check = audit(host.name, host.sh_argv())
+        assert check.status is Status.FAIL
+        assert [(f.status, f.message) for f in check.findings] == [
+            (
+                Status.FAIL,
+                "chronyd serves time to any host (allow), listening on [::]:123/udp: access to the NTP server "
+                "is not limited",
+            )
+        ]

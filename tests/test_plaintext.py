@@ -305,3 +305,209 @@ def test_garbage_configs(text: str) -> None:
     ]
     status, _ = check(make_bundle(files, lst))
     assert status in (Status.PASS, Status.FAIL, Status.WARN)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Every protocol of the issue, check-level: dovecot, VNC, RStudio, Shiny, MongoDB, Elasticsearch, memcached, rsh
+DOVECOT_CERT = "ssl_cert = </etc/dovecot/private/dovecot.pem\nssl_key = </etc/dovecot/private/dovecot.key\n"
+DOVECOT_LISTENERS = [
+    tcp("0.0.0.0", 110, "pop3-login", pid=610),
+    tcp("0.0.0.0", 143, "imap-login", pid=611),
+]
+
+
+def test_dovecot_ssl_no_fails_on_pop3_and_imap() -> None:
+    files = {"/etc/dovecot/dovecot.conf": "protocols = imap pop3\nssl = no\n"}
+    status, findings = check(make_bundle(files, DOVECOT_LISTENERS))
+    assert status is Status.FAIL
+    assert findings == [
+        (
+            Status.FAIL,
+            "POP3 (pop3-login (pid 610, user root)) on 0.0.0.0:110/tcp is not encrypted: "
+            "Dovecot (POP3/IMAP): ssl = no: plaintext only",
+        ),
+        (
+            Status.FAIL,
+            "IMAP (imap-login (pid 611, user root)) on 0.0.0.0:143/tcp is not encrypted: "
+            "Dovecot (POP3/IMAP): ssl = no: plaintext only",
+        ),
+    ]
+
+
+def test_dovecot_ssl_required_passes() -> None:
+    files = {"/etc/dovecot/dovecot.conf": "protocols = imap pop3\nssl = required\n" + DOVECOT_CERT}
+    status, findings = check(make_bundle(files, DOVECOT_LISTENERS))
+    assert status is Status.PASS
+    assert findings == [
+        (
+            Status.PASS,
+            "POP3 (pop3-login (pid 610, user root)) on 0.0.0.0:110/tcp: encrypted (Dovecot (POP3/IMAP): "
+            "STARTTLS required before login (ssl = required))",
+        ),
+        (
+            Status.PASS,
+            "IMAP (imap-login (pid 611, user root)) on 0.0.0.0:143/tcp: encrypted (Dovecot (POP3/IMAP): "
+            "STARTTLS required before login (ssl = required))",
+        ),
+    ]
+
+
+def _ps(pid: int, comm: str, args: str, user: str = "alice", uid: int = 1000) -> str:
+    return f"{pid:>10} {1:>10} {uid:>10} {user:<32} {comm:<16} {args}\n"
+
+
+def test_tigervnc_with_and_without_tls_security_types() -> None:
+    lst = [tcp("0.0.0.0", 5901, "Xtigervnc", uid=1000, pid=700)]
+    base = "/usr/bin/Xtigervnc :1 -desktop lab:1 -auth /home/alice/.Xauthority -rfbport 5901 -localhost=0"
+    status, findings = check(make_bundle({}, lst, ps=_ps(700, "Xtigervnc", base + " -SecurityTypes X509Vnc")))
+    assert (status, findings) == (
+        Status.PASS,
+        [(Status.PASS, "VNC (Xtigervnc (pid 700, user alice)) on 0.0.0.0:5901/tcp: encrypted (SecurityTypes=X509Vnc)")],
+    )
+    status, findings = check(
+        make_bundle({}, lst, ps=_ps(700, "Xtigervnc", base + " -SecurityTypes VncAuth,TLSVnc"))
+    )
+    assert (status, findings) == (
+        Status.FAIL,
+        [
+            (
+                Status.FAIL,
+                "VNC (Xtigervnc (pid 700, user alice)) on 0.0.0.0:5901/tcp is not encrypted: "
+                "SecurityTypes=VncAuth,TLSVnc allows unencrypted vncauth",
+            )
+        ],
+    )
+    # Set in TigerVNC's mandatory configuration rather than on the command line.
+    files = {"/etc/tigervnc/vncserver-config-mandatory": "$SecurityTypes = \"X509Vnc\";\n"}
+    status, findings = check(make_bundle(files, lst, ps=_ps(700, "Xtigervnc", base)))
+    assert (status, findings) == (
+        Status.PASS,
+        [
+            (
+                Status.PASS,
+                "VNC (Xtigervnc (pid 700, user alice)) on 0.0.0.0:5901/tcp: encrypted (SecurityTypes=X509Vnc)",
+            )
+        ],
+    )
+    # Neither: Xtigervnc's compiled-in default "TLSVnc,VncAuth" lets VncAuth sessions through unencrypted.
+    status, findings = check(make_bundle({}, lst, ps=_ps(700, "Xtigervnc", base)))
+    assert (status, findings) == (
+        Status.FAIL,
+        [
+            (
+                Status.FAIL,
+                "VNC (Xtigervnc (pid 700, user alice)) on 0.0.0.0:5901/tcp is not encrypted: "
+                "SecurityTypes=TLSVnc,VncAuth allows unencrypted vncauth",
+            )
+        ],
+    )
+    # Another VNC server with nothing known: unknown, not guessed.
+    status, findings = check(make_bundle({}, [tcp("0.0.0.0", 5902, "Xvnc", uid=1000, pid=701)]))
+    assert status is Status.WARN and "cannot tell whether it is encrypted" in findings[0][1]
+
+
+def test_tigervnc_debian_config_files_parse() -> None:
+    # The stock Debian 12 files (tigervnc-common 1.12.0+dfsg-8) set nothing: every line is a comment.
+    lst = [tcp("0.0.0.0", 5901, "Xvnc", uid=1000, pid=700)]
+    files = {
+        "/etc/tigervnc/vncserver-config-defaults": sample("tigervnc-vncserver-config-defaults.debian12"),
+        "/etc/tigervnc/vncserver-config-mandatory": sample("tigervnc-vncserver-config-mandatory.debian12"),
+    }
+    status, _ = check(make_bundle(files, lst))
+    assert status is Status.WARN
+    files["/etc/tigervnc/vncserver-config-defaults"] += '$SecurityTypes = "VncAuth";\n'
+    status, findings = check(make_bundle(files, lst))
+    assert status is Status.FAIL and "SecurityTypes=VncAuth allows unencrypted vncauth" in findings[0][1]
+
+
+def test_rstudio_with_and_without_ssl() -> None:
+    lst = [tcp("0.0.0.0", 8787, "rserver", uid=999, pid=800)]
+    status, findings = check(make_bundle({"/etc/rstudio/rserver.conf": "www-port=8787\n"}, lst))
+    assert (status, findings) == (
+        Status.FAIL,
+        [
+            (
+                Status.FAIL,
+                "RStudio Server (rserver (pid 800, user 999)) on 0.0.0.0:8787/tcp is not encrypted: RStudio "
+                "Server serves plain HTTP (no ssl-enabled=1; the open-source edition has no TLS: put it behind "
+                "an HTTPS proxy and set www-address=127.0.0.1)",
+            )
+        ],
+    )
+    files = {"/etc/rstudio/rserver.conf": "www-port=8787\nssl-enabled=1\nssl-certificate=/etc/ssl/r.pem\n"}
+    status, findings = check(make_bundle(files, lst))
+    assert (status, findings) == (
+        Status.PASS,
+        [(Status.PASS, "RStudio Server (rserver (pid 800, user 999)) on 0.0.0.0:8787/tcp: encrypted (ssl-enabled=1)")],
+    )
+
+
+def test_shiny_server_plain_fails() -> None:
+    conf = (
+        "run_as shiny;\nserver {\n  listen 3838;\n  location / {\n    site_dir /srv/shiny-server;\n"
+        "    log_dir /var/log/shiny-server;\n    directory_index on;\n  }\n}\n"
+    )
+    lst = [tcp("0.0.0.0", 3838, "shiny-server", uid=998, pid=810)]
+    status, findings = check(make_bundle({"/etc/shiny-server/shiny-server.conf": conf}, lst))
+    assert (status, findings) == (
+        Status.FAIL,
+        [
+            (
+                Status.FAIL,
+                "Shiny Server (shiny-server (pid 810, user 998)) on 0.0.0.0:3838/tcp is not encrypted: Shiny "
+                "Server serves plain HTTP (no ssl directive)",
+            )
+        ],
+    )
+
+
+def test_databases_and_caches_on_every_address_fail() -> None:
+    lst = [
+        tcp("0.0.0.0", 27017, "mongod", uid=0, pid=900),
+        tcp("0.0.0.0", 9200, "java", uid=0, pid=901),
+        tcp("0.0.0.0", 11211, "memcached", uid=0, pid=902),
+    ]
+    files = {
+        "/etc/mongod.conf": "storage:\n  dbPath: /var/lib/mongodb\nnet:\n  port: 27017\n  bindIp: 0.0.0.0\n",
+        "/etc/elasticsearch/elasticsearch.yml": "network.host: 0.0.0.0\nxpack.security.http.ssl:\n  enabled: false\n",
+        "/etc/memcached.conf": sample("memcached.conf.debian12").replace("-l 127.0.0.1", "-l 0.0.0.0"),
+    }
+    status, findings = check(make_bundle(files, lst))
+    assert status is Status.FAIL
+    assert findings == [
+        (
+            Status.FAIL,
+            "Elasticsearch (java (pid 901, user root)) on 0.0.0.0:9200/tcp is not encrypted: "
+            "xpack.security.http.ssl off: plain HTTP",
+        ),
+        (
+            Status.FAIL,
+            "memcached (memcached (pid 902, user root)) on 0.0.0.0:11211/tcp is not encrypted: "
+            "memcached without -Z: plaintext",
+        ),
+        (
+            Status.FAIL,
+            "MongoDB (mongod (pid 900, user root)) on 0.0.0.0:27017/tcp is not encrypted: "
+            "no net.tls section: MongoDB speaks plaintext",
+        ),
+    ]
+    files["/etc/mongod.conf"] += "  tls:\n    mode: requireTLS\n    certificateKeyFile: /etc/ssl/m.pem\n"
+    files["/etc/elasticsearch/elasticsearch.yml"] = "xpack.security.http.ssl:\n  enabled: true\n"
+    files["/etc/memcached.conf"] += "-Z\n"
+    status, findings = check(make_bundle(files, lst))
+    assert status is Status.PASS, findings
+    assert [s for s, _ in findings] == [Status.PASS] * 3
+
+
+def test_rshd_fails() -> None:
+    status, findings = check(make_bundle({}, [tcp("0.0.0.0", 514, "in.rshd", pid=950)]))
+    assert (status, findings) == (
+        Status.FAIL,
+        [
+            (
+                Status.FAIL,
+                "rsh (in.rshd (pid 950, user root)) on 0.0.0.0:514/tcp is not encrypted: rsh has no "
+                "encryption: use SSH (or SFTP) instead",
+            )
+        ],
+    )

@@ -77,6 +77,65 @@ def test_proc_fallback_matches_ss() -> None:
     got = {(i.proto, i.family, i.address, i.port) for i in items}
     assert got == {(p, f, a, n) for p, f, a, n, _, _ in EXPECTED}
     assert all(i.pid == PID and i.process == "python3" for i in items)
+    assert all(not i.interface_known and i.interface is None for i in items)
+
+
+def test_proc_fallback_v6only_unknown_counts_as_dual_stack() -> None:
+    # ss shows [::]:22 v6only:1 (sshd sets IPV6_V6ONLY itself) and [::]:8080 v6only:0; /proc/net shows
+    # neither, whatever the bindv6only sysctl says: both are unknown and may accept IPv4.
+    for sysctl in (False, True):
+        items = parse_proc_output(_proc_stdout().split("\n", 1)[1], {PID: "python3"}, {0: "root"}, sysctl)
+        by = {(i.proto, i.address, i.port): i for i in items}
+        for key in (("tcp", "::", 22), ("tcp", "::", 8080), ("udp", "::", 123)):
+            assert by[key].v6only is None and by[key].covers_ipv4 and by[key].covers_ipv6, key
+        assert by[("tcp", "::1", 5432)].v6only is True and not by[("tcp", "::1", 5432)].covers_ipv4
+        assert by[("tcp", "::", 22)].describe() == (
+            "[::]:22/tcp by python3 (pid 3332, user root) (IPV6_V6ONLY unknown without ss: counted as "
+            "accepting IPv4 too; interface binding (SO_BINDTODEVICE) unknown without ss)"
+        )
+        # Loopback sockets carry no note; IPv4 wildcards only the interface one.
+        assert by[("tcp", "127.0.0.1", 5432)].describe() == "127.0.0.1:5432/tcp by python3 (pid 3332, user root)"
+        assert by[("udp", "0.0.0.0", 68)].notes == ("interface binding (SO_BINDTODEVICE) unknown without ss",)
+    # ss-sourced listeners are unchanged: known flags, no notes.
+    ss_items = parse_ss((SAMPLES / "ss-tulpnHe.txt").read_text(), {0: "root"})
+    assert all(i.interface_known and i.notes == () for i in ss_items)
+
+
+def test_covers_ipv4_cases() -> None:
+    assert Listener("tcp", 4, "10.0.0.5", 80).covers_ipv4
+    assert Listener("tcp", 6, "::", 80, v6only=False).covers_ipv4
+    assert not Listener("tcp", 6, "::", 80, v6only=True).covers_ipv4
+    assert Listener("tcp", 6, "::", 80, v6only=None).covers_ipv4
+    assert not Listener("tcp", 6, "2001:db8::5", 80, v6only=None).covers_ipv4
+    assert Listener("tcp", 6, "::ffff:10.0.0.5", 80, v6only=False).covers_ipv4
+
+
+def test_open_ports_counts_unknown_v6only_as_ipv4_too_with_a_note() -> None:
+    # Check-Security-15 on a host without ss: sshd's [::]:22 may take IPv4, so both families are judged.
+    from nectar_audit.checks.open_ports import run
+    from nectar_audit.config import Config
+    from tests.test_firewall_checks import live_bundle, rules_output
+
+    tcp6 = (SAMPLES / "proc-net-tcp6").read_text().splitlines()
+    tcp6 = [tcp6[0]] + [ln for ln in tcp6[1:] if ":0016 " in ln.split()[1] + " "]
+    inode = int(tcp6[1].split()[9])
+    stdout = (
+        "#proc\n#file /proc/net/tcp6\n" + "\n".join(tcp6) + f"\n#fd\n/proc/812/fd socket:[{inode}]\n"
+        "#bindv6only 0\n"
+    )
+    b = live_bundle(rules_output(None), "")
+    b.commands[SS_COMMAND] = CommandRecord(stdout)
+    b.commands[PS_COMMAND] = CommandRecord(
+        "#ps\n" + "{:>10} {:>10} {:>10} {:<32} {:<16} {}\n".format(812, 1, 0, "root", "sshd", "sshd: /usr/sbin/sshd")
+    )
+    findings = run(Facts(b, Config()))
+    table = findings[-1]
+    [row] = [e.detail for e in table.evidence]
+    assert row.startswith(
+        "[::]:22/tcp by sshd (pid 812, user 0) (IPV6_V6ONLY unknown without ss: counted as accepting IPv4 "
+        "too; interface binding (SO_BINDTODEVICE) unknown without ss) → IPv4: open"
+    )
+    assert "; IPv6: open" in row
 
 
 def test_proc_net_skips_connected_udp_and_non_listening_tcp() -> None:

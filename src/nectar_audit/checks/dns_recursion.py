@@ -12,6 +12,7 @@ from nectar_audit.facts.dns import (
     limit,
     local_networks,
     match_process,
+    merge_reach,
 )
 from nectar_audit.facts.dns import (
     dns_servers as dns_servers_fact,
@@ -98,11 +99,17 @@ def _judge_scope(
             "" if raw.level in ("none", "local", "trusted") else f"; its access list would allow {raw.text}"
         )
         return Finding(Status.PASS, f"{who} {where}: other hosts cannot use it{extra}", ev)
-    reach = firewall_reach(facts, "udp", 53)
+    # DNS answers over UDP and TCP alike: a firewall that drops UDP/53 but accepts TCP/53 still lets
+    # anyone recurse. Ask about every protocol the server listens on (both when not known) and merge.
+    protos = sorted({li.proto for li in exposed}) if running and exposed else ["tcp", "udp"]
+    per_proto = {p: firewall_reach(facts, p, 53) for p in protos}
+    reach = merge_reach(list(per_proto.values()))
     grant = limit(scope.grant, reach)
     verdict = judge(grant, trusted, local)
-    if reach.text != "host firewall not evaluated":
-        ev.append(Evidence("host firewall", reach.text))
+    for r in per_proto.values():
+        if r.text != "host firewall not evaluated":
+            ev.append(Evidence("host firewall", r.text))
+    proto_text = " or ".join(p.upper() for p in protos)
     listening = (
         f"listening on {_endpoints(exposed)}"
         if running and exposed
@@ -111,10 +118,11 @@ def _judge_scope(
     state = "" if running else (" (not running now)" if running is False else "")
     if verdict.level in ("none", "local", "trusted"):
         if verdict.level != raw.level:
+            whom = "no other host" if verdict.level in ("none", "local") else f"only {verdict.text}"
             return Finding(
                 Status.PASS,
                 f"{who}'s access list allows recursion to {raw.text}, but the host "
-                f"firewall lets only {verdict.text} reach port 53",
+                f"firewall lets {whom} reach port 53 ({proto_text})",
                 ev,
             )
         return Finding(Status.PASS, f"{who} allows recursion to {verdict.text}", ev)
@@ -127,6 +135,11 @@ def _judge_scope(
             f"{who} allows recursion to {whom} {listening}{state}: "
             "an open resolver can be abused for DNS amplification attacks"
         )
+        open_protos = [
+            p for p, r in per_proto.items() if judge(limit(scope.grant, r), trusted, local).level == "untrusted"
+        ]
+        if len(per_proto) > 1 and len(open_protos) == 1:
+            msg += f" (the host firewall admits it over {open_protos[0].upper()}/53 only)"
         if not wide:
             msg += (
                 " (if these networks are yours, list them in [network] trusted_networks of the config file)"

@@ -80,6 +80,8 @@ def _serving(
     exposed = [li for li in mine if not li.loopback]
     reachable = bool(exposed) if running else plan.beyond_loopback
     raw = judge(grant, trusted, local)
+    # NTP (modes 3, 6 and 7) and chronyd's command port are UDP only: unlike DNS there is no TCP
+    # transport to ask the firewall about (NTS-KE on TCP 4460 hands out keys, it serves no time).
     reach = firewall_reach(facts, "udp", port)
     verdict = judge(limit(grant, reach), trusted, local)
     ev: list[Evidence] = []
@@ -130,9 +132,9 @@ def _judge_server(facts: Facts, srv: NtpServer, lst: list[Listener] | None, src:
                 out.append(
                     Finding(
                         Status.PASS,
-                        f"{srv.name} would serve time to {raw.text}, but the host "
-                        "firewall "
-                        f"lets only {verdict.text} reach UDP port 123",
+                        f"{srv.name} would serve time to {raw.text}, but the host firewall lets "
+                        + ("no other host" if verdict.level in ("none", "local") else f"only {verdict.text}")
+                        + " reach UDP port 123",
                         ev,
                     )
                 )

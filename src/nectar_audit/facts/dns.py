@@ -1453,6 +1453,15 @@ def firewall_reach(facts: Facts, proto: str, port: int) -> Reach:
     return Reach(tuple(collapse(nets)), "; ".join(texts), known)
 
 
+def merge_reach(reaches: Sequence[Reach]) -> Reach:
+    """Sources the host firewall admits over any of several protocols (DNS: UDP and TCP port 53)."""
+    nets = collapse(n for r in reaches for n in r.networks)
+    texts = [r.text for r in reaches if r.text != "host firewall not evaluated"]
+    if not texts:
+        return Reach(tuple(nets), "host firewall not evaluated", False)
+    return Reach(tuple(nets), "; ".join(texts), all(r.known for r in reaches))
+
+
 def limit(grant: Grant, reach: Reach) -> Grant:
     """A grant cut down to the sources the firewall admits."""
     nets = tuple(intersect(grant.networks, [*reach.networks, *LOOPBACK]))

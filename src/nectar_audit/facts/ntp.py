@@ -27,7 +27,9 @@ from nectar_audit.facts.dns import (
     Grant,
     ListenPlan,
     Net,
+    Reach,
     collapse,
+    limit,
     longest_prefix_grant,
     parse_net,
     subtract,
@@ -427,19 +429,34 @@ def chrony_server(bundle: Bundle, installed: tuple[str, ...], conf: str | None) 
             (Evidence(conf, "no 'allow' directive: client only"),),
         )
     else:
+        # One bindaddress per address family (the last one wins); a family without one listens on
+        # every address: 'bindaddress 127.0.0.1' alone still serves NTP on [::]:123.
         binds = [ln for ln in lines if ln.words[0] == "bindaddress" and len(ln.words) > 1]
-        if binds and all(_loopbackish(ln.words[1]) for ln in binds):
-            srv.listen = ListenPlan(
-                False, "; ".join(ln.text for ln in binds), tuple(Evidence(ln.where, ln.text) for ln in binds)
-            )
+        fam: dict[int, Line] = {}
+        for ln in binds:
+            net = parse_net(ln.words[1])
+            if net is not None:
+                fam[net.version] = ln
+        loop = {v: v in fam and _loopbackish(fam[v].words[1]) for v in (4, 6)}
+        bind_ev = tuple(Evidence(ln.where, ln.text) for ln in binds)
+        if loop[4] and loop[6]:
+            srv.listen = ListenPlan(False, "; ".join(fam[v].text for v in (4, 6)), bind_ev)
         else:
-            text = "; ".join(ln.text for ln in binds) if binds else "every address (no bindaddress)"
+            parts = [
+                f"{fam[v].text} (IPv{v})" if v in fam else f"every IPv{v} address (no IPv{v} bindaddress)"
+                for v in (4, 6)
+            ]
+            if not binds:
+                parts = ["every address (no bindaddress)"]
             srv.listen = ListenPlan(
                 True,
-                text,
-                tuple(Evidence(ln.where, ln.text) for ln in binds)
-                or (Evidence(conf, "no bindaddress: the NTP port listens on every address"),),
+                "; ".join(parts),
+                bind_ev or (Evidence(conf, "no bindaddress: the NTP port listens on every address"),),
             )
+            if loop[4] or loop[6]:
+                # Only the other family reaches it from outside.
+                other = ANY6 if loop[4] else ANY4
+                srv.serve = limit(srv.serve, Reach((other,), "", True))
     srv.query, qev, _ = _chrony_access(lines, "cmdallow", "cmddeny", True)
     srv.evidence.extend(qev)
     cmdport = last("cmdport")

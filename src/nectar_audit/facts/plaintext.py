@@ -857,10 +857,15 @@ def _identify(ctx: _Ctx, li: Listener, proto: str, how: str) -> ServiceExposure:
         if types is None:
             for path in TIGERVNC:
                 t = b.text(path) if b.file(path) else None
-                mm = re.search(r"(?mi)^\s*securitytypes\s*=\s*(\S+)", t or "")
+                # Perl syntax (Debian's tigervncserver): $SecurityTypes = "X509Vnc,X509Plain";
+                mm = re.search(r"(?mi)^\s*\$?securitytypes\s*=\s*[\"']?([^\"';\s]+)", t or "")
                 if mm:
                     types, src = mm.group(1), path
                     break
+        if types is None and li.process == "Xtigervnc":
+            # Xtigervnc's compiled-in default (1.12, built with GnuTLS) is "TLSVnc,VncAuth": VncAuth
+            # sessions are unencrypted. (Debian's tigervncserver always passes -SecurityTypes.)
+            types, src = "TLSVnc,VncAuth", "Xtigervnc built-in default (no -SecurityTypes)"
         if li.process == "x11vnc":
             tls = "-ssl" in args.split()
             return ServiceExposure(

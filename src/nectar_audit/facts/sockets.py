@@ -54,7 +54,12 @@ class Listener:
     process: str | None = None  # comm of the owning process
     user: str | None = None  # owner of the socket (name when known, else uid)
     interface: str | None = None  # bound to a device (SO_BINDTODEVICE / %scope)
-    v6only: bool | None = None  # IPv6 sockets: IPV6_V6ONLY (None: unknown, bindv6only default applied)
+    # IPv6 sockets: IPV6_V6ONLY. None: unknown (the /proc/net fallback cannot see it; ss without the
+    # v6only field gets the bindv6only default instead). An unknown ``::`` may accept IPv4 too.
+    v6only: bool | None = None
+    # False when the source cannot show SO_BINDTODEVICE (the /proc/net fallback): ``interface`` None then
+    # means "not known", not "no binding", and the listener may be narrower than it looks.
+    interface_known: bool = True
 
     @property
     def loopback(self) -> bool:
@@ -71,10 +76,23 @@ class Listener:
 
     @property
     def covers_ipv4(self) -> bool:
-        """Accepts IPv4 connections: an IPv4 socket, or ``::`` without IPV6_V6ONLY."""
+        """May accept IPv4 connections: an IPv4 socket, ``::`` without IPV6_V6ONLY or with IPV6_V6ONLY
+        unknown (``v6only`` None: counted as dual-stack, the cautious side), or a v4-mapped address."""
         if self.family == 4:
             return True
-        return self.address == "::" and self.v6only is False
+        if self.address == "::":
+            return self.v6only is not True
+        return _is_v4mapped(self.address)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the source could not tell about this socket, for evidence lines."""
+        out: list[str] = []
+        if self.family == 6 and self.address == "::" and self.v6only is None:
+            out.append("IPV6_V6ONLY unknown without ss: counted as accepting IPv4 too")
+        if not self.interface_known and not self.loopback:
+            out.append("interface binding (SO_BINDTODEVICE) unknown without ss")
+        return tuple(out)
 
     @property
     def covers_ipv6(self) -> bool:
@@ -98,7 +116,8 @@ class Listener:
         return f"{self.process or '?'} ({', '.join(bits)})" if bits else (self.process or "?")
 
     def describe(self) -> str:
-        return f"{self.endpoint} by {self.owner}"
+        notes = self.notes
+        return f"{self.endpoint} by {self.owner}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def _is_v4mapped_loopback(addr: str) -> bool:
@@ -107,6 +126,14 @@ def _is_v4mapped_loopback(addr: str) -> bool:
     except ValueError:
         return False
     return isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None and ip.ipv4_mapped.is_loopback
+
+
+def _is_v4mapped(addr: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -236,7 +263,12 @@ def parse_fd_map(text: str) -> dict[int, int]:
 def parse_proc_output(
     text: str, comms: dict[int, str], passwd: dict[int, str] | None = None, bindv6only: bool = False
 ) -> list[Listener]:
-    """The fallback section of the sockets command: '#file PATH' blocks then '#fd' inode map."""
+    """The fallback section of the sockets command: '#file PATH' blocks then '#fd' inode map.
+
+    /proc/net shows neither IPV6_V6ONLY nor SO_BINDTODEVICE: a ``::`` socket gets ``v6only`` None (the
+    bindv6only sysctl is only the default; sshd and others set the option themselves) and every
+    listener ``interface_known`` False. ``bindv6only`` is kept for the signature and not used.
+    """
     blocks: dict[str, list[str]] = {}
     current: str | None = None
     fd_lines: list[str] = []
@@ -262,8 +294,8 @@ def parse_proc_output(
         for address, port, uid, inode in parse_proc_net("\n".join(lines), proto, family):
             pid = inode_pid.get(inode)
             v6only: bool | None = None
-            if family == 6:
-                v6only = bindv6only if address == "::" else True
+            if family == 6 and address != "::":
+                v6only = True
             out.append(
                 Listener(
                     proto,
@@ -275,6 +307,7 @@ def parse_proc_output(
                     (passwd or {}).get(uid, str(uid)),
                     None,
                     v6only,
+                    interface_known=False,
                 )
             )
     return _dedupe(out)
