@@ -254,7 +254,9 @@ def test_chroot_host_runs_commands_and_sshd(lab_root: Path, tmp_path: Path) -> N
     ssh = lab.require_binary("ssh")
     key, pub = lab.make_ssh_keypair(tmp_path / "keys")
     ssh_dir = lab_root / "root/.ssh"
-    ssh_dir.mkdir(mode=0o700)
+    # exist_ok: with systemd in ROOT_PACKAGES the root already has an empty /root/.ssh (0700), made by
+    # systemd's postinst from tmpfiles.d/provision.conf, as on a real Debian 12 system.
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
     (ssh_dir / "authorized_keys").write_text(pub + "\n")
     t0 = time.monotonic()
     with lab.chroot_host(lab_root, hostname="smoke1") as host:

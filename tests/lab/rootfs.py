@@ -38,6 +38,9 @@ ROOT_PACKAGES: tuple[str, ...] = (
     "linux-image-cloud-amd64",
     "iproute2",
     "procps",
+    # systemd-journald for check 14's journald lab (tests/test_journald_lab.py). Not systemd-sysv: the
+    # hosts' init stays the lab's shell, systemd is only there as binaries, units and configuration.
+    "systemd",
 )
 # Bump when the build recipe below changes in a way that changes the resulting root.
 RECIPE_VERSION = 1
