@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
@@ -301,3 +302,190 @@ def test_no_firewall_tools_installed() -> None:
         msgs["Note: neither nft nor iptables-save is installed: no firewall rules can be loaded"]
         is Status.PASS
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# RHEL family: iptables-services, /etc/sysconfig/nftables.conf, firewalld's public zone with cockpit
+RHEL_IPT_ENABLED = "iptables.service enabled enabled\nip6tables.service enabled enabled\n"
+IPT_UNITS = (
+    "/etc/systemd/system/multi-user.target.wants/iptables.service",
+    "/etc/systemd/system/multi-user.target.wants/ip6tables.service",
+)
+
+
+def rhel_files(v6: bool = True) -> dict[str, str]:
+    files = {
+        "/etc/sysconfig/iptables": sample("rhel/sysconfig-iptables"),
+        "/etc/sysconfig/nftables.conf": sample("rhel/rocky9-sysconfig-nftables.conf"),
+    }
+    if v6:
+        files["/etc/sysconfig/ip6tables"] = sample("rhel/sysconfig-ip6tables")
+    return files
+
+
+def test_iptables_services_stock_rules_filter_both_families_at_boot() -> None:
+    rules = rules_output(
+        None,
+        iptables_nft_save=sample("rhel/sysconfig-iptables"),
+        ip6tables_nft_save=sample("rhel/sysconfig-ip6tables"),
+    )
+    facts = Facts(live_bundle(rules, RHEL_IPT_ENABLED, os_release=ROCKY, files=rhel_files()))
+    findings = run(facts)
+    msgs = by_message(findings)
+    assert all(s is Status.PASS for s in msgs.values()), msgs
+    # INPUT keeps policy ACCEPT: the final REJECT rule is the default.
+    assert (
+        msgs[
+            "IPv4 input is filtered: default drop/reject (ip filter INPUT: -A INPUT -j REJECT --reject-with "
+            "icmp-host-prohibited)"
+        ]
+        is Status.PASS
+    )
+    assert msgs["IPv4 filtered by default at boot by iptables-services"] is Status.PASS
+    assert msgs["IPv6 filtered by default at boot by iptables-services"] is Status.PASS
+    assert findings[0].message == (
+        "Firewall active for IPv4 and IPv6 and restored at boot by iptables-services; open to all: 22/tcp"
+    )
+    fw = facts.get(firewall)
+    # the Rocky 9 nftables.conf only has its include commented out, and nftables.service is not enabled
+    assert [(m.name, m.enabled) for m in fw.boot] == [("nftables", False), ("iptables-services", True)]
+    assert fw.evaluate("udp", 546, 6, which="boot").allowed is False  # dhcpv6-client: only to fe80::/64
+
+
+def test_iptables_services_offline_stock_rules() -> None:
+    files = {k: v for k, v in rhel_files().items() if "nftables" not in k}
+    msgs = by_message(run(Facts(_offline(files, IPT_UNITS))))
+    assert msgs["IPv4 filtered by default at boot by iptables-services"] is Status.PASS
+    assert msgs["IPv6 filtered by default at boot by iptables-services"] is Status.PASS
+    assert all(s is Status.PASS for s in msgs.values()), msgs
+
+
+def test_iptables_services_without_sysconfig_ip6tables_fails_ipv6() -> None:
+    rules = rules_output(None, iptables_nft_save=sample("rhel/sysconfig-iptables"))
+    findings = run(Facts(live_bundle(rules, RHEL_IPT_ENABLED, os_release=ROCKY, files=rhel_files(v6=False))))
+    msgs = by_message(findings)
+    assert msgs["IPv4 filtered by default at boot by iptables-services"] is Status.PASS
+    assert msgs["At boot: no IPv6 input filter is restored at boot"] is Status.FAIL
+    assert msgs["No IPv6 input filter is loaded"] is Status.FAIL
+    v6 = next(f for f in findings if f.message == "At boot: no IPv6 input filter is restored at boot")
+    assert ("/etc/sysconfig/ip6tables", "absent") in [(e.source, e.detail) for e in v6.evidence]
+    assert "ip6tables.service" in (v6.remediation or "")
+    # offline too
+    files = {"/etc/sysconfig/iptables": sample("rhel/sysconfig-iptables")}
+    msgs = by_message(run(Facts(_offline(files, IPT_UNITS))))
+    assert msgs["IPv4 filtered by default at boot by iptables-services"] is Status.PASS
+    assert msgs["At boot: no IPv6 input filter is restored at boot"] is Status.FAIL
+
+
+def test_iptables_services_installed_not_enabled() -> None:
+    files = {k: v for k, v in rhel_files().items() if "nftables" not in k}
+    (f,) = run(Facts(_offline(files)))
+    assert (f.status, f.message) == (
+        Status.FAIL,
+        "No firewall is enabled at boot (installed but not enabled: iptables-services)",
+    )
+
+
+def test_rocky9_nftables_conf_enabled_loads_nothing() -> None:
+    b = _offline(
+        {"/etc/sysconfig/nftables.conf": sample("rhel/rocky9-sysconfig-nftables.conf")},
+        ("/etc/systemd/system/multi-user.target.wants/nftables.service",),
+    )
+    msgs = by_message(run(Facts(b)))
+    assert msgs["At boot: no IPv4 input filter is restored at boot"] is Status.FAIL
+    assert msgs["At boot: no IPv6 input filter is restored at boot"] is Status.FAIL
+
+
+def test_offline_firewalld_rocky9_public_zone_with_cockpit() -> None:
+    files = {
+        "/etc/firewalld/firewalld.conf": sample("firewalld/firewalld.conf"),
+        "/usr/lib/firewalld/zones/public.xml": sample("rhel/rocky9-firewalld-public.xml"),
+    }
+    b = _offline(files, ("/etc/systemd/system/multi-user.target.wants/firewalld.service",))
+    findings = run(Facts(b))
+    msgs = by_message(findings)
+    assert all(s is Status.PASS for s in msgs.values()), msgs
+    assert findings[0].message == (
+        "Firewall restored at boot for IPv4 and IPv6 by firewalld; open to all at boot: 22/tcp, 9090/tcp "
+        "(offline image)"
+    )
+    assert (
+        "IPv6 ports open at boot: open to all: 22/tcp, 9090/tcp (offline image: whether rules are loaded now "
+        "cannot be known)"
+    ) in msgs
+
+
+# --------------------------------------------------------------------------------------------------
+# Check 08 edge paths
+def _nft_json(*rules: list[object], policy: str = "drop") -> str:
+    objs: list[object] = [
+        {"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}},
+        {"table": {"family": "inet", "name": "filter", "handle": 1}},
+        {
+            "chain": {
+                "family": "inet",
+                "table": "filter",
+                "name": "input",
+                "handle": 1,
+                "type": "filter",
+                "hook": "input",
+                "prio": 0,
+                "policy": policy,
+            }
+        },
+    ]
+    for i, expr in enumerate(rules):
+        objs.append({"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": i + 2, "expr": expr}})
+    return json.dumps({"nftables": objs})
+
+
+SSH_ACCEPT = [
+    {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 22}},
+    {"accept": None},
+]
+
+
+def test_unreadable_statement_before_the_default_warns() -> None:
+    # A statement the reader does not know (here a made-up one) may be a verdict: the default is undecided.
+    for stmt in ({"frobnicate": {"level": 1}}, {"osf-verdict": None}):
+        rules = rules_output(_nft_json([stmt], SSH_ACCEPT))
+        msgs = by_message(run(Facts(live_bundle(rules, "nftables.service enabled enabled\n"))))
+        warn = [m for m, s in msgs.items() if m.startswith("Cannot tell whether IPv4 input is filtered by default")]
+        assert warn and msgs[warn[0]] is Status.WARN, msgs
+        assert warn[0].endswith("not understood))"), warn
+        assert not any(m.startswith("IPv4 input is filtered") for m in msgs), msgs
+    # and an undecidable match guarding an accept, too
+    osf = [{"match": {"op": "==", "left": {"osf": {"key": "name"}}, "right": "Linux"}}, {"accept": None}]
+    msgs = by_message(run(Facts(live_bundle(rules_output(_nft_json(osf, SSH_ACCEPT))))))
+    assert msgs[
+        "Cannot tell whether IPv4 input is filtered by default (depends on match(es) the evaluator cannot "
+        "decide: osf Linux)"
+    ] is Status.WARN, msgs
+    # while a known non-terminal statement (counter) changes nothing
+    msgs = by_message(run(Facts(live_bundle(rules_output(_nft_json([{"counter": None}], SSH_ACCEPT))))))
+    assert msgs["IPv4 input is filtered: default drop/reject (policy drop of inet filter input)"] is Status.PASS
+
+
+def test_libvirt_only_rules_are_not_a_firewall() -> None:
+    rules = rules_output(None, iptables_nft_save=sample("libvirt-iptables-nft-save.v4"), ip6tables_nft_save="")
+    facts = Facts(live_bundle(rules, "libvirtd.service enabled enabled\n"))
+    msgs = by_message(run(facts))
+    assert (
+        msgs[
+            "The IPv4 rules loaded are only Docker/libvirt/fail2ban chains (LIBVIRT_FWI, LIBVIRT_FWO, "
+            "LIBVIRT_FWX, LIBVIRT_INP, LIBVIRT_OUT, +1 more) under an ACCEPT policy: not a firewall"
+        ]
+        is Status.FAIL
+    ), msgs
+    assert msgs["Effective IPv4 open ports now: open to all: every TCP port, every UDP port"] is Status.PASS
+    fw = facts.get(firewall)
+    # LIBVIRT_INP accepts DNS/DHCP from virbr0 only; from the uplink everything falls through to ACCEPT.
+    assert fw.evaluate("udp", 53, 4).allowed is True
+    assert fw.only_helper_chains() == [
+        "LIBVIRT_FWI",
+        "LIBVIRT_FWO",
+        "LIBVIRT_FWX",
+        "LIBVIRT_INP",
+        "LIBVIRT_OUT",
+        "LIBVIRT_PRT",
+    ]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.facts import Facts
 from nectar_audit.facts.firewall import Firewall, firewall
-from nectar_audit.facts.firewall_model import PortRange
+from nectar_audit.facts.firewall_model import PortRange, chain_label
 from nectar_audit.model import Evidence, Finding, Status
 
 FAMILY_NAME = {4: "IPv4", 6: "IPv6"}
@@ -107,7 +107,7 @@ def _default_finding(fw: Firewall, family: int, which: str, when: str) -> tuple[
         )
         helpers = fw.only_helper_chains(which)
         loaded = "loaded" if when == "now" else "restored at boot"
-        base = [f"{t.family} {t.name} {c.name}" for rs in rules for t, c in rs.base_chains(family)]
+        base = [chain_label(t, c) for rs in rules for t, c in rs.base_chains(family)]
         if not base:
             what = f"no {name} input filter is {loaded}"
         elif not has_rules:
@@ -116,7 +116,9 @@ def _default_finding(fw: Firewall, family: int, which: str, when: str) -> tuple[
         elif helpers:
             what = (
                 f"the {name} rules {'loaded' if when == 'now' else 'restored at boot'} are only Docker/"
-                f"libvirt/fail2ban chains ({', '.join(helpers[:5])}) under an ACCEPT policy: not a firewall"
+                f"libvirt/fail2ban chains ({', '.join(helpers[:5])}"
+                f"{f', +{len(helpers) - 5} more' if len(helpers) > 5 else ''}) under an ACCEPT policy: not a "
+                "firewall"
             )
         else:
             what = (

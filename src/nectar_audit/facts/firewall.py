@@ -36,6 +36,7 @@ from nectar_audit.facts.firewall_model import (
     Table,
     TooComplex,
     Verdict,
+    chain_label,
     evaluate,
     open_ranges,
     port_boundaries,
@@ -51,7 +52,14 @@ RULES_COMMAND = "firewall.rules"
 IFACES_COMMAND = "firewall.ifaces"
 
 _RULES_SNIPPET = r"""
-nft_out=$(na_to 10 nft -j list ruleset 2>&1); nft_rc=$?
+na_fw_run() {
+  # stdout alone when the command works: the *-save tools print warnings ("ip6tables-legacy tables
+  # present") on stderr, and merged they land in the middle of a rule line. stdout+stderr when it fails.
+  _na_o=$(na_to 10 "$@" 2>/dev/null) && { printf '%s\n' "$_na_o"; return 0; }
+  _na_o=$(na_to 10 "$@" 2>&1); _na_r=$?
+  printf '%s\n' "$_na_o"; return $_na_r
+}
+nft_out=$(na_fw_run nft -j list ruleset); nft_rc=$?
 echo '#nft'; printf '%s\n' "$nft_out"; echo "#rc $nft_rc"
 want_nft=1
 if [ "$nft_rc" = 0 ]; then
@@ -63,12 +71,12 @@ for t in iptables ip6tables; do
   if [ "$variants" = 1 ]; then
     names=/proc/net/ip_tables_names; [ "$t" = ip6tables ] && names=/proc/net/ip6_tables_names
     n=; read -r n 2>/dev/null <"$names"
-    if [ -n "$n" ]; then echo "#$t-legacy-save"; na_to 10 "$t-legacy-save" 2>&1; echo "#rc $?"; fi
+    if [ -n "$n" ]; then echo "#$t-legacy-save"; na_fw_run "$t-legacy-save"; echo "#rc $?"; fi
     if [ "$want_nft" = 1 ] && command -v "$t-nft-save" >/dev/null 2>&1; then
-      echo "#$t-nft-save"; na_to 10 "$t-nft-save" 2>&1; echo "#rc $?"
+      echo "#$t-nft-save"; na_fw_run "$t-nft-save"; echo "#rc $?"
     fi
   elif command -v "$t-save" >/dev/null 2>&1; then
-    echo "#$t-save"; na_to 10 "$t-save" 2>&1; echo "#rc $?"
+    echo "#$t-save"; na_fw_run "$t-save"; echo "#rc $?"
   fi
 done
 :
@@ -690,9 +698,18 @@ class Firewall:
     def source_of(self, verdict: Verdict, which: str = "auto") -> str:
         """The evidence source (command or file) holding the rule or policy a verdict names."""
         text = verdict.rule or verdict.undecided_reason or ""
+        best: tuple[int, str] | None = None  # the longest chain label in the text names its ruleset
         for rs in self.rulesets(which):
             for t in rs.tables:
-                if f"{t.family} {t.name} " in text:
+                for c in t.chains.values():
+                    label = chain_label(t, c)
+                    if label in text and (best is None or len(label) > best[0]):
+                        best = (len(label), rs.source)
+        if best is not None:
+            return best[1]
+        for rs in self.rulesets(which):
+            for t in rs.tables:
+                if f"{t.family} {t.name} " in text and not t.tag:
                     return rs.source
         for rs in self.rulesets(which):
             if rs.source in text:
@@ -702,7 +719,7 @@ class Firewall:
 
     def chain_names(self, which: str = "loaded") -> list[str]:
         return [
-            f"{t.family} {t.name} {c.name}"
+            chain_label(t, c)
             for rs in self.rulesets(which)
             for t in rs.tables
             for c in t.chains.values()
@@ -734,7 +751,7 @@ class Firewall:
 
 
 def chain_name(t: Table, c: Chain) -> str:
-    return f"{t.family} {t.name} {c.name}"
+    return chain_label(t, c)
 
 
 def probe_port(rulesets: Sequence[Ruleset], proto: str) -> int:
@@ -829,6 +846,13 @@ def _loaded(facts: Facts) -> tuple[list[Ruleset], bool, str | None, list[str], l
         # Tables iptables-nft printed are read from there (nft's JSON hides iptables extensions' options).
         nft_rs.tables = [t for t in nft_rs.tables if (t.family, t.name) not in ipt_tables]
         rulesets.insert(0, nft_rs)
+    # Legacy and nf_tables tables of the same name both filter (a packet must pass both): say which is which.
+    other = {(t.family, t.name) for rs in rulesets if rs.backend != "iptables-legacy" for t in rs.tables}
+    for rs in rulesets:
+        if rs.backend == "iptables-legacy":
+            for t in rs.tables:
+                if (t.family, t.name) in other:
+                    t.tag = "iptables-legacy"
     if nft_rs is None and not any(rs.backend == "iptables-nft" for rs in rulesets) and errors:
         reason = "; ".join(errors)
         if not b.is_root and b.uid is not None:

@@ -264,6 +264,9 @@ class Table:
     family: str  # ip | ip6 | inet | arp | bridge | netdev
     name: str
     chains: dict[str, Chain] = field(default_factory=dict)
+    # Set when a table of the same family and name is loaded by another backend too (iptables-legacy
+    # beside iptables-nft): names the backend in every label, so verdicts say which one decided.
+    tag: str = ""
 
     @property
     def families(self) -> tuple[int, ...]:
@@ -308,7 +311,8 @@ class Ruleset:
 
 
 def chain_label(table: Table, chain: Chain) -> str:
-    return f"{table.family} {table.name} {chain.name}"
+    label = f"{table.family} {table.name} {chain.name}"
+    return f"{label} ({table.tag})" if table.tag else label
 
 
 # --------------------------------------------------------------------------------------------------

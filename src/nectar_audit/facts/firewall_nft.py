@@ -484,6 +484,32 @@ _NON_TERMINAL = {
 }
 
 
+# Statements _stmt_to_rule_parts reads; any other may be a verdict.
+_KNOWN_STMTS = _NON_TERMINAL | {
+    "match",
+    "accept",
+    "drop",
+    "continue",
+    "return",
+    "reject",
+    "jump",
+    "goto",
+    "queue",
+    "limit",
+    "quota",
+    "ct count",
+    "vmap",
+    "dnat",
+    "snat",
+    "masquerade",
+    "redirect",
+    "nat",
+    "xt",
+    "synproxy",
+    "tproxy",
+}
+
+
 def _stmt_to_rule_parts(
     s: Json, ctx: _Ctx
 ) -> tuple[list[Pred], Action | None, list[tuple[Pred, Action]] | None]:
@@ -581,9 +607,12 @@ def build_rule(expr: list[Json], ctx: _Ctx, comment: str | None = None) -> Rule:
     preds: list[Pred] = []
     action = Action("continue", None, "")
     vmap: tuple[tuple[Pred, Action], ...] = ()
+    unknown: list[str] = []
     for s in expr:
         p, a, vm = _stmt_to_rule_parts(s, ctx)
         preds.extend(p)
+        if not isinstance(s, dict) or len(s) != 1 or next(iter(s)) not in _KNOWN_STMTS:
+            unknown.append(render_stmt(s) if isinstance(s, dict) else json.dumps(s))
         if vm is not None:
             vmap = tuple(vm)
             break
@@ -591,6 +620,9 @@ def build_rule(expr: list[Json], ctx: _Ctx, comment: str | None = None) -> Rule:
             action = a
             break
     text = render_rule(expr)
+    if unknown and action.kind == "continue" and not vmap:
+        # A statement the reader does not know may be a verdict (it ends the rule): never assume it is not.
+        action = Action("undecided", None, "; ".join(unknown))
     if comment:
         text += f' comment "{comment}"'
     return Rule(tuple(preds), action, text, vmap)
