@@ -143,7 +143,7 @@ def test_two_layers_08(report: dict[str, dict[str, Any]]) -> None:
     assert cloud[0]["status"] == "warn"
     # sshd listens on :: too, and the groups open tcp/22 for IPv4 only.
     assert cloud[0]["message"].startswith("[cloud] only the security groups protect tcp/22 IPv6 (sshd (pid ")
-    assert "tcp/9000 IPv4 (python" in cloud[0]["message"]
+    assert f"tcp/9000 IPv4 ({Path(sys.executable).name[:15]} (pid " in cloud[0]["message"]
     table = [e["detail"] for e in cloud[0]["evidence"]]
     assert any(row.startswith("tcp/8080 IPv4: cloud allows 0.0.0.0/0 (web-8080) | host firewall: open")
                and row.endswith("listening: nothing") for row in table), table
@@ -153,7 +153,8 @@ def test_two_layers_08(report: dict[str, dict[str, Any]]) -> None:
 def test_mail_served_to_the_world_02(report: dict[str, dict[str, Any]]) -> None:
     web = cloud_findings(report["lab-web"], "02")
     assert len(web) == 1 and web[0][0] == "fail", web
-    assert web[0][1].startswith("[cloud] python (pid ")
+    # The listener's command name is the interpreter's file name as exec'd (python, python3, ...).
+    assert web[0][1].startswith(f"[cloud] {Path(sys.executable).name[:15]} (pid ")
     assert "serves mail on tcp/25 and the security groups let the whole internet reach it" in web[0][1]
     assert cloud_findings(report["lab-moved"], "02")[0][0] == "pass"
 

@@ -28,7 +28,9 @@ OPEN = Verdict(True, "inet f input: tcp dport 9000 accept")
 
 
 def L(proto: str, address: str, port: int, process: str = "p") -> Listener:
-    return Listener(proto, 6 if ":" in address else 4, address, port, 100, process, "root")
+    # As ss reports them: IPV6_V6ONLY known (False: a "::" socket takes IPv4 too).
+    v6 = ":" in address
+    return Listener(proto, 6 if v6 else 4, address, port, 100, process, "root", v6only=False if v6 else None)
 
 
 def R(proto: str, lo: int, hi: int, verdict: Verdict = OPEN) -> PortRange:
