@@ -174,3 +174,63 @@ def test_aliases_parser() -> None:
     ] == ["local", "remote", "program", "file", "discard", "file"]
     rm = Host().file("/etc/aliases", text).stat("/usr/sbin/sendmail").facts().get(root_mail)
     assert rm.source == "/etc/aliases:2" and len(rm.destinations) == 3
+
+
+def _mail(h: Host) -> tuple[str, str]:
+    return messages(h.check(7))[-1]  # the root mail finding comes last
+
+
+def test_root_alias_chain_passes() -> None:
+    h = quiet_debian().file("/etc/aliases", "postmaster: root\nroot: alice\nalice: ops@example.org\n")
+    assert _mail(h) == ("pass", "root's mail is forwarded to ops@example.org")
+    r = h.check(7)
+    assert [(e.source, e.detail) for e in r.findings[-1].evidence[:2]] == [
+        ("/etc/aliases:2", "root: alice"),
+        ("/etc/aliases:3", "alice: ops@example.org"),
+    ]
+    # Three levels, mixed case, and a continuation line.
+    h.file("/etc/aliases", "Root: Admins\nadmins: bob,\n  \\carol\nbob: ops@example.org\n")
+    rm = h.facts().get(root_mail)
+    assert rm.destinations == (("ops@example.org", "remote"), ("carol", "local"))
+    assert _mail(h) == ("pass", "root's mail is forwarded to ops@example.org, carol")
+
+
+def test_root_alias_chain_through_a_users_forward() -> None:
+    h = quiet_debian().file("/etc/aliases", "root: alice\n")
+    h.file("/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::/srv/alice:/bin/bash\n")
+    h.file("/srv/alice/.forward", "# alice reads mail elsewhere\n\\alice, alice@example.org\n")
+    rm = h.facts().get(root_mail)
+    assert rm.destinations == (("alice", "local"), ("alice@example.org", "remote"))
+    assert rm.chain == ("/etc/aliases:1: root: alice", "/srv/alice/.forward: alice: \\alice, alice@example.org")
+    assert _mail(h) == ("pass", "root's mail is forwarded to alice, alice@example.org")
+    # Without the .forward in evidence (default home /home/alice) the mail stays local.
+    h2 = quiet_debian().file("/etc/aliases", "root: alice\n")
+    assert _mail(h2)[0] == "warn"
+
+
+def test_root_alias_self_reference_is_a_mailbox() -> None:
+    h = quiet_debian().file("/etc/aliases", "root: alice\nalice: alice, ops@example.org\n")
+    assert _mail(h) == ("pass", "root's mail is forwarded to alice, ops@example.org")
+
+
+def test_root_alias_loop_warns() -> None:
+    h = quiet_debian().file("/etc/aliases", "root: alice\nalice: bob\nbob: root\n")
+    status, message = _mail(h)
+    assert status == "warn"
+    assert message == (
+        "root's mail aliases loop (root → alice → bob → root): the MTA bounces or drops what loops"
+    )
+    h.file("/etc/aliases", "root: alice, ops@example.org\nalice: root\n")
+    assert _mail(h) == (
+        "warn",
+        "root's mail aliases loop (root → alice → root): the MTA bounces or drops what loops; it reaches "
+        "ops@example.org",
+    )
+
+
+def test_root_alias_depth_limit() -> None:
+    chain = "".join(f"u{i}: u{i + 1}\n" for i in range(20))
+    h = quiet_debian().file("/etc/aliases", "root: u0\n" + chain)
+    rm = h.facts().get(root_mail)
+    assert rm.loop is not None and rm.loop.endswith("(deeper than 10)")
+    assert _mail(h)[0] == "warn"

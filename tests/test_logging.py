@@ -282,7 +282,15 @@ def test_auto_without_directory_is_volatile() -> None:
         (
             "[Upload]\nURL=https://logs.example.org:19532\n",
             Status.PASS,
-            "systemd-journal-upload sends logs to https://logs.example.org:19532 over TLS",
+            "systemd-journal-upload sends logs to https://logs.example.org:19532 over TLS and verifies the "
+            "receiver (server certificate verified with /etc/ssl/ca/trusted.pem, the default "
+            "TrustedCertificateFile)",
+        ),
+        (
+            "[Upload]\nURL=https://logs.example.org:19532\nTrustedCertificateFile=/etc/ssl/logs-ca.pem\n",
+            Status.PASS,
+            "systemd-journal-upload sends logs to https://logs.example.org:19532 over TLS and verifies the "
+            "receiver (server certificate verified with TrustedCertificateFile=/etc/ssl/logs-ca.pem)",
         ),
         (
             "[Upload]\nURL=http://logs.example.org:19532\n",
@@ -292,7 +300,8 @@ def test_auto_without_directory_is_volatile() -> None:
         (
             "[Upload]\nURL=logs.example.org\nTrustedCertificateFile=-\n",
             Status.WARN,
-            "systemd-journal-upload sends logs to logs.example.org over TLS without verifying the receiver",
+            "systemd-journal-upload sends logs to logs.example.org over TLS without verifying the receiver "
+            "(no verification (TrustedCertificateFile=-)): a man in the middle can read them",
         ),
     ],
 )
@@ -301,7 +310,11 @@ def test_journal_upload(conf: str, status: Status, start: str) -> None:
     h.enabled("systemd-journal-upload.service", "multi-user.target")
     r = h.check(14)
     assert r.status is status, messages(r)
-    assert any(m.startswith(start) for _, m in messages(r)), messages(r)
+    if status is Status.FAIL:
+        assert any(m.startswith(start) for _, m in messages(r)), messages(r)
+    else:
+        assert (status.value, start) in messages(r), messages(r)  # the whole message
+        assert "None" not in start
 
 
 # -- the verdicts ----------------------------------------------------------------------------------------
@@ -410,3 +423,35 @@ def test_offline_installed_rsyslog() -> None:
     # without systemd (a container image), whether it runs cannot be told
     r = syslog_host(live=False).check(14)
     assert ("manual", "cannot tell whether a syslog daemon runs on this image") in messages(r)
+
+
+def test_syslog_ng_include_outside_conf_d_with_tls() -> None:
+    from nectar_audit.facts.logging import NEEDS
+
+    assert "/etc/syslog-ng/*.conf" in NEEDS.files
+    main = SYSLOG_NG + '\n@include "remote-tls.conf"\n@include "/opt/site/syslog-ng/extra.conf"\n'
+    remote = (
+        'destination d_remote { network("logs.example.org" port(6514) transport("tls")\n'
+        '  tls(ca-dir("/etc/syslog-ng/ca.d") peer-verify(required-trusted))); };\n'
+        "log { source(s_src); destination(d_remote); };\n"
+    )
+    files = {
+        "/etc/syslog-ng/syslog-ng.conf": main,
+        "/etc/syslog-ng/scl.conf": sample("syslog-ng/debian12-scl.conf"),
+        "/etc/syslog-ng/remote-tls.conf": remote,
+    }
+    chans, notes = syslog_ng_channels(files)
+    assert [(c.target, c.transport, c.authenticated) for c in chans] == [("logs.example.org:6514", "tls", True)]
+    assert notes == [
+        "/etc/syslog-ng/syslog-ng.conf: @include /opt/site/syslog-ng/extra.conf was not gathered: "
+        "destinations defined there are not seen"
+    ]
+    # The whole check on a host running syslog-ng (no rsyslog): the TLS channel passes, the note is shown.
+    h = Host("debian12", live=True).add_files(files).stat("/usr/sbin/syslog-ng")
+    h.stat("/var/log/auth.log", 0o100640, gid=4).processes([ps_line(300, "syslog-ng", "/usr/sbin/syslog-ng -F")])
+    r = h.check(14)
+    assert (
+        "pass",
+        "syslog-ng sends logs to logs.example.org:6514 over TLS and verifies the receiver (required-trusted)",
+    ) in messages(r), messages(r)
+    assert any("@include /opt/site/syslog-ng/extra.conf was not gathered" in e.detail for e in r.findings[0].evidence)

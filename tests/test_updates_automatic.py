@@ -169,12 +169,39 @@ def test_timer_not_enabled_fails() -> None:
     assert r.summary.startswith("apt-daily.timer is not enabled")
 
 
-def test_no_systemd_uses_cron() -> None:
+def sysv_host() -> Host:
+    """Debian without systemd: apt's daily job from /etc/cron.daily, cron started by a SysV S-link."""
     h = Host().dpkg().add_files(apt_dir("debian12")).stat("/etc/cron.daily/apt-compat")
     h.stat("/var/lib/apt/periodic/upgrade-stamp", mtime=NOW_TS - DAY)
-    r = h.check(3)
+    h.stat("/usr/sbin/cron").link("/etc/rc2.d/S01cron", "../init.d/cron").link("/etc/rc2.d/S01ssh")
+    return h
+
+
+def test_no_systemd_uses_cron() -> None:
+    r = sysv_host().check(3)
     assert r.status is Status.PASS, messages(r)
-    assert any("runs from cron" in m for _, m in messages(r))
+    assert any("runs from cron" in m and "cron.service enabled" in m for _, m in messages(r))
+
+
+def test_no_systemd_without_cron_daemon_fails() -> None:
+    h = sysv_host()
+    del h.stats["/usr/sbin/cron"]
+    r = h.check(3)
+    assert r.status is Status.FAIL
+    assert r.summary == (
+        "without systemd, apt's daily job runs from cron (/etc/cron.daily/apt-compat) but no cron daemon "
+        "installed (/usr/sbin/cron, /usr/sbin/crond absent): it never runs"
+    )
+
+
+def test_no_systemd_cron_not_started_at_boot_fails() -> None:
+    h = sysv_host()
+    del h.stats["/etc/rc2.d/S01cron"]
+    r = h.check(3)
+    assert r.status is Status.FAIL
+    assert "/usr/sbin/cron is installed but its service (cron.service/crond.service/cronie.service) is " in (
+        r.summary
+    )
 
 
 def test_stale_last_run_warns_with_date() -> None:
@@ -310,6 +337,112 @@ def test_fedora_dnf5() -> None:
     assert "/etc/dnf/dnf5-plugins/automatic.conf:2: apply_updates = yes" in r.summary
 
 
+DNF5_DEFAULTS = "/usr/share/dnf5/dnf5-plugins/automatic.conf"
+DNF5_OLD = "/etc/dnf/dnf5-plugins/automatic.conf"
+
+
+def dnf5_host(version: str | None) -> Host:
+    """Fedora with dnf5-plugin-automatic at ``version`` (rpm -qa evidence), its packaged defaults
+    (tests/samples/dnf/dnf5-automatic.conf, verbatim upstream) and dnf5-automatic.timer enabled."""
+    h = Host("fedora41").systemd().stat("/usr/lib/systemd/system/dnf5-automatic.timer")
+    h.file(DNF5_DEFAULTS, sample("dnf/dnf5-automatic.conf")).enabled("dnf5-automatic.timer")
+    if version is not None:
+        rows = [("dnf5", version), ("dnf5-plugin-automatic", version), ("bash", "5.2.32-1.fc41")]
+        qa = "".join(f"{n}\t0\t{v.split('-')[0]}\t{v.split('-')[1]}\tx86_64\t1730000000\n" for n, v in rows)
+        h.stat("/usr/lib/sysimage/rpm/rpmdb.sqlite").command("packages.rpm", qa)
+    return h
+
+
+def test_dnf5_current_reads_etc_dnf_automatic_conf_over_defaults() -> None:
+    h = dnf5_host("5.2.8.1-3.fc41").file("/etc/dnf/automatic.conf", "[commands]\napply_updates = yes\n")
+    r = h.check(3)
+    assert r.status is Status.PASS, messages(r)
+    assert r.summary == (
+        "updates are installed automatically by dnf5-automatic.timer (/etc/dnf/automatic.conf:2: "
+        "apply_updates = yes, upgrade_type = default)"
+    )
+    # Key by key: upgrade_type from the host file, apply_updates still from the packaged defaults.
+    h.file("/etc/dnf/automatic.conf", "[commands]\nupgrade_type = security\n")
+    r = h.check(3)
+    assert r.status is Status.FAIL
+    assert r.summary == (
+        f"dnf5-automatic.timer downloads updates but does not install them (apply_updates = no in {DNF5_DEFAULTS})"
+    )
+    assert r.findings[0].remediation is not None
+    assert "Set apply_updates = yes in the [commands] section of /etc/dnf/automatic.conf" in (
+        r.findings[0].remediation
+    )
+
+
+def test_dnf5_current_deprecated_location_used_with_a_note() -> None:
+    h = dnf5_host("5.2.8.1-3.fc41").file(DNF5_OLD, "[commands]\napply_updates = yes\n")
+    r = h.check(3)
+    assert r.status is Status.PASS
+    assert f"{DNF5_OLD}:2: apply_updates = yes" in r.summary
+    notes = [e.detail for e in r.findings[0].evidence if e.source == "note"]
+    assert notes == [
+        f"{DNF5_OLD} is deprecated: dnf5 5.2.8.1-3.fc41 reads host overrides from /etc/dnf/automatic.conf"
+    ]
+    # With /etc/dnf/automatic.conf present the deprecated file no longer counts (dnf5 issue #1770).
+    h.file("/etc/dnf/automatic.conf", "[commands]\nupgrade_type = security\n")
+    r = h.check(3)
+    assert r.status is Status.FAIL
+    assert f"ignores the deprecated {DNF5_OLD} because /etc/dnf/automatic.conf exists" in str(r.to_json())
+
+
+def test_dnf5_52_layers_plugin_location_and_ignores_etc_automatic_conf() -> None:
+    h = dnf5_host("5.2.3.0-1.fc40").file("/etc/dnf/automatic.conf", "[commands]\napply_updates = yes\n")
+    r = h.check(3)
+    assert r.status is Status.FAIL
+    assert "apply_updates = no in /usr/share/dnf5/dnf5-plugins/automatic.conf" in r.summary
+    assert "dnf5 5.2.3.0-1.fc40 does not read /etc/dnf/automatic.conf" in str(r.to_json())
+    assert r.findings[0].remediation is not None and DNF5_OLD in r.findings[0].remediation
+    h = dnf5_host("5.2.3.0-1.fc40").file(DNF5_OLD, "[commands]\napply_updates = yes\n")
+    r = h.check(3)
+    assert r.status is Status.PASS
+    assert f"({DNF5_OLD}:2: apply_updates = yes, upgrade_type = default)" in r.summary
+
+
+def test_dnf5_51_reads_the_first_existing_file_only() -> None:
+    # Before 5.2 an /etc/dnf/dnf5-plugins/automatic.conf replaces the packaged file entirely.
+    h = dnf5_host("5.1.17-1.fc40").file(DNF5_OLD, "[commands]\nupgrade_type = security\napply_updates = yes\n")
+    r = h.check(3)
+    assert r.status is Status.PASS
+    assert f"({DNF5_OLD}:3: apply_updates = yes, upgrade_type = security)" in r.summary
+    h.file(DNF5_DEFAULTS, sample("dnf/dnf5-automatic.conf").replace("apply_updates = no", "apply_updates = yes"))
+    h.file(DNF5_OLD, "[commands]\nupgrade_type = security\n")
+    r = h.check(3)
+    assert r.status is Status.FAIL  # the packaged "yes" is not read when the /etc file exists
+    assert f"apply_updates = no in {DNF5_OLD}" in r.summary
+
+
+def test_dnf5_dnf_automatic_timer_alias_uses_dnf5_config() -> None:
+    # dnf5-automatic.timer is also reachable as dnf-automatic.timer (Alias=): dnf5's configuration applies.
+    h = dnf5_host("5.2.8.1-3.fc41").file("/etc/dnf/automatic.conf", "[commands]\napply_updates = yes\n")
+    del h.stats["/etc/systemd/system/timers.target.wants/dnf5-automatic.timer"]
+    h.enabled("dnf-automatic.timer")
+    r = h.check(3)
+    assert r.status is Status.PASS
+    assert "dnf-automatic.timer (/etc/dnf/automatic.conf:2: apply_updates = yes" in r.summary
+
+
+def test_dnf5_install_timer_passes() -> None:
+    # The unit is upstream's dnf5-automatic-install.timer (--installupdates in its service).
+    h = dnf5_host("5.2.16.0-1.fc43")
+    del h.stats["/etc/systemd/system/timers.target.wants/dnf5-automatic.timer"]
+    h.stat("/usr/lib/systemd/system/dnf5-automatic-install.timer").enabled("dnf5-automatic-install.timer")
+    assert "--installupdates" in sample("dnf/dnf5-automatic-install.service")
+    assert "WantedBy=timers.target" in sample("dnf/dnf5-automatic-install.timer")
+    r = h.check(3)
+    assert r.status is Status.PASS
+    assert r.summary.startswith("updates are installed automatically by dnf5-automatic-install.timer")
+
+
+def test_dnf5_unknown_version_assumes_newest() -> None:
+    h = dnf5_host(None).file("/etc/dnf/automatic.conf", "[commands]\napply_updates = yes\n")
+    assert h.check(3).status is Status.PASS
+
+
 def test_masked_dnf_timer_does_not_count() -> None:
     text = sample("dnf/el9-automatic.conf").replace("apply_updates = no", "apply_updates = yes")
     h = rhel_host().file("/etc/dnf/automatic.conf", text).enabled("dnf-automatic.timer")
@@ -406,12 +539,58 @@ def test_garbage_never_crashes(apt_text: str, dnf_text: str) -> None:
     assert r.status in (Status.PASS, Status.FAIL), messages(r)
 
 
-def test_el7_yum_cron() -> None:
-    conf = "[commands]\nupdate_cmd = security\nupdate_messages = yes\ndownload_updates = yes\n"
-    conf += "apply_updates = no\n"
+YUM_CRON_CONF = (
+    "[commands]\nupdate_cmd = security\nupdate_messages = yes\ndownload_updates = yes\napply_updates = no\n"
+)
+
+
+def yum_cron_host(conf: str = YUM_CRON_CONF) -> Host:
     h = Host("centos9").systemd().stat("/usr/lib/systemd/system/yum-cron.service")
     h.file("/etc/yum/yum-cron.conf", conf)
     h.enabled("yum-cron.service", "multi-user.target")
+    h.stat("/etc/cron.daily/0yum-daily.cron").stat("/usr/sbin/crond").enabled("crond.service", "multi-user.target")
+    return h
+
+
+def test_yum_cron_without_cron_daemon_fails() -> None:
+    h = yum_cron_host(YUM_CRON_CONF.replace("apply_updates = no", "apply_updates = yes"))
+    assert h.check(3).status is Status.PASS
+    del h.stats["/usr/sbin/crond"]
+    del h.stats["/etc/systemd/system/multi-user.target.wants/crond.service"]
+    r = h.check(3)
+    assert r.status is Status.FAIL
+    assert r.summary == (
+        "yum-cron runs from cron (/etc/cron.daily/0yum-daily.cron) but no cron daemon installed "
+        "(/usr/sbin/cron, /usr/sbin/crond absent): it never runs"
+    )
+    assert r.findings[0].remediation == "yum install cronie cronie-anacron && systemctl enable --now crond"
+
+
+def test_yum_cron_with_crond_disabled_fails() -> None:
+    h = yum_cron_host(YUM_CRON_CONF.replace("apply_updates = no", "apply_updates = yes"))
+    del h.stats["/etc/systemd/system/multi-user.target.wants/crond.service"]
+    r = h.check(3)
+    assert r.status is Status.FAIL
+    assert r.summary.startswith("yum-cron runs from cron (/etc/cron.daily/0yum-daily.cron) but /usr/sbin/crond")
+    h = yum_cron_host(YUM_CRON_CONF.replace("apply_updates = no", "apply_updates = yes")).masked("crond.service")
+    r = h.check(3)  # the enablement link is still there, but a masked unit never starts
+    assert r.status is Status.FAIL
+    assert "but the cron daemon is masked (crond.service): it never runs" in r.summary
+
+
+def test_yum_cron_job_missing_fails() -> None:
+    h = yum_cron_host(YUM_CRON_CONF.replace("apply_updates = no", "apply_updates = yes"))
+    del h.stats["/etc/cron.daily/0yum-daily.cron"]
+    r = h.check(3)
+    assert r.status is Status.FAIL
+    assert r.summary == (
+        "yum-cron.service is enabled but /etc/cron.daily/0yum-daily.cron is missing: nothing runs yum-cron"
+    )
+
+
+def test_el7_yum_cron() -> None:
+    conf = YUM_CRON_CONF
+    h = yum_cron_host()
     r = h.check(3)
     assert r.status is Status.FAIL
     assert r.summary == (

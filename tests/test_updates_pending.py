@@ -269,7 +269,7 @@ def test_sanitizers_apply_at_ingestion() -> None:
     b.add_file(SEC_REL, sample("apt/lists-debian12-security_InRelease").encode())
     b.add_file(SEC_LIST, sample("apt/lists-debian12-security_main_binary-amd64_Packages").encode())
     assert "SHA256" not in (b.text(SEC_REL) or "") and "SHA256" not in (b.text(SEC_LIST) or "")
-    assert set(NEEDS.sanitize.values()) == {"apt-release-header", "apt-packages-brief"}
+    assert set(NEEDS.sanitize.values()) == {"apt-release-header", "apt-packages-brief", "apt-packages-kernel"}
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -320,3 +320,35 @@ def test_compressed_lists_on_this_machine_agree_with_apt_simulation() -> None:
     sim = subprocess.run(APT_SIMULATE.split(), capture_output=True, text=True, timeout=120, check=True).stdout
     security = {u.name for u in parse_apt_simulation(sim) if u.security}
     assert {u.name for u in state.updates} >= security
+
+
+def test_live_targets_filter_every_list_on_the_host_offline_ones_read_it(tmp_path: object) -> None:
+    """Every *_Packages list is read whole only offline; a live gather sends the host-filtered
+    kernel stanzas instead of tens of MB per host."""
+    from pathlib import Path
+
+    from nectar_audit.evidence.script import build_script, new_boundary
+    from nectar_audit.facts.updates import ALL_PACKAGES_GLOB
+    from nectar_audit.targets.rootfs import RootFsTarget
+
+    needs = all_needs()
+    assert ALL_PACKAGES_GLOB in needs.offline_files and ALL_PACKAGES_GLOB not in needs.files
+    (files_line,) = [ln for ln in build_script(needs, new_boundary()).splitlines() if ln.startswith("na_f ")]
+    assert "/var/lib/apt/lists/*security*_Packages" in files_line
+    assert "/var/lib/apt/lists/*_Packages" not in files_line.split()
+
+    # An offline root whose main list is past the 16 MiB kept per plain file, its kernel at the end
+    # (Debian's is ~50 MB with the kernels from ~27 MB on): the sanitizer still sees the whole list.
+    root = Path(str(tmp_path))
+    lists = root / "var/lib/apt/lists"
+    lists.mkdir(parents=True)
+    (root / "etc").mkdir()
+    filler = "".join(f"Package: pkg{i}\nVersion: 1.0-{i}\nArchitecture: amd64\nDescription: {'x' * 200}\n\n"
+                     for i in range(80_000))
+    kernel = "Package: linux-image-6.1.0-99-cloud-amd64\nVersion: 6.1.999-1\nArchitecture: amd64\n\n"
+    (lists / "deb.debian.org_debian_dists_bookworm-updates_main_binary-amd64_Packages").write_text(filler + kernel)
+    assert len(filler) > 16 * 1024 * 1024
+    bundle = RootFsTarget(str(root)).gather(needs)
+    rec = bundle.file("/var/lib/apt/lists/deb.debian.org_debian_dists_bookworm-updates_main_binary-amd64_Packages")
+    assert rec is not None and not rec.truncated
+    assert rec.content == "Package: linux-image-6.1.0-99-cloud-amd64\nVersion: 6.1.999-1\nArchitecture: amd64\n\n"

@@ -9,10 +9,13 @@ from nectar_audit.facts import Facts
 from nectar_audit.facts.apt_config import Setting
 from nectar_audit.facts.autoupdate import (
     APT_CRON,
+    YUM_CRON_JOB,
     AutoConfig,
+    CronDaemon,
     DnfAutomatic,
     TimerState,
     UnattendedUpgrades,
+    cron_daemon,
     dnf_automatic,
     periodic_enabled,
     unattended_upgrades,
@@ -32,9 +35,14 @@ RHEL_ENABLE = (
     "(or set apply_updates = yes in /etc/dnf/automatic.conf and enable dnf-automatic.timer)"
 )
 FEDORA_ENABLE = (
-    "dnf install dnf5-plugin-automatic && set apply_updates = yes in "
-    "/etc/dnf/dnf5-plugins/automatic.conf && systemctl enable --now dnf5-automatic.timer"
+    "dnf install dnf5-plugin-automatic && set apply_updates = yes in the [commands] section of "
+    "/etc/dnf/automatic.conf (dnf5 before 5.2.6: /etc/dnf/dnf5-plugins/automatic.conf) && "
+    "systemctl enable --now dnf5-automatic.timer"
 )
+CRON_FIX = {
+    "debian": "apt-get install cron && systemctl enable --now cron (without systemd: update-rc.d cron defaults)",
+    "rhel": "yum install cronie cronie-anacron && systemctl enable --now crond",
+}
 
 
 def _ev(name: str, setting: Setting | None, default: str) -> Evidence:
@@ -200,7 +208,7 @@ def _debian(facts: Facts) -> list[Finding]:
             )
         )
     # Scheduling.
-    sched = _schedule(uu)
+    sched = _schedule(uu, facts.get(cron_daemon))
     if sched is not None:
         findings.append(sched)
     # Freshness.
@@ -231,7 +239,19 @@ def _show(setting: Setting | None) -> str:
     return "unset" if setting is None else f'"{setting.value}" ({setting.origin})'
 
 
-def _schedule(uu: UnattendedUpgrades) -> Finding | None:
+def _cron_finding(cron: CronDaemon, job: str, what: str, family: str) -> Finding | None:
+    """FAIL when the cron daemon that would run ``job`` cannot run; None when it can (or may)."""
+    if cron.runs is not False:
+        return None
+    return Finding(
+        Status.FAIL,
+        f"{what} runs from cron ({job}) but {cron.describe()}: it never runs",
+        [Evidence(job, "present"), Evidence("cron daemon", cron.describe())],
+        CRON_FIX[family],
+    )
+
+
+def _schedule(uu: UnattendedUpgrades, cron: CronDaemon) -> Finding | None:
     bad = _timer_problems(uu.timers)
     ev = [
         Evidence(
@@ -252,10 +272,13 @@ def _schedule(uu: UnattendedUpgrades) -> Finding | None:
             f"{' '.join(t.name for t in masked)}",
         )
     if not uu.systemd and uu.cron_job:
+        bad_cron = _cron_finding(cron, APT_CRON, "without systemd, apt's daily job", "debian")
+        if bad_cron is not None:
+            return bad_cron
         return Finding(
             Status.PASS,
-            f"no systemd here: apt's daily job runs from cron ({APT_CRON})",
-            [*ev, Evidence(APT_CRON, "present")],
+            f"no systemd here: apt's daily job runs from cron ({APT_CRON}; {cron.describe()})",
+            [*ev, Evidence(APT_CRON, "present"), Evidence("cron daemon", cron.describe())],
         )
     if all(not t.present for t, _ in bad) and not uu.systemd and not uu.cron_job:
         return Finding(
@@ -318,6 +341,25 @@ def _rhel(facts: Facts) -> list[Finding]:
         for t in da.timers
     ]
     enabled = [t for t in da.timers if t.enabled and not t.masked]
+    notes = [
+        Evidence("note", note)
+        for cfg in {id(c): c for c in da.configs.values()}.values()
+        for note in cfg.notes
+    ]
+    if any(t.name == "yum-cron.service" for t in enabled) and da.cron is not None:
+        if not da.yum_cron_job:
+            return [
+                Finding(
+                    Status.FAIL,
+                    f"yum-cron.service is enabled but {YUM_CRON_JOB} is missing: nothing runs yum-cron",
+                    [*ev, Evidence(YUM_CRON_JOB, "absent")],
+                    "yum reinstall yum-cron",
+                )
+            ]
+        bad_cron = _cron_finding(da.cron, YUM_CRON_JOB, "yum-cron", "rhel")
+        if bad_cron is not None:
+            bad_cron.evidence[:0] = ev
+            return [bad_cron]
     if not enabled:
         if da.tool == "none":
             return [
@@ -374,24 +416,28 @@ def _rhel(facts: Facts) -> list[Finding]:
                         f"{cfg.path or 'the built-in defaults'})",
                         [*ev, cfg_ev],
                         "Set apply_updates = yes in the [commands] section of "
-                        f"{cfg.path or _conf_path(t.name)} "
+                        f"{cfg.edit or _conf_path(t.name)} "
                         f"(or systemctl enable --now dnf-automatic-install.timer)",
                     )
                 )
     if installing:
         return [
-            Finding(Status.PASS, "updates are installed automatically by " + "; ".join(installing), ev)
+            Finding(Status.PASS, "updates are installed automatically by " + "; ".join(installing), ev + notes)
         ] + [f for f in findings if f.status is not Status.FAIL]
+    if findings:
+        findings[0].evidence.extend(notes)
     return findings
 
 
 def _conf_path(timer: str) -> str:
-    return "/etc/dnf/dnf5-plugins/automatic.conf" if timer.startswith("dnf5") else "/etc/dnf/automatic.conf"
+    return "/etc/dnf/automatic.conf"
 
 
 def _config_for(da: DnfAutomatic, unit: str) -> AutoConfig | None:
     if unit.startswith("dnf5"):
         return da.configs.get("dnf5-automatic.timer")
+    if unit == "dnf-automatic.timer":
+        return da.configs.get("dnf-automatic.timer")
     if unit.startswith("yum-cron"):
         return da.configs.get("yum-cron")
     return da.configs.get("dnf-automatic.timer")

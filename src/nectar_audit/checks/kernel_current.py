@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.evidence.bundle import EvidenceError
 from nectar_audit.facts import Facts
 from nectar_audit.facts.kernel import InstalledKernel, KernelState, kernel_flavour, kernel_state
-from nectar_audit.facts.updates import PendingUpdate, UpdateState, pending_updates
+from nectar_audit.facts.updates import (
+    LISTS,
+    NoPackageLists,
+    PendingUpdate,
+    apt_kernel_updates,
+    pending_updates,
+)
 from nectar_audit.model import Evidence, Finding, Status
 
 REBOOT_FIX = "Schedule a maintenance window and reboot: `systemctl reboot` (check `uname -r` afterwards)."
@@ -28,22 +37,58 @@ def _kernel_ev(state: KernelState, k: InstalledKernel) -> Evidence:
     return Evidence(state.package_source, f"{k.package} {k.version} ({k.release})")
 
 
-def _available_kernel(
-    facts: Facts, state: KernelState
-) -> tuple[list[PendingUpdate], UpdateState | None, str | None]:
+@dataclass(frozen=True)
+class Available:
+    found: list[PendingUpdate]
+    source: str = ""  # evidence source: lists, a command
+    refreshed: dt.datetime | None = None
+    why: str | None = None  # why it is unknown
+    no_lists: bool = False  # apt has no package lists at all
+    notes: tuple[str, ...] = ()
+
+
+def _available_kernel(facts: Facts, state: KernelState) -> Available:
     """Kernel packages with a newer version in the configured repositories (from the host's metadata)."""
+    if state.manager == "dpkg":
+        # Every list's kernels (apt_kernel_updates), plus what apt's own simulation or the security lists
+        # say (a new kernel ABI package is "new", not an upgrade of an installed one).
+        names = ("linux-image-", "linux-generic", "linux-virtual", "linux-aws", "linux-kvm")
+        found: list[PendingUpdate] = []
+        source, refreshed = "", None
+        notes: tuple[str, ...] = ()
+        why: str | None = None
+        no_lists = False
+        try:
+            kc = facts.get(apt_kernel_updates)
+        except NoPackageLists as exc:
+            why, no_lists = str(exc), True
+        except EvidenceError as exc:
+            why = str(exc)
+        else:
+            found = list(kc.updates)
+            source, refreshed, notes = f"{LISTS}/*_Packages", kc.refreshed, kc.notes
+        try:
+            ups = facts.get(pending_updates)
+        except EvidenceError:
+            ups = None
+        if ups is not None and not no_lists:
+            seen = {u.name for u in found}
+            extra = [u for u in ups.updates if u.name.startswith(names) and u.name not in seen]
+            if extra or why is not None:
+                found += extra
+                source = source or ups.source
+                refreshed = refreshed or ups.refreshed
+                why = None
+        found = [u for u in found if not u.name.endswith(("-dbg", "-dbgsym"))]
+        return Available(found, source, refreshed, why, no_lists, notes)
     try:
         ups = facts.get(pending_updates)
     except EvidenceError as exc:
-        return [], None, str(exc)
-    if ups.manager == "dnf":
-        found = [u for u in ups.kernel_updates if u.name in ("kernel", "kernel-core")]
-        if not found:
-            found = [u for u in ups.updates if u.name in ("kernel", "kernel-core")]
-        return found, ups, None
-    names = ("linux-image-", "linux-generic", "linux-virtual", "linux-aws", "linux-kvm")
-    found = [u for u in ups.updates if u.name.startswith(names) and not u.name.endswith(("-dbg", "-dbgsym"))]
-    return found, ups, None
+        return Available([], why=str(exc))
+    found = [u for u in ups.kernel_updates if u.name in ("kernel", "kernel-core")]
+    if not found:
+        found = [u for u in ups.updates if u.name in ("kernel", "kernel-core")]
+    return Available(found, ups.source, ups.refreshed)
 
 
 def run(facts: Facts) -> list[Finding]:
@@ -141,13 +186,11 @@ def run(facts: Facts) -> list[Finding]:
             )
         )
 
-    found, ups, why = _available_kernel(facts, state)
-    if found and ups is not None:
+    avail = _available_kernel(facts, state)
+    found, why = avail.found, avail.why
+    if found:
         first = found[0]
-        ev = [
-            Evidence(ups.source if not first.origin else f"{ups.source} ({first.origin})", u.describe())
-            for u in found
-        ]
+        ev = [Evidence(f"{avail.source} ({u.origin})" if u.origin else avail.source, u.describe()) for u in found]
         findings.append(
             Finding(
                 Status.FAIL,
@@ -155,6 +198,12 @@ def run(facts: Facts) -> list[Finding]:
                 ev,
                 for_family(facts, UPGRADE_FIX),
             )
+        )
+    elif why is not None and avail.no_lists and not b.live and findings:
+        # The issue makes this half conditional on package lists being present: an image without
+        # lists simply has nothing to compare with.
+        findings[0].evidence.append(
+            Evidence("note", f"not checked whether a newer kernel is available: {why}")
         )
     elif why is not None:
         status = Status.ERROR if not b.live or state.running is None else Status.WARN
@@ -165,16 +214,18 @@ def run(facts: Facts) -> list[Finding]:
                 [Evidence("/var/lib/apt/lists" if state.manager == "dpkg" else "dnf", why)],
             )
         )
-    elif ups is not None and ups.refreshed is not None:
+    elif avail.refreshed is not None:
         for f in findings:
             if f.status is Status.PASS:
                 f.evidence.append(
                     Evidence(
-                        ups.source,
-                        f"no newer kernel in the package metadata (refreshed {ups.refreshed:%Y-%m-%d})",
+                        avail.source,
+                        f"no newer kernel in the package metadata (refreshed {avail.refreshed:%Y-%m-%d})",
                     )
                 )
                 break
+    if avail.notes and findings:
+        findings[0].evidence.extend(Evidence("note", n) for n in avail.notes)
 
     for item in state.livepatch:
         target = findings[0] if findings else None

@@ -65,7 +65,8 @@ def _channel_finding(ch: Channel, facts: Facts) -> Finding:
         )
     return Finding(
         Status.PASS,
-        f"{who} sends logs to {ch.target} over TLS and verifies the receiver ({ch.auth_mode})",
+        f"{who} sends logs to {ch.target} over TLS and verifies the receiver"
+        + (f" ({ch.auth_mode})" if ch.auth_mode else ""),
         [_channel_ev(ch)],
     )
 

@@ -240,7 +240,17 @@ def _mail(facts: Facts) -> Finding:
         )
     kinds = {k for _, k in rm.destinations}
     where = ", ".join(d for d, _ in rm.destinations)
-    ev = [Evidence(rm.source or "/var/mail/root", f"root: {where}"), Evidence(rm.mta, "present"), *extra]
+    hops = [Evidence(h.split(": ", 1)[0], h.split(": ", 1)[1]) for h in rm.chain]
+    ev = [*(hops or [Evidence(rm.source or "/var/mail/root", f"root: {where}")]), Evidence(rm.mta, "present"), *extra]
+    if rm.loop is not None:
+        return Finding(
+            Status.WARN,
+            f"root's mail aliases loop ({rm.loop}): the MTA bounces or drops what loops"
+            + (f"; it reaches {where}" if where else ""),
+            ev,
+            f"Break the loop in {ALIASES} (a name may end in a mailbox with `\\name`), run newaliases, and "
+            "forward root to an address someone reads",
+        )
     if kinds <= {"discard"}:
         return Finding(Status.WARN, f"root's mail is thrown away ({rm.source}: {where})", ev, fix)
     if "remote" in kinds or "program" in kinds:

@@ -22,6 +22,8 @@ from nectar_audit.evidence.sanitize import sanitize
 BUNDLE_FORMAT = 1
 # Config files are small; a larger file is kept truncated so one huge file cannot exhaust memory.
 MAX_FILE_BYTES = 16 * 1024 * 1024
+# Input of a sanitizer, which keeps only a small part of it (offline targets read this far).
+MAX_SANITIZED_INPUT = 256 * 1024 * 1024
 
 
 class EvidenceError(Exception):
@@ -121,16 +123,22 @@ class Bundle:
             for path in paths:
                 self._hit_sanitizers.setdefault(path, name)
 
-    def add_file(self, path: str, data: bytes) -> None:
-        truncated = len(data) > MAX_FILE_BYTES
-        data = data[:MAX_FILE_BYTES]
+    def _sanitizer(self, path: str) -> str | None:
+        # A path pattern of another module may match too; a search's own sanitizer is the one that
+        # knows what the hit holds (e.g. a private key), so it wins.
         forced = self._hit_sanitizers.get(path)
-        if forced is not None:
-            # A path pattern of another module may match too; the search's own sanitizer is the one
-            # that knows what the hit holds (e.g. a private key), so it wins.
-            self.files[path] = FileRecord(content=sanitize(forced, data), truncated=truncated)
-            return
-        name = _sanitizer_for(tuple(self.sanitizers.items()), path)
+        return forced if forced is not None else _sanitizer_for(tuple(self.sanitizers.items()), path)
+
+    def read_limit(self, path: str) -> int:
+        """How many bytes of ``path`` are worth reading: a sanitizer reduces what it is given (apt's
+        Packages lists: 50 MB to a few KB), so sanitized files are read further than kept ones."""
+        return MAX_SANITIZED_INPUT if self._sanitizer(path) is not None else MAX_FILE_BYTES
+
+    def add_file(self, path: str, data: bytes, limit: int = MAX_FILE_BYTES) -> None:
+        """Keep ``data`` (read up to ``limit`` + 1 bytes: more means the file was cut there)."""
+        name = self._sanitizer(path)
+        truncated = len(data) > limit
+        data = data[:limit]
         if name is not None:
             self.files[path] = FileRecord(content=sanitize(name, data), truncated=truncated)
             return

@@ -33,6 +33,9 @@ class Search:
 class Needs:
     # Shell glob patterns whose matching regular files are captured with their content.
     files: tuple[str, ...] = ()
+    # Files only an offline root filesystem needs read whole: on live targets a command gets the same
+    # facts more cheaply (e.g. apt's 50 MB Packages lists, filtered on the host by a command).
+    offline_files: tuple[str, ...] = ()
     # Shell glob patterns captured as metadata only (mode, owner, size, mtime), not followed.
     stats: tuple[str, ...] = ()
     # name -> POSIX sh snippet, run on live targets only, stdin from /dev/null. Must be read-only.
@@ -44,12 +47,14 @@ class Needs:
 
 def merge(parts: Iterable[Needs]) -> Needs:
     files: dict[str, None] = {}
+    offline: dict[str, None] = {}
     stats: dict[str, None] = {}
     commands: dict[str, str] = {}
     searches: dict[str, Search] = {}
     sanitize: dict[str, str] = {}
     for part in parts:
         files.update(dict.fromkeys(part.files))
+        offline.update(dict.fromkeys(part.offline_files))
         stats.update(dict.fromkeys(part.stats))
         for name, snippet in part.commands.items():
             if commands.get(name, snippet) != snippet:
@@ -60,6 +65,7 @@ def merge(parts: Iterable[Needs]) -> Needs:
         sanitize.update(part.sanitize)
     return Needs(
         files=tuple(files),
+        offline_files=tuple(p for p in offline if p not in files),
         stats=tuple(stats),
         commands=commands,
         searches=tuple(searches.values()),

@@ -10,6 +10,18 @@ number of days with an optional s/m/h/d suffix). unattended-upgrades installs wh
 ``${distro_codename}`` expanded. Whether they cover the security archive is decided against the
 security archive's own Release fields on the host (``/var/lib/apt/lists``), or the distribution's
 known values when the lists are absent.
+
+dnf5's automatic plugin reads its configuration differently by version (upstream automatic.cpp and
+dnf5-automatic(8)): before 5.2 the first existing of ``/etc/dnf/dnf5-plugins/automatic.conf`` and
+``/usr/share/dnf5/dnf5-plugins/automatic.conf``; from 5.2 (PR #1476) the ``/usr/share`` file for the
+defaults, then ``/etc/dnf/dnf5-plugins/automatic.conf`` key by key; from 5.2.6 (commit 73ed42f) the
+defaults, then ``/etc/dnf/automatic.conf`` key by key, the ``dnf5-plugins`` location deprecated (still
+used, with a warning, when ``/etc/dnf/automatic.conf`` does not exist). The version is the installed
+dnf5-plugin-automatic (or dnf5) package; without it the newest behaviour is assumed. The 5.2 and 5.2.6
+boundaries are inferred from the upstream history (PR dates against release dates), not from tags.
+
+Cron: yum-cron (``/etc/cron.daily/0yum-daily.cron``) and apt without systemd
+(``/etc/cron.daily/apt-compat``) only run when a cron daemon is installed and starts at boot.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ from nectar_audit.facts.services import services
 from nectar_audit.facts.updates import ReleaseInfo, apt_releases
 
 if TYPE_CHECKING:
+    from nectar_audit.evidence.bundle import Bundle
     from nectar_audit.facts import Facts
 
 UU_LOG = "/var/log/unattended-upgrades/unattended-upgrades.log"
@@ -37,21 +50,27 @@ UPGRADE_STAMP = f"{PERIODIC}/upgrade-stamp"
 APT_TIMERS = ("apt-daily.timer", "apt-daily-upgrade.timer")
 APT_CRON = "/etc/cron.daily/apt-compat"
 DNF4_CONF = "/etc/dnf/automatic.conf"
-DNF5_CONFS = ("/etc/dnf/dnf5-plugins/automatic.conf", "/usr/share/dnf5/dnf5-plugins/automatic.conf")
+DNF5_DEFAULTS = "/usr/share/dnf5/dnf5-plugins/automatic.conf"
+DNF5_PLUGIN_CONF = "/etc/dnf/dnf5-plugins/automatic.conf"  # host overrides before dnf5 5.2.6, then deprecated
+DNF5_CONFS = (DNF5_PLUGIN_CONF, DNF5_DEFAULTS)
+DNF5_LAYERED = (5, 2)  # /usr/share defaults + /etc/dnf/dnf5-plugins overrides (PR #1476)
+DNF5_ETC = (5, 2, 6)  # /usr/share defaults + /etc/dnf/automatic.conf overrides (commit 73ed42f)
 YUM_CRON_CONF = "/etc/yum/yum-cron.conf"
+YUM_CRON_JOB = "/etc/cron.daily/0yum-daily.cron"
+CRON_BINARIES = ("/usr/sbin/cron", "/usr/sbin/crond")
+CRON_UNITS = ("cron.service", "crond.service", "cronie.service")
 _UNIT_DIRS = ("/lib/systemd/system", "/usr/lib/systemd/system", "/etc/systemd/system")
 
 NEEDS = Needs(
-    files=(UU_LOG, DNF4_CONF, *DNF5_CONFS, YUM_CRON_CONF),
+    files=(UU_LOG, DNF4_CONF, DNF5_PLUGIN_CONF, DNF5_DEFAULTS, YUM_CRON_CONF),
     stats=(
         f"{PERIODIC}/*",
         *(f"{d}/apt-daily*.timer" for d in _UNIT_DIRS[:2]),
         *(f"{d}/dnf*-automatic*.timer" for d in _UNIT_DIRS[:2]),
         *(f"{d}/yum-cron.service" for d in _UNIT_DIRS[:2]),
         APT_CRON,
-        "/etc/cron.daily/0yum-daily.cron",
-        "/usr/sbin/cron",
-        "/usr/sbin/crond",
+        YUM_CRON_JOB,
+        *CRON_BINARIES,
     ),
 )
 
@@ -398,21 +417,33 @@ def parse_bool(value: str) -> bool | None:
 
 @dataclass(frozen=True)
 class AutoConfig:
-    path: str | None  # None: the tool's built-in defaults
+    path: str | None  # where apply_updates comes from (None: the tool's built-in defaults)
     apply_updates: bool
     download_updates: bool
     upgrade_type: str
     apply_source: str  # "path:line" of apply_updates, or "default"
     error: str | None = None
+    files: tuple[str, ...] = ()  # the files read, in order (later ones override key by key)
+    edit: str | None = None  # the host file an administrator changes
+    notes: tuple[str, ...] = ()
 
 
-def automatic_config(
-    text: str | None, path: str, apply_key: str = "apply_updates", type_key: str = "upgrade_type"
+def layered_config(
+    layers: list[tuple[str, str]],
+    apply_key: str = "apply_updates",
+    type_key: str = "upgrade_type",
+    edit: str | None = None,
+    notes: tuple[str, ...] = (),
 ) -> AutoConfig:
-    if text is None:
-        return AutoConfig(None, False, True, "default", "default (apply_updates = no)")
-    sections = parse_ini(text)
-    commands = sections.get("commands", {})
+    """[commands] of several INI files merged key by key, later files winning (libdnf5's ConfigParser
+    loaded in order); each value remembers its file and line."""
+    commands: dict[str, tuple[str, str]] = {}
+    for path, text in layers:
+        for key, (value, line) in parse_ini(text).get("commands", {}).items():
+            commands[key] = (value, f"{path}:{line}")
+    files = tuple(p for p, _ in layers)
+    if not layers:
+        return AutoConfig(None, False, True, "default", "default (apply_updates = no)", edit=edit, notes=notes)
     apply_raw = commands.get(apply_key)
     download_raw = commands.get("download_updates")
     error = None
@@ -420,12 +451,106 @@ def automatic_config(
     if apply_raw is not None:
         parsed = parse_bool(apply_raw[0])
         if parsed is None:
-            error = f"{path}:{apply_raw[1]}: {apply_key} = {apply_raw[0]} is not a boolean"
+            error = f"{apply_raw[1]}: {apply_key} = {apply_raw[0]} is not a boolean"
         apply = bool(parsed)
     download = True if download_raw is None else bool(parse_bool(download_raw[0]))
-    utype = commands.get(type_key, ("default", 0))[0]
-    src = f"{path}:{apply_raw[1]}" if apply_raw else f"{path} (apply_updates unset: no)"
-    return AutoConfig(path, apply, download, utype, src, error)
+    utype = commands.get(type_key, ("default", ""))[0]
+    if apply_raw is not None:
+        src, path = apply_raw[1], apply_raw[1].rsplit(":", 1)[0]
+    else:
+        src, path = f"{' + '.join(files)} (apply_updates unset: no)", files[-1]
+    return AutoConfig(path, apply, download, utype, src, error, files, edit or files[-1], notes)
+
+
+def automatic_config(
+    text: str | None, path: str, apply_key: str = "apply_updates", type_key: str = "upgrade_type"
+) -> AutoConfig:
+    return layered_config([] if text is None else [(path, text)], apply_key, type_key, edit=path)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    upstream = version.split(":", 1)[-1].split("-", 1)[0]
+    out = []
+    for part in upstream.split("."):
+        digits = re.match(r"\d+", part)
+        if digits is None:
+            break
+        out.append(int(digits.group(0)))
+    return tuple(out)
+
+
+def dnf5_config(b: Bundle, version: str | None) -> AutoConfig:
+    """The configuration dnf5 automatic runs with, as the installed dnf5 version reads it."""
+    defaults = b.text(DNF5_DEFAULTS)
+    plugin = b.text(DNF5_PLUGIN_CONF)
+    etc = b.text(DNF4_CONF)
+    v = _version_tuple(version) if version else None
+    ver = f"dnf5 {version}" if version else "dnf5 (version unknown: the newest behaviour assumed)"
+    layers: list[tuple[str, str]] = []
+    notes: list[str] = []
+    if v is not None and v < DNF5_LAYERED:
+        # The first existing file only.
+        for path, text in ((DNF5_PLUGIN_CONF, plugin), (DNF5_DEFAULTS, defaults)):
+            if text is not None:
+                layers.append((path, text))
+                break
+        if etc is not None:
+            notes.append(f"{ver} does not read {DNF4_CONF} (only {DNF5_PLUGIN_CONF} or {DNF5_DEFAULTS})")
+        return layered_config(layers, edit=DNF5_PLUGIN_CONF, notes=tuple(notes))
+    if defaults is not None:
+        layers.append((DNF5_DEFAULTS, defaults))
+    if v is not None and v < DNF5_ETC:
+        if plugin is not None:
+            layers.append((DNF5_PLUGIN_CONF, plugin))
+        if etc is not None:
+            notes.append(f"{ver} does not read {DNF4_CONF}; its host overrides are in {DNF5_PLUGIN_CONF}")
+        return layered_config(layers, edit=DNF5_PLUGIN_CONF, notes=tuple(notes))
+    if etc is not None:
+        layers.append((DNF4_CONF, etc))
+        if plugin is not None:
+            notes.append(f"{ver} ignores the deprecated {DNF5_PLUGIN_CONF} because {DNF4_CONF} exists")
+    elif plugin is not None:
+        layers.append((DNF5_PLUGIN_CONF, plugin))
+        notes.append(f"{DNF5_PLUGIN_CONF} is deprecated: {ver} reads host overrides from {DNF4_CONF}")
+    return layered_config(layers, edit=DNF4_CONF, notes=tuple(notes))
+
+
+@dataclass(frozen=True)
+class CronDaemon:
+    binaries: tuple[str, ...]  # cron daemons on disk
+    enabled: tuple[str, ...]  # their units (or SysV S-links) that start at boot
+    masked: tuple[str, ...]
+    init_known: bool  # systemd, or SysV rc links present: enablement can be judged
+
+    @property
+    def runs(self) -> bool | None:
+        """True: installed and started at boot; False: cannot run; None: installed, enablement unknown."""
+        if not self.binaries or (self.masked and not self.enabled):
+            return False
+        if self.enabled:
+            return True
+        return False if self.init_known else None
+
+    def describe(self) -> str:
+        if not self.binaries:
+            return f"no cron daemon installed ({', '.join(CRON_BINARIES)} absent)"
+        if self.masked and not self.enabled:
+            return f"the cron daemon is masked ({', '.join(self.masked)})"
+        if self.enabled:
+            return f"{self.binaries[0]} installed, {', '.join(self.enabled)} enabled"
+        if self.init_known:
+            return f"{self.binaries[0]} is installed but its service ({'/'.join(CRON_UNITS)}) is not enabled"
+        return f"{self.binaries[0]} installed (whether it starts at boot cannot be told here)"
+
+
+def cron_daemon(facts: Facts) -> CronDaemon:
+    b = facts.bundle
+    svc = facts.get(services)
+    binaries = tuple(p for p in CRON_BINARIES if p in b.stats)
+    enabled = tuple(u for u in CRON_UNITS if svc.is_enabled(u))
+    masked = tuple(u for u in CRON_UNITS if svc.is_masked(u))
+    rc_links = any(p.startswith("/etc/rc") and ".d/S" in p for p in b.stats)
+    return CronDaemon(binaries, enabled, masked, svc.systemd or rc_links)
 
 
 @dataclass(frozen=True)
@@ -435,6 +560,10 @@ class DnfAutomatic:
     configs: dict[str, AutoConfig]  # timer/service name -> the configuration it runs with
     systemd: bool
     notes: tuple[str, ...] = ()
+    dnf5_version: str | None = None
+    dnf4_installed: bool | None = None  # the dnf-automatic (dnf 4) package (None: cannot tell)
+    cron: CronDaemon | None = None  # for yum-cron
+    yum_cron_job: bool = False  # /etc/cron.daily/0yum-daily.cron exists
 
 
 RHEL_TIMERS = (
@@ -450,23 +579,43 @@ RHEL_TIMERS = (
 def dnf_automatic(facts: Facts) -> DnfAutomatic:
     b = facts.bundle
     svc = facts.get(services)
+    notes: list[str] = []
     timers = tuple(_timer(facts, t) for t in RHEL_TIMERS)
-    dnf5_text: str | None = None
-    dnf5_path = DNF5_CONFS[-1]
-    for path in DNF5_CONFS:
-        text = b.text(path)
-        if text is not None:
-            dnf5_text, dnf5_path = text, path
-            break
+    dnf5_version: str | None = None
+    dnf4_installed: bool | None = None
+    dnf5_installed: bool | None = None
+    try:
+        db = facts.get(packages)
+    except EvidenceError as exc:
+        notes.append(str(exc))
+    else:
+        for name in ("dnf5-plugin-automatic", "dnf5"):
+            pkgs = db.get(name)
+            if pkgs:
+                dnf5_version = pkgs[0].version
+                break
+        dnf5_installed = db.is_installed("dnf5-plugin-automatic")
+        dnf4_installed = db.is_installed("dnf-automatic")
     dnf4 = automatic_config(b.text(DNF4_CONF), DNF4_CONF)
-    dnf5 = automatic_config(dnf5_text, dnf5_path)
+    dnf5 = dnf5_config(b, dnf5_version)
+    dnf5_files = b.text(DNF5_DEFAULTS) is not None or b.text(DNF5_PLUGIN_CONF) is not None
+    is_dnf5 = bool(dnf5_installed) or (
+        dnf5_installed is None
+        and (any(t.present for t in timers if t.name.startswith("dnf5")) or dnf5_files)
+    )
     configs = {"dnf-automatic.timer": dnf4, "dnf5-automatic.timer": dnf5}
+    if is_dnf5 and not dnf4_installed:
+        # dnf5-plugin-automatic's dnf5-automatic.timer carries Alias=dnf-automatic.timer: the old name
+        # runs dnf5 automatic with dnf5's configuration.
+        configs["dnf-automatic.timer"] = dnf5
     yum_text = b.text(YUM_CRON_CONF)
     yum_units = any(f"{d}/yum-cron.service" in b.stats for d in _UNIT_DIRS[:2])
     tool = "none"
+    cron = None
     if yum_text is not None or yum_units:
         tool = "yum-cron"
         configs["yum-cron"] = automatic_config(yum_text, YUM_CRON_CONF, type_key="update_cmd")
+        cron = cron_daemon(facts)
         timers += (
             TimerState(
                 "yum-cron.service",
@@ -475,10 +624,22 @@ def dnf_automatic(facts: Facts) -> DnfAutomatic:
                 yum_units,
             ),
         )
-    if any(t.present for t in timers if t.name.startswith("dnf5")) or dnf5_text is not None:
+    if is_dnf5:
         tool = "dnf5 automatic"
     elif (
-        any(t.present for t in timers if t.name.startswith("dnf-automatic")) or b.text(DNF4_CONF) is not None
+        dnf4_installed
+        or any(t.present for t in timers if t.name.startswith("dnf-automatic"))
+        or b.text(DNF4_CONF) is not None
     ):
         tool = "dnf-automatic"
-    return DnfAutomatic(tool, timers, configs, svc.systemd)
+    return DnfAutomatic(
+        tool,
+        timers,
+        configs,
+        svc.systemd,
+        tuple(notes),
+        dnf5_version,
+        dnf4_installed,
+        cron,
+        YUM_CRON_JOB in b.stats,
+    )

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 RSYSLOG_CONF = "/etc/rsyslog.conf"
 SYSLOG_NG_CONF = "/etc/syslog-ng/syslog-ng.conf"
+# @include "x.conf" resolves against /etc/syslog-ng first: its *.conf are gathered with conf.d.
+SYSLOG_NG_GLOBS = (SYSLOG_NG_CONF, "/etc/syslog-ng/conf.d/*", "/etc/syslog-ng/*.conf")
 JOURNALD_MAIN = (
     "/etc/systemd/journald.conf",
     "/run/systemd/journald.conf",
@@ -41,6 +43,7 @@ JOURNALD_DROPINS = (
     "/usr/lib/systemd/journald.conf.d",
 )
 UPLOAD_MAIN = ("/etc/systemd/journal-upload.conf", "/usr/lib/systemd/journal-upload.conf")
+UPLOAD_DEFAULT_TRUST = "/etc/ssl/ca/trusted.pem"  # journal-upload.conf(5): TrustedCertificateFile=
 UPLOAD_DROPINS = ("/etc/systemd/journal-upload.conf.d", "/usr/lib/systemd/journal-upload.conf.d")
 # Log files whose permissions matter: (path, holds authentication records). wtmp is world-readable by
 # design (last(1) works for every user).
@@ -58,8 +61,7 @@ NEEDS = Needs(
     files=(
         RSYSLOG_CONF,
         "/etc/rsyslog.d/*",
-        SYSLOG_NG_CONF,
-        "/etc/syslog-ng/conf.d/*",
+        *SYSLOG_NG_GLOBS,
         *JOURNALD_MAIN,
         *(f"{d}/*.conf" for d in JOURNALD_DROPINS),
         *UPLOAD_MAIN,
@@ -611,7 +613,15 @@ def syslog_ng_channels(files: dict[str, str], main: str = SYSLOG_NG_CONF) -> tup
                     target = "/etc/syslog-ng/" + target
                 if target.endswith("/"):
                     target += "*"
-                for p in sorted(p for p in files if fnmatch.fnmatchcase(p, target)):
+                hits = sorted(p for p in files if fnmatch.fnmatchcase(p, target))
+                gathered = any(fnmatch.fnmatchcase(target, g) for g in SYSLOG_NG_GLOBS)
+                if not hits and not gathered and not target.startswith("/etc/syslog-ng/scl"):
+                    # (gathered: an empty conf.d is no news; scl/*: the SCL library from syslog-ng's
+                    # include-path, plugin definitions only)
+                    notes.append(
+                        f"{path}: @include {target} was not gathered: destinations defined there are not seen"
+                    )
+                for p in hits:
                     load(p)
             elif isinstance(node, SngBlock) and node.kind == "destination" and node.name:
                 named[node.name] = (node, path)
@@ -854,7 +864,7 @@ def logging_state(facts: Facts) -> LoggingState:
     rs_files = _texts(facts, (RSYSLOG_CONF, "/etc/rsyslog.d/*"), notes)
     rs = parse_rsyslog(rs_files) if RSYSLOG_CONF in rs_files else RsyslogConfig()
     notes.extend(rs.notes)
-    sng_files = _texts(facts, (SYSLOG_NG_CONF, "/etc/syslog-ng/conf.d/*", "/etc/syslog-ng/*.conf"), notes)
+    sng_files = _texts(facts, SYSLOG_NG_GLOBS, notes)
     sng_channels, sng_notes = syslog_ng_channels(sng_files) if SYSLOG_NG_CONF in sng_files else ([], [])
     notes.extend(sng_notes)
 
@@ -887,6 +897,12 @@ def logging_state(facts: Facts) -> LoggingState:
     if upload_url is not None:
         scheme = upload_url.value.split("://", 1)[0].lower() if "://" in upload_url.value else "https"
         verified = scheme == "https" and trust.value != "-"
+        if trust.value == "-":
+            upload_auth = "no verification (TrustedCertificateFile=-)"
+        elif trust.value:
+            upload_auth = f"server certificate verified with TrustedCertificateFile={trust.value}"
+        else:
+            upload_auth = f"server certificate verified with {UPLOAD_DEFAULT_TRUST}, the default TrustedCertificateFile"
         ch = Channel(
             "journal-upload",
             upload_url.value,
@@ -894,7 +910,7 @@ def logging_state(facts: Facts) -> LoggingState:
             verified,
             upload_url.source,
             f"URL={upload_url.value}",
-            "no verification (TrustedCertificateFile=-)" if trust.value == "-" else None,
+            upload_auth if scheme == "https" else None,
         )
         (
             active

@@ -7,6 +7,11 @@ headers (Label ``Debian-Security``, suites ``*-security``). When the lists are s
 (``Acquire::GzipIndexes``), a live host is asked with ``apt-get -s dist-upgrade`` (a simulation; it
 neither locks nor downloads). dnf: ``dnf updateinfo list --security --cacheonly`` and
 ``dnf list --upgrades --cacheonly 'kernel*'``, both from the cached metadata only.
+
+Kernels (check 04) are looked for in *every* Packages list, not only the security ones: a newer kernel
+may come from ``-updates`` or a point release. Those lists are reduced at ingestion to their kernel
+stanzas (``linux-image-*`` and the Ubuntu ``linux-{generic,virtual,kvm,aws}`` metapackages), and the
+compressed ones are filtered on the host the same way (``awk`` in paragraph mode).
 """
 
 from __future__ import annotations
@@ -27,6 +32,13 @@ if TYPE_CHECKING:
 
 LISTS = "/var/lib/apt/lists"
 SECURITY_PACKAGES_GLOB = f"{LISTS}/*security*_Packages"
+ALL_PACKAGES_GLOB = f"{LISTS}/*_Packages"
+# Kernel images and the Ubuntu kernel metapackages (the latter pull in a new ABI's image).
+KERNEL_PACKAGE_RE = re.compile(r"linux-image-.+|linux-(?:generic|virtual|kvm|aws)")
+_KERNEL_AWK = (
+    "awk 'BEGIN{RS=\"\";FS=\"\\n\"} $1 ~ /^Package: (linux-image-.+|linux-(generic|virtual|kvm|aws))$/ "
+    "{for(i=1;i<=NF;i++) if ($i ~ /^(Package|Version|Architecture|Source):/) print $i; print \"\"}'"
+)
 APT_HELPER = "/usr/lib/apt/apt-helper"
 APT_SIMULATE = "apt-get -s -q -o Debug::NoLocking=true dist-upgrade"
 DNF_SECURITY = "dnf -q --cacheonly updateinfo list --security"
@@ -36,10 +48,23 @@ STAMPS = ("/var/lib/apt/periodic/update-success-stamp", "/var/lib/apt/periodic/u
 
 ALIASES = "/etc/aliases"
 ROOT_FORWARD = "/root/.forward"
+HOME_FORWARDS = "/home/*/.forward"
+PASSWD = "/etc/passwd"
+MAX_ALIAS_DEPTH = 10  # sendmail's MaxAliasRecursion; postfix stops a little later
 SENDMAIL = ("/usr/sbin/sendmail", "/usr/lib/sendmail")
 
 NEEDS = Needs(
-    files=(f"{LISTS}/*_InRelease", f"{LISTS}/*_Release", SECURITY_PACKAGES_GLOB, ALIASES, ROOT_FORWARD),
+    files=(
+        f"{LISTS}/*_InRelease",
+        f"{LISTS}/*_Release",
+        SECURITY_PACKAGES_GLOB,
+        ALIASES,
+        ROOT_FORWARD,
+        HOME_FORWARDS,
+        PASSWD,
+    ),
+    # Live hosts filter every list with the apt.kernel_lists command instead of sending tens of MB.
+    offline_files=(ALL_PACKAGES_GLOB,),
     stats=(LISTS, f"{LISTS}/*", *STAMPS, *SENDMAIL),
     commands={
         # Lists kept compressed (apt's KeepCompressed) are read through apt's own decompressor,
@@ -52,6 +77,20 @@ NEEDS = Needs(
             '  [ -f "$f" ] || continue\n'
             '  echo "#file $f"; n=1\n'
             f'  na_to 20 {APT_HELPER} cat-file "$f" | grep -E "^(Package|Version|Architecture|Source):|^$"\n'
+            "done\n"
+            '[ "$n" = 1 ] || exit 4'
+        ),
+        # Every list, plain or compressed (apt's KeepCompressed), reduced on the host to its kernel
+        # stanzas: Debian's main list is ~50 MB with its kernels past the 16 MiB a file record keeps.
+        "apt.kernel_lists": (
+            "n=0\n"
+            f'for f in {ALL_PACKAGES_GLOB} {ALL_PACKAGES_GLOB}.*; do\n'
+            '  [ -f "$f" ] || continue\n'
+            '  case "$f" in\n'
+            '    *_Packages) echo "#file $f"; n=1; na_to 20 cat "$f" | ' + _KERNEL_AWK + " ;;\n"
+            f'    *) [ -x {APT_HELPER} ] || continue; echo "#file $f"; n=1\n'
+            f'       na_to 20 {APT_HELPER} cat-file "$f" | ' + _KERNEL_AWK + " ;;\n"
+            "  esac\n"
             "done\n"
             '[ "$n" = 1 ] || exit 4'
         ),
@@ -70,7 +109,8 @@ NEEDS = Needs(
     sanitize={
         f"{LISTS}/*_InRelease": "apt-release-header",
         f"{LISTS}/*_Release": "apt-release-header",
-        SECURITY_PACKAGES_GLOB: "apt-packages-brief",
+        SECURITY_PACKAGES_GLOB: "apt-packages-brief",  # first: a pattern's first match wins
+        ALL_PACKAGES_GLOB: "apt-packages-kernel",
     },
 )
 
@@ -99,6 +139,23 @@ def packages_brief(data: bytes) -> str:
     keep = tuple(k + ":" for k in _BRIEF_KEYS)
     out = [line for line in data.decode("utf-8", "replace").splitlines() if not line or line.startswith(keep)]
     return "\n".join(out) + "\n"
+
+
+@sanitizer("apt-packages-kernel")
+def packages_kernel(data: bytes) -> str:
+    """A Packages list reduced to its kernel stanzas' Package/Version/Architecture/Source: a few KiB of
+    a list that is tens of MiB (Debian main)."""
+    keep = tuple(k + ":" for k in _BRIEF_KEYS)
+    out: list[str] = []
+    for stanza in re.split(r"\n[ \t]*\n", data.decode("utf-8", "replace")):
+        lines = stanza.strip("\n").splitlines()
+        if not lines or not lines[0].startswith("Package:"):
+            continue
+        if KERNEL_PACKAGE_RE.fullmatch(lines[0][len("Package:"):].strip()) is None:
+            continue
+        out.extend(line for line in lines if line.startswith(keep))
+        out.append("")
+    return "\n".join(out) + ("\n" if out else "")
 
 
 # -- model ---------------------------------------------------------------------------------------
@@ -518,6 +575,90 @@ def _dnf_updates(facts: Facts) -> UpdateState:
     )
 
 
+@dataclass(frozen=True)
+class KernelCandidates:
+    """Newer kernel packages in every apt list (not only the security ones)."""
+
+    updates: tuple[PendingUpdate, ...]
+    lists: tuple[str, ...]  # the Packages lists read
+    refreshed: dt.datetime | None
+    notes: tuple[str, ...] = ()
+
+
+class NoPackageLists(EvidenceError):
+    """apt has no package lists at all (an image that never ran ``apt update``, or lists cleaned)."""
+
+
+def apt_kernel_updates(facts: Facts) -> KernelCandidates:
+    """Installed kernel packages (images, Ubuntu metapackages) with a newer version in any apt list."""
+    b = facts.bundle
+    db = facts.get(packages)
+    stats = {p for p in b.stats if p.startswith(LISTS + "/")}
+    lists = sorted(p for p in stats | set(b.files) if re.search(r"_Packages(\.[a-z0-9]+)?$", p))
+    if not lists:
+        raise NoPackageLists(
+            f"apt has no package lists ({LISTS} is empty): available kernels cannot be known "
+            "until `apt update` has run"
+        )
+    texts: list[tuple[str, str, bool]] = []
+    cmd = b.command("apt.kernel_lists")
+    if cmd is not None and cmd.rc == 0:
+        # Live: every list filtered on the host, whole.
+        texts.extend((path, text, False) for path, text in split_decompressed_lists(cmd.stdout))
+    done = {p for p, _, _ in texts}
+    for path in b.glob(ALL_PACKAGES_GLOB):
+        if path in done:
+            continue
+        rec = b.file(path)
+        # Security lists are kept brief (every package, for check 07); others only their kernel stanzas.
+        texts.append((path, b.text(path) or "", rec is not None and rec.truncated))
+    compressed = [p for p in lists if not p.endswith("_Packages")]
+    notes: list[str] = []
+    if not texts:
+        if compressed:
+            raise EvidenceError(
+                f"the package lists are stored compressed ({compressed[0].rsplit('/', 1)[-1]}); available "
+                "kernels can only be listed on the live host"
+            )
+        raise NoPackageLists(f"apt has no readable package lists in {LISTS}")
+    available: dict[tuple[str, str], tuple[str, str]] = {}
+    for path, text, truncated in texts:
+        if truncated:
+            notes.append(
+                f"{path} is larger than the evidence limit and was read in part: kernels listed past it "
+                "are not seen"
+            )
+        for key, version in parse_packages_list(text).items():
+            if KERNEL_PACKAGE_RE.fullmatch(key[0]) is None:
+                continue
+            old = available.get(key)
+            try:
+                if old is None or dpkg_compare(version, old[0]) > 0:
+                    available[key] = (version, path)
+            except VersionError:
+                continue
+    ups: list[PendingUpdate] = []
+    for pkg in db.installed():
+        if KERNEL_PACKAGE_RE.fullmatch(pkg.name) is None:
+            continue
+        for arch in (pkg.arch, "all"):
+            hit = available.get((pkg.name, arch))
+            if hit is None:
+                continue
+            try:
+                newer = dpkg_compare(hit[0], pkg.version) > 0
+            except VersionError:
+                break
+            if newer:
+                origin = hit[1].rsplit("/", 1)[-1]
+                ups.append(PendingUpdate(pkg.name, pkg.version, hit[0], pkg.arch, "security" in origin, origin))
+            break
+    ups.sort(key=lambda u: u.name)
+    return KernelCandidates(
+        tuple(ups), tuple(p for p, _, _ in texts), last_refresh(facts, apt_releases(facts)), tuple(notes)
+    )
+
+
 def pending_updates(facts: Facts) -> UpdateState:
     """Pending (security) updates known from the host's own metadata; EvidenceError when unknowable."""
     db = facts.get(packages)
@@ -567,33 +708,98 @@ def classify_destination(dest: str) -> str:
 @dataclass(frozen=True)
 class RootMail:
     mta: str | None  # the sendmail program, or None when no MTA is installed
-    destinations: tuple[tuple[str, str], ...]  # (destination, kind)
-    source: str | None  # path:line of the alias or .forward used
+    destinations: tuple[tuple[str, str], ...]  # (destination, kind), after following local names
+    source: str | None  # path:line of the alias or .forward used first
     unknown: str | None = None  # why the destination cannot be known
+    chain: tuple[str, ...] = ()  # every hop followed: "/etc/aliases:3: alice: ops@example.org"
+    loop: str | None = None  # "root → alice → root" when the expansion comes back to a name
+
+
+def _forward_dests(text: str) -> list[str]:
+    return [
+        d.strip()
+        for line in text.splitlines()
+        if not line.strip().startswith("#")
+        for d in line.split(",")
+        if d.strip()
+    ]
+
+
+def _homes(facts: Facts) -> dict[str, str]:
+    out = {"root": "/root"}
+    text = facts.bundle.text(PASSWD) or ""
+    for line in text.splitlines():
+        parts = line.split(":")
+        if len(parts) >= 6 and parts[0]:
+            out[parts[0].lower()] = parts[5]
+    return out
+
+
+class _Unknown(Exception):
+    pass
 
 
 def root_mail(facts: Facts) -> RootMail:
+    """Where mail to root ends up: /etc/aliases followed through local names (a depth limit and a loop
+    guard, a name aliased to itself or written ``\\name`` is that user's mailbox), then the ``.forward``
+    of each local user it reaches, as sendmail and postfix's local(8) do."""
     b = facts.bundle
     mta = next((p for p in SENDMAIL if p in b.stats), None)
-    aliases_text = b.text(ALIASES)
-    if aliases_text:
-        entry = parse_aliases(aliases_text).get("root")
+    aliases = parse_aliases(b.text(ALIASES) or "")
+    homes = _homes(facts)
+    finals: list[tuple[str, str]] = []
+    chain: list[str] = []
+    loops: list[str] = []
+    first: list[str] = []
+
+    def forward_of(user: str) -> tuple[str, str] | None:
+        path = f"{homes.get(user, f'/home/{user}')}/.forward"
+        try:
+            text = b.text(path)
+        except EvidenceError as exc:
+            raise _Unknown(str(exc)) from None
+        if text is None and user == "root" and b.live and not b.is_root:
+            raise _Unknown(f"needs root to see whether {ROOT_FORWARD} exists")
+        return (path, text) if text and _forward_dests(text) else None
+
+    def expand(name: str, path: list[str]) -> None:
+        key = name.lower()
+        if key in path:
+            loops.append(" → ".join([*path, key]))
+            return
+        if len(path) >= MAX_ALIAS_DEPTH:
+            loops.append(" → ".join([*path, key]) + f" (deeper than {MAX_ALIAS_DEPTH})")
+            return
+        entry = aliases.get(key)
         if entry is not None:
-            dests = tuple((d.strip(), classify_destination(d)) for d in entry[0].split(",") if d.strip())
-            return RootMail(mta, dests, f"{ALIASES}:{entry[1]}")
+            where, dests = f"{ALIASES}:{entry[1]}", [d.strip() for d in entry[0].split(",") if d.strip()]
+        else:
+            fwd = forward_of(key)
+            if fwd is None:
+                finals.append(("/var/mail/root" if key == "root" and not path else name, "local"))
+                return
+            where, dests = fwd[0], _forward_dests(fwd[1])
+        chain.append(f"{where}: {key}: {', '.join(dests)}")
+        if not first:
+            first.append(where)
+        for dest in dests:
+            kind = classify_destination(dest)
+            bare = dest.strip().strip('"')
+            if kind != "local":
+                finals.append((dest, kind))
+            elif bare.startswith("\\") or bare.lower() == key:
+                finals.append((bare.lstrip("\\"), "local"))  # that user's mailbox, no further expansion
+            else:
+                expand(bare, [*path, key])
+
     try:
-        forward = b.text(ROOT_FORWARD)
-    except EvidenceError as exc:
+        expand("root", [])
+    except _Unknown as exc:
         return RootMail(mta, (), None, str(exc))
-    if forward is None and b.live and not b.is_root:
-        return RootMail(mta, (), None, f"needs root to see whether {ROOT_FORWARD} exists")
-    if forward:
-        dests = tuple(
-            (d.strip(), classify_destination(d))
-            for line in forward.splitlines()
-            for d in line.split(",")
-            if d.strip() and not d.strip().startswith("#")
-        )
-        if dests:
-            return RootMail(mta, dests, ROOT_FORWARD)
-    return RootMail(mta, (("/var/mail/root", "local"),), None)
+    return RootMail(
+        mta,
+        tuple(dict.fromkeys(finals)),
+        first[0] if first else None,
+        chain=tuple(chain),
+        loop="; ".join(loops) or None,
+    )

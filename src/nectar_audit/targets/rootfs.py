@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from nectar_audit.evidence.bundle import MAX_FILE_BYTES, Bundle, StatRecord
+from nectar_audit.evidence.bundle import Bundle, StatRecord
 from nectar_audit.evidence.needs import Needs, Search
 from nectar_audit.targets.base import TargetError
 
@@ -84,7 +84,7 @@ class RootFsTarget:
             self.name, self.kind, False, needs,
             gathered_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
-        for pattern in needs.files:
+        for pattern in (*needs.files, *needs.offline_files):
             for path in self.expand(pattern):
                 self._read_into(bundle, path)
         for pattern in needs.stats:
@@ -104,14 +104,15 @@ class RootFsTarget:
             host = self.resolve(path)
             if not host.is_file():
                 return
+            limit = bundle.read_limit(path)
             with open(host, "rb") as fh:
-                data = fh.read(MAX_FILE_BYTES + 1)
+                data = fh.read(limit + 1)
         except FileNotFoundError:
             return
         except OSError as exc:
             bundle.add_unreadable(path, exc.strerror or str(exc))
             return
-        bundle.add_file(path, data)
+        bundle.add_file(path, data, limit)
 
     def _lstat(self, path: str) -> StatRecord | None:
         try:
