@@ -63,7 +63,7 @@ def project(openstack_api: OpenStackLab) -> Iterator[Project]:
     pub_sub = admin.network.create_subnet(network_id=public.id, cidr="203.0.113.0/24", ip_version=4,
                                           enable_dhcp=False)
     router = c.network.create_router(name="r1", external_gateway_info={"network_id": public.id})
-    c.network.add_interface_to_router(router, subnet_id=sub.id)
+    c.network.add_interface_to_router(router, subnet=sub.id)
 
     ssh_world = c.network.create_security_group(name="ssh-world")
     _rule(c, ssh_world, "tcp", 22, remote="0.0.0.0/0")

@@ -272,6 +272,16 @@ def test_persistent_journal_is_local_logging(storage: str | None, journal_dir: b
     assert r.summary.startswith("logs are only kept on this host")
 
 
+def test_journal_as_the_keeper_is_the_local_only_evidence() -> None:
+    # rsyslog's files are installed but no rsyslog runs: the persistent journal is what keeps the logs,
+    # so it, not /etc/rsyslog.conf, is the evidence of "only kept on this host".
+    h = journal_host("persistent", True).file("/etc/rsyslog.conf", "*.* /var/log/syslog\n")
+    r = h.check(14)
+    (local,) = [f for f in r.findings if f.message.startswith("logs are only kept on this host")]
+    details = [e.detail for e in local.evidence]
+    assert details == ["journald Storage=persistent (persistent)"], details
+
+
 def test_auto_without_directory_is_volatile() -> None:
     assert journal_host(None, False).check(14).status is Status.FAIL
 

@@ -71,7 +71,8 @@ def _channel_finding(ch: Channel, facts: Facts) -> Finding:
     )
 
 
-def _local_storage(state: LoggingState, facts: Facts) -> list[Finding]:
+def _local_storage(state: LoggingState, facts: Facts) -> tuple[list[Finding], list[str], list[Evidence]]:
+    """(findings when nothing keeps logs, what keeps them, the evidence of either)."""
     d = state.daemons
     ev: list[Evidence] = []
     keepers: list[str] = []
@@ -102,9 +103,9 @@ def _local_storage(state: LoggingState, facts: Facts) -> list[Finding]:
         if state.journal_persistent and d["systemd-journald"].running is not False:
             keepers.append("journald (persistent)")
     if keepers:
-        return []
+        return [], keepers, ev
     if unknown:
-        return [Finding(Status.MANUAL, "cannot tell whether a syslog daemon runs on this image", ev)]
+        return [Finding(Status.MANUAL, "cannot tell whether a syslog daemon runs on this image", ev)], keepers, ev
     return [
         Finding(
             Status.FAIL,
@@ -120,7 +121,7 @@ def _local_storage(state: LoggingState, facts: Facts) -> list[Finding]:
                 },
             ),
         )
-    ]
+    ], keepers, ev
 
 
 def _file_modes(state: LoggingState) -> list[Finding]:
@@ -162,7 +163,8 @@ def _file_modes(state: LoggingState) -> list[Finding]:
 def run(facts: Facts) -> list[Finding]:
     state = facts.get(logging_state)
     findings: list[Finding] = []
-    findings.extend(_local_storage(state, facts))
+    storage, keepers, storage_ev = _local_storage(state, facts)
+    findings.extend(storage)
     findings.extend(_channel_finding(ch, facts) for ch in state.channels)
     for ch in state.inactive_channels:
         findings.append(
@@ -174,7 +176,11 @@ def run(facts: Facts) -> list[Finding]:
         )
     findings.extend(_file_modes(state))
     if not state.channels:
-        ev = [Evidence(f, "no remote destination") for f in state.rsyslog_files[:3]]
+        # What keeps the logs, and (for rsyslog) the files that send them nowhere else: the configuration
+        # of a daemon that does not run is beside the point.
+        ev = [e for e in storage_ev if any(k.split()[0] in e.detail for k in keepers)]
+        if "rsyslog" in keepers:
+            ev += [Evidence(f, "no remote destination") for f in state.rsyslog_files[:3]]
         findings.append(
             Finding(
                 Status.WARN,
