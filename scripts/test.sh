@@ -18,7 +18,7 @@ HOST_PACKAGES=(
     openssh-server openssh-client fail2ban postfix bind9 bind9-utils bind9-dnsutils unbound dnsmasq
     ntpsec ntpsec-ntpdig nftables iptables ufw rsyslog unattended-upgrades debootstrap sudo
     lynis hyperfine iproute2 procps iputils-ping util-linux mount coreutils python3 python3-venv
-    rpm rsyslog-gnutls openssl
+    rpm rsyslog-gnutls openssl dnf createrepo-c
     chromium postgresql
     dovecot-imapd dovecot-pop3d vsftpd redis-server inetutils-telnetd nginx-light
     cron systemd
