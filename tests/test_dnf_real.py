@@ -400,3 +400,14 @@ def test_dnf_is_not_asked_on_a_host_it_does_not_manage(dnf_lab: DnfLab) -> None:
     proc = subprocess.run(["sh", "-c", f"{na_to}\n{NEEDS.commands['dnf.updates']}"], env=env,
                           capture_output=True, text=True, timeout=60, check=False)
     assert (proc.returncode, proc.stdout) == (127, "")
+
+
+def test_rpm_is_not_listed_where_dpkg_manages_the_host(dnf_lab: DnfLab) -> None:
+    # Same for rpm: this machine has rpm installed (and a ~/.rpmdb from these tests), but dpkg's
+    # database is the one the facts read here.
+    from nectar_audit.facts.packages import NEEDS as PACKAGE_NEEDS
+
+    assert Path("/var/lib/dpkg/status").stat().st_size > 0
+    proc = subprocess.run(["sh", "-c", PACKAGE_NEEDS.commands["packages.rpm"]], env=dnf_lab.env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert (proc.returncode, proc.stdout) == (3, "")

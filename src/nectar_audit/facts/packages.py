@@ -41,6 +41,9 @@ NEEDS = Needs(
     stats=_RPM_DBS,
     commands={
         "packages.rpm": (
+            # dpkg's database decides where it is there (the fact reads it first): a Debian host with
+            # rpm installed for building other roots need not list that database.
+            f'[ -s {DPKG_STATUS} ] && exit 3\n'
             "for d in " + " ".join(_RPM_DBS) + '; do [ -e "$d" ] && found=1; done\n'
             '[ -n "$found" ] || exit 3\n'
             "command -v rpm >/dev/null 2>&1 || exit 127\n"
