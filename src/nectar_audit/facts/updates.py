@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from nectar_audit.evidence.bundle import EvidenceError
 from nectar_audit.evidence.needs import Needs
 from nectar_audit.evidence.sanitize import sanitizer
-from nectar_audit.facts.packages import PackageDb, packages
+from nectar_audit.facts.packages import Package, PackageDb, packages
 from nectar_audit.facts.versions import VersionError, dpkg_compare
 
 if TYPE_CHECKING:
@@ -528,38 +529,10 @@ def _apt_updates(facts: Facts, db: PackageDb) -> UpdateState:
         return UpdateState(
             "apt", LISTS, (), security_only=True, security_sources=(), refreshed=when, notes=no_security
         )
-    available: dict[tuple[str, str], tuple[str, str]] = {}
-    notes: list[str] = []
-    for path, text, truncated in sec_lists:
-        if truncated:
-            notes.append(f"{path} was larger than the evidence limit and was read in part")
-        for key, version in parse_packages_list(text).items():
-            old = available.get(key)
-            if old is None or dpkg_compare(version, old[0]) > 0:
-                available[key] = (version, path)
-    ups: list[PendingUpdate] = []
-    for pkg in db.installed():
-        for arch in (pkg.arch, "all"):
-            hit = available.get((pkg.name, arch))
-            if hit is None:
-                continue
-            try:
-                newer = dpkg_compare(hit[0], pkg.version) > 0
-            except VersionError:
-                continue
-            if newer:
-                ups.append(
-                    PendingUpdate(
-                        pkg.name,
-                        pkg.version,
-                        hit[0],
-                        pkg.arch,
-                        security=True,
-                        origin=hit[1].rsplit("/", 1)[-1],
-                    )
-                )
-            break
-    ups.sort(key=lambda u: u.name)
+    notes = [f"{path} was larger than the evidence limit and was read in part"
+             for path, _, truncated in sec_lists if truncated]
+    ups = [PendingUpdate(pkg.name, pkg.version, version, pkg.arch, security=True, origin=path.rsplit("/", 1)[-1])
+           for pkg, version, path in _newer_installed(db, _newest(sec_lists))]
     return UpdateState(
         "apt",
         f"{LISTS}/*security*_Packages",
@@ -676,15 +649,24 @@ def apt_kernel_updates(facts: Facts) -> KernelCandidates:
                 "kernels can only be listed on the live host"
             )
         raise NoPackageLists(f"apt has no readable package lists in {LISTS}")
+    notes += [f"{path} is larger than the evidence limit and was read in part: kernels listed past it "
+              "are not seen" for path, _, truncated in texts if truncated]
+    ups = []
+    for pkg, version, path in _newer_installed(db, _newest(texts, KERNEL_PACKAGE_RE), KERNEL_PACKAGE_RE):
+        origin = path.rsplit("/", 1)[-1]
+        ups.append(PendingUpdate(pkg.name, pkg.version, version, pkg.arch, "security" in origin, origin))
+    return KernelCandidates(
+        tuple(ups), tuple(p for p, _, _ in texts), last_refresh(facts, apt_releases(facts)), tuple(notes)
+    )
+
+
+def _newest(lists: Iterable[tuple[str, str, bool]],
+            only: re.Pattern[str] | None = None) -> dict[tuple[str, str], tuple[str, str]]:
+    """(package, arch) -> (the highest version in ``lists``, the list it is in)."""
     available: dict[tuple[str, str], tuple[str, str]] = {}
-    for path, text, truncated in texts:
-        if truncated:
-            notes.append(
-                f"{path} is larger than the evidence limit and was read in part: kernels listed past it "
-                "are not seen"
-            )
+    for path, text, _ in lists:
         for key, version in parse_packages_list(text).items():
-            if KERNEL_PACKAGE_RE.fullmatch(key[0]) is None:
+            if only is not None and only.fullmatch(key[0]) is None:
                 continue
             old = available.get(key)
             try:
@@ -692,26 +674,27 @@ def apt_kernel_updates(facts: Facts) -> KernelCandidates:
                     available[key] = (version, path)
             except VersionError:
                 continue
-    ups: list[PendingUpdate] = []
+    return available
+
+
+def _newer_installed(db: PackageDb, available: Mapping[tuple[str, str], tuple[str, str]],
+                     only: re.Pattern[str] | None = None) -> list[tuple[Package, str, str]]:
+    """Installed packages with a higher version available: (package, that version, its list), by name."""
+    out: list[tuple[Package, str, str]] = []
     for pkg in db.installed():
-        if KERNEL_PACKAGE_RE.fullmatch(pkg.name) is None:
+        if only is not None and only.fullmatch(pkg.name) is None:
             continue
         for arch in (pkg.arch, "all"):
             hit = available.get((pkg.name, arch))
             if hit is None:
                 continue
             try:
-                newer = dpkg_compare(hit[0], pkg.version) > 0
+                if dpkg_compare(hit[0], pkg.version) > 0:
+                    out.append((pkg, hit[0], hit[1]))
             except VersionError:
-                break
-            if newer:
-                origin = hit[1].rsplit("/", 1)[-1]
-                ups.append(PendingUpdate(pkg.name, pkg.version, hit[0], pkg.arch, "security" in origin, origin))
+                pass
             break
-    ups.sort(key=lambda u: u.name)
-    return KernelCandidates(
-        tuple(ups), tuple(p for p, _, _ in texts), last_refresh(facts, apt_releases(facts)), tuple(notes)
-    )
+    return sorted(out, key=lambda x: x[0].name)
 
 
 def pending_updates(facts: Facts) -> UpdateState:
