@@ -70,7 +70,13 @@ def ssh_address(record: dict[str, Any], prefer: str = "auto") -> str | None:
              if ip.get("ip_address")]
     floating = [f["floating_ip_address"] for f in record.get("floating_ips") or () if f.get("floating_ip_address")]
     order = {"auto": floating + fixed, "floating": floating, "fixed": fixed}[prefer]
-    return min(order, key=lambda a: ipaddress.ip_address(a).version, default=None) if order else None
+    valid = []
+    for a in order:
+        try:
+            valid.append((ipaddress.ip_address(a).version, a))
+        except ValueError:  # a saved evidence file edited by hand: not an address to log in to
+            continue
+    return min(valid, key=lambda v: v[0])[1] if valid else None
 
 
 def _unique_names(servers: Sequence[dict[str, Any]]) -> dict[str, str]:

@@ -55,6 +55,19 @@ class ProjectEvidence:
         kw = {k: data[k] for k in ("auth_url", "region", "project_id", "gathered_at", "servers", "ports",
                                    "security_groups", "floating_ips", "images", "keypairs", "notes") if k in data}
         kw.setdefault("gathered_at", "")
+        for key in ("servers", "ports", "security_groups", "floating_ips"):
+            items = kw.get(key, [])
+            if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(i.get("id"), str)
+                                                      for i in items):
+                raise ValueError(f"{key!r} must be a list of objects with a string id")
+        for server in kw.get("servers", []):
+            if not isinstance(server.get("name"), str):
+                raise ValueError(f"server {server['id']} has no name")
+        for key in ("images", "keypairs"):
+            if not isinstance(kw.get(key, {}), dict):
+                raise ValueError(f"{key!r} must be an object")
+        if not isinstance(kw.get("notes", []), list):
+            raise ValueError("'notes' must be a list")
         return cls(**kw)
 
 
