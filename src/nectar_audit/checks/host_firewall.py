@@ -274,7 +274,8 @@ CHECK = Check(
     "from a non-local source to a port no rule names through every input-path chain (policies, "
     "accept/drop by port and source, ct state, iif lo, jumps/gotos/returns, verdict maps); it must be "
     "refused for IPv4 and IPv6, now and at boot. Rules it cannot decide are named, never guessed. Lists "
-    "the effective open ports.",
+    "the effective open ports. `nectar-audit cloud --ssh-user` shows both layers side by side per port "
+    "(security groups | host firewall | listening).",
     fix={
         "debian": FIX_ENABLE["debian"],
         "rhel": FIX_ENABLE["rhel"],

@@ -278,8 +278,9 @@ CHECK = Check(
     how="Crosses the listening sockets (ss -tulpnH or /proc/net) with the host firewall evaluator of "
     "Check-Security-08: every port the firewall opens to a non-local source must have a non-loopback "
     "listener (fail otherwise); every non-loopback listener the firewall lets in must be in ports.allowed "
-    "(warn otherwise; without that list, a manual review). The cloud security groups are not looked at "
-    "here. Offline images: lists the ports the boot-time rules open.",
+    "(warn otherwise; without that list, a manual review). Offline images: lists the ports the boot-time "
+    "rules open. `nectar-audit cloud` adds the security groups: every port a rule opens must have a "
+    "listener the host firewall lets through ([cloud] findings).",
     fix={
         "debian": "ufw delete allow PORT/PROTO (or remove the rule from /etc/nftables.conf); stop or rebind "
         "unneeded listeners to 127.0.0.1",

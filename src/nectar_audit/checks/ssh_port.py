@@ -156,7 +156,8 @@ CHECK = Check(
     "root, else the parsed configuration), or the ListenStream of ssh.socket when socket activation "
     "is enabled (Ubuntu 22.10+, where it decides the real listener); live, also the ports the running "
     "sshd holds. Each must differ from 22 and be 1024 or above. A new port must also be opened in the "
-    "security group and set in the fail2ban sshd jail.",
+    "security group and set in the fail2ban sshd jail; `nectar-audit cloud --ssh-user` checks the security "
+    "groups against sshd's ports (locked out, or 22 left open).",
     fix={
         "debian": "echo 'Port 2222' | sudo tee /etc/ssh/sshd_config.d/00-nectar-audit-port.conf; "
         "open 2222/tcp in the security group (and ufw), set port = 2222 in the fail2ban sshd jail; "
