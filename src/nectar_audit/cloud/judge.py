@@ -6,7 +6,7 @@ import traceback
 from collections.abc import Iterable
 
 from nectar_audit.cloud.checks import CLOUD_CHECKS
-from nectar_audit.cloud.checks.base import HOST_AUDIT_FAILED, CloudView
+from nectar_audit.cloud.checks.base import CloudView
 from nectar_audit.cloud.model import CLOUD_ONLY, Instance, openstack_instance
 from nectar_audit.evidence.bundle import EvidenceError
 from nectar_audit.facts import Facts
@@ -43,12 +43,12 @@ def cloud_section(inst: Instance) -> dict[str, object]:
     }
 
 
-def host_audit(facts: Facts, inst: Instance) -> str:
+def host_audit(view: CloudView) -> str:
     """How the host itself was seen: "ssh", "not requested", or "failed: reason"."""
-    failed = [e for e in (*facts.bundle.errors, *inst.notes) if e.startswith(HOST_AUDIT_FAILED)]
-    if failed:
-        return "failed: " + "; ".join(e[len(HOST_AUDIT_FAILED):] for e in failed)
-    return "not requested" if facts.bundle.kind == CLOUD_ONLY else facts.bundle.kind
+    if view.host_failures:
+        return "failed: " + "; ".join(view.host_failures)
+    kind = view.facts.bundle.kind
+    return "not requested" if kind == CLOUD_ONLY else kind
 
 
 def judge_cloud(facts: Facts, ids: Iterable[str],
@@ -62,8 +62,8 @@ def judge_cloud(facts: Facts, ids: Iterable[str],
     if inst is None:
         return None, []
     section = cloud_section(inst)
-    section["host_audit"] = how = host_audit(facts, inst)
     view = CloudView.of(inst, facts)
+    section["host_audit"] = how = host_audit(view)
     out = []
     for cid in ids:
         check = CLOUD_CHECKS.get(cid)

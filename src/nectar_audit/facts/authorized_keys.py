@@ -304,7 +304,8 @@ def _owner_map(facts: Facts) -> dict[str, str]:
 
 
 def _central_owners(facts: Facts) -> dict[str, str]:
-    """Central key file -> user, for the files sshd's AuthorizedKeysFile names with %u (or %U)."""
+    """Central key file -> user, for the files sshd's AuthorizedKeysFile names with %u (or %U). A fact
+    (through facts.get): every reader of authorized_keys asks it."""
     b = facts.bundle
     paths = [p for pattern in CENTRAL_GLOBS for p in b.glob(pattern)]
     if not paths:
@@ -346,7 +347,7 @@ def _texts(facts: Facts, errors: dict[str, str] | None = None) -> dict[str, str]
     """
     b = facts.bundle
     texts: dict[str, str] = {}
-    central = _central_owners(facts)
+    central = facts.get(_central_owners)
     for pattern in FILE_GLOBS:
         for path in b.glob(pattern):
             if pattern in CENTRAL_GLOBS and path not in central:
@@ -370,13 +371,13 @@ def _texts(facts: Facts, errors: dict[str, str] | None = None) -> dict[str, str]
 def authorized_key_files(facts: Facts) -> dict[str, str]:
     """path -> user of every authorized_keys file that was read."""
     homes = _owner_map(facts)
-    central = _central_owners(facts)
+    central = facts.get(_central_owners)
     return {path: central.get(path) or _user_for(path, homes) for path in sorted(_texts(facts))}
 
 
 def _by_user(facts: Facts, texts: dict[str, str]) -> dict[str, list[AuthorizedKey]]:
     homes = _owner_map(facts)
-    central = _central_owners(facts)
+    central = facts.get(_central_owners)
     out: dict[str, list[AuthorizedKey]] = {}
     for path, text in sorted(texts.items()):
         user = central.get(path) or _user_for(path, homes)

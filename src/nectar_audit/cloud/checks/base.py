@@ -46,11 +46,15 @@ class CloudView:
         return view
 
     @property
+    def host_failures(self) -> list[str]:
+        """Why logging in to the host failed (empty when it was audited, or not asked to be)."""
+        return [e[len(HOST_AUDIT_FAILED):] for e in (*self.facts.bundle.errors, *self.instance.notes)
+                if e.startswith(HOST_AUDIT_FAILED)]
+
+    @property
     def hint(self) -> str:
         """Why the host's side is missing, for messages judged from the security groups alone."""
-        if any(e.startswith(HOST_AUDIT_FAILED) for e in (*self.facts.bundle.errors, *self.instance.notes)):
-            return "the host could not be audited over SSH"
-        return HOST_HINT
+        return "the host could not be audited over SSH" if self.host_failures else HOST_HINT
 
     def serving(self, proto: str, port: int, family: int) -> list[Listener]:
         """Non-loopback listeners that accept ``proto``/``port`` over IPv``family``."""
