@@ -13,7 +13,10 @@ tears everything down (also on Ctrl-C).
 
 Plain script, needs root: `sudo python3 benchmarks/fleet.py [--hosts 200] [--concurrency 50] [--no-ansible]`.
 Traffic stays on the bridge `nabench0` (10.201.0.0/16, no default route, no NAT). Login records of the
-benchmark sshds go to private copies of wtmp/btmp/lastlog, never to the machine's.
+benchmark sshds go to private copies of wtmp/btmp/lastlog, never to the machine's. Each host's /root is its
+own stock home (Debian's base-files dotfiles), as on a fresh VM: this machine's /root holds developer
+tools (pyenv's .bashrc alone costs ~0.09 s of CPU for every command an SSH session runs). A host sees
+only its own /etc/netns files (as its /etc), not the other hosts' keys.
 """
 
 from __future__ import annotations
@@ -54,19 +57,24 @@ PidFile none
 MaxStartups 100:30:200
 """
 # PID 1 of each host's own PID namespace (so a host sees its own processes, as a VM does): hostname,
-# private login records (the machine's wtmp/btmp/lastlog are never written), apt lists, then sshd.
+# private login records (the machine's wtmp/btmp/lastlog are never written), apt lists, root's home,
+# /etc/netns hidden (every host's own files are already bound over /etc by `ip netns exec`; the others'
+# would be N private host keys in each host's /etc), then sshd.
 HOST_INIT = """
 hostname "$0"
 for f in /var/log/wtmp /var/log/btmp /var/log/lastlog; do
   [ -e "$f" ] && mount --bind "$NA_LOGS/$(basename "$f")" "$f"
 done
 [ -z "$NA_LISTS" ] || mount --bind "$NA_LISTS" /var/lib/apt/lists
+mount --bind "$NA_HOME" /root
+mount -t tmpfs -o size=1m,mode=755 nabench-hide /etc/netns
 "$@" &
 child=$!
 trap 'kill "$child" 2>/dev/null' TERM INT
 wait "$child"
 """
 APT_LISTS = Path("/var/lib/apt/lists")
+BASE_FILES = Path("/usr/share/base-files")
 
 
 def uncompressed_lists(dest: Path) -> Path:
@@ -174,6 +182,15 @@ class Fleet:
         logs.mkdir(parents=True)
         for f in ("wtmp", "btmp", "lastlog"):
             (logs / f).touch()
+        # root's home as a fresh Debian VM has it (base-files' dotfiles), not this machine's: here it
+        # holds developer tools whose .bashrc (pyenv init) costs ~0.09 s of CPU per SSH command, which
+        # bash runs for every command sshd starts, and thousands of files for the key search.
+        home = logs / "root-home"
+        home.mkdir(mode=0o700)
+        for dot in ("bashrc", "profile"):
+            stock = BASE_FILES / f"dot.{dot}"
+            if stock.is_file():
+                shutil.copy(stock, home / f".{dot}")
         sh(["ip", "netns", "add", name])
         sh(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name])
         sh(["ip", "link", "set", veth, "master", BRIDGE, "up"])
@@ -185,7 +202,8 @@ class Fleet:
              "sh", "-c", HOST_INIT, f"bench-{i}", SSHD, "-D", "-e", "-f", "/etc/ssh/sshd_config"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(logs / "sshd.log", "wb"),  # noqa: SIM115
             start_new_session=True,
-            env={**os.environ, "NA_LOGS": str(logs), "NA_LISTS": str(self.lists) if self.lists else ""},
+            env={**os.environ, "NA_LOGS": str(logs), "NA_LISTS": str(self.lists) if self.lists else "",
+                 "NA_HOME": str(home)},
         )
         self.procs.append(proc)
         return " ".join((ssh / "ssh_host_ed25519_key.pub").read_text().split()[:2])

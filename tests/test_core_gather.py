@@ -146,11 +146,15 @@ def test_unreadable_as_non_root_says_needs_root() -> None:
     base = _world_traversable_tree()
     try:
         root = _tree(base)
-        needs = Needs(files=(str(root / "etc/locked"), str(root / "etc/hostname")))
+        (root / "etc/locked-status").write_text("Package: a\n")
+        os.chmod(root / "etc/locked-status", 0)
+        needs = Needs(files=(str(root / "etc/locked"), str(root / "etc/hostname"), str(root / "etc/locked-status")),
+                      prefilter={str(root / "etc/locked-status"): "^Package:"})
         b = ScriptTarget("t", _as_nobody(["/bin/sh", "-s"])).gather(needs)
         assert b.uid != 0
-        with pytest.raises(EvidenceError, match=r"needs root to read .*/etc/locked"):
-            b.text(str(root / "etc/locked"))
+        for name in ("locked", "locked-status"):  # read by cat, and by a host-side grep
+            with pytest.raises(EvidenceError, match=rf"needs root to read .*/etc/{name}$"):
+                b.text(str(root / "etc" / name))
     finally:
         shutil.rmtree(base)
 

@@ -68,8 +68,10 @@ def _matcher(pattern: str) -> Callable[[str], object]:
     return re.compile(fnmatch.translate(pattern)).match
 
 
+@functools.lru_cache(maxsize=8192)
 def _sanitizer_for(sanitizers: tuple[tuple[str, str], ...], path: str) -> str | None:
-    """The sanitizer of the first pattern matching ``path`` (shell-style, case-sensitive)."""
+    """The sanitizer of the first pattern matching ``path`` (shell-style, case-sensitive); remembered,
+    since every host of a fleet has much the same few hundred paths."""
     for pattern, name in sanitizers:
         if _matcher(pattern)(path):
             return name

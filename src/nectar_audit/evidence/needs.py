@@ -43,6 +43,10 @@ class Needs:
     searches: tuple[Search, ...] = ()
     # fnmatch pattern of a path -> sanitizer name (see sanitize.py), applied when evidence is ingested.
     sanitize: Mapping[str, str] = field(default_factory=dict)
+    # A pattern of ``files`` -> a grep -E expression: live hosts send only the matching lines of those
+    # files (dpkg's status, apt's lists: megabytes of which the sanitizer keeps a tenth). It must match
+    # every line the file's sanitizer keeps or looks at, so that the sanitizer's result is the same.
+    prefilter: Mapping[str, str] = field(default_factory=dict)
 
 
 def merge(parts: Iterable[Needs]) -> Needs:
@@ -52,6 +56,7 @@ def merge(parts: Iterable[Needs]) -> Needs:
     commands: dict[str, str] = {}
     searches: dict[str, Search] = {}
     sanitize: dict[str, str] = {}
+    prefilter: dict[str, str] = {}
     for part in parts:
         files.update(dict.fromkeys(part.files))
         offline.update(dict.fromkeys(part.offline_files))
@@ -63,6 +68,13 @@ def merge(parts: Iterable[Needs]) -> Needs:
         for search in part.searches:
             searches[search.name] = search
         sanitize.update(part.sanitize)
+        for pattern, expr in part.prefilter.items():
+            if prefilter.get(pattern, expr) != expr:
+                raise ValueError(f"two fact modules prefilter {pattern!r} differently")
+            prefilter[pattern] = expr
+    unknown = set(prefilter) - set(files)
+    if unknown:
+        raise ValueError(f"prefilter for patterns that are not gathered files: {sorted(unknown)}")
     return Needs(
         files=tuple(files),
         offline_files=tuple(p for p in offline if p not in files),
@@ -70,6 +82,7 @@ def merge(parts: Iterable[Needs]) -> Needs:
         commands=commands,
         searches=tuple(searches.values()),
         sanitize=sanitize,
+        prefilter=prefilter,
     )
 
 

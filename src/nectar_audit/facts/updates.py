@@ -36,10 +36,28 @@ SECURITY_PACKAGES_GLOB = f"{LISTS}/*security*_Packages"
 ALL_PACKAGES_GLOB = f"{LISTS}/*_Packages"
 # Kernel images and the Ubuntu kernel metapackages (the latter pull in a new ABI's image).
 KERNEL_PACKAGE_RE = re.compile(r"linux-image-.+|linux-(?:generic|virtual|kvm|aws)")
-_KERNEL_AWK = (
-    "awk 'BEGIN{RS=\"\";FS=\"\\n\"} $1 ~ /^Package: (linux-image-.+|linux-(generic|virtual|kvm|aws))$/ "
-    "{for(i=1;i<=NF;i++) if ($i ~ /^(Package|Version|Architecture|Source):/) print $i; print \"\"}'"
+_KERNEL_ERE = "^Package: (linux-image-.+|linux-(generic|virtual|kvm|aws))$"
+_BRIEF_KEYS = ("Package", "Version", "Architecture", "Source")
+_KERNEL_FIELDS_ERE = f"^({'|'.join(_BRIEF_KEYS)}):"
+# grep finds the kernel stanzas of a 50 MB list in a third of the CPU awk needs to read it: its window
+# of lines after each match covers any real stanza's identifying fields, and a stanza still going at
+# the window's end is flagged (#cut) so that list is read again by awk alone, in paragraph mode.
+_KERNEL_WINDOW = 60
+_KERNEL_GREP = f"grep -A {_KERNEL_WINDOW} -E '{_KERNEL_ERE}'"
+_KERNEL_LINES_AWK = (
+    f"awk -v w={_KERNEL_WINDOW + 1} '"
+    f"/^Package: / {{ if (p) print \"\"; p = ($0 ~ /{_KERNEL_ERE}/); n = 0 }} "
+    "/^(--)?$/ { if (p) print \"\"; p = 0; next } "
+    f"p {{ n++; if (n >= w) cut = 1; if ($0 ~ /{_KERNEL_FIELDS_ERE}/) print }} "
+    "END { if (p) print \"\"; if (cut) print \"#cut\" }'"
 )
+_KERNEL_AWK = (
+    f"awk 'BEGIN{{RS=\"\";FS=\"\\n\"}} $1 ~ /{_KERNEL_ERE}/ "
+    f"{{for(i=1;i<=NF;i++) if ($i ~ /{_KERNEL_FIELDS_ERE}/) print $i; print \"\"}}'"
+)
+_RELEASE_KEYS = ("Origin", "Label", "Suite", "Codename", "Version", "Date", "Valid-Until")
+_RELEASE_END = ("MD5Sum:", "SHA1:", "SHA256:", "SHA512:", "-----BEGIN PGP SIGNATURE")
+_RELEASE_ERE = f"^({'|'.join(_RELEASE_KEYS)}):|" + "|".join(f"^{w}" for w in _RELEASE_END)
 APT_HELPER = "/usr/lib/apt/apt-helper"
 APT_SIMULATE = "apt-get -s -q -o Debug::NoLocking=true dist-upgrade"
 # Not -q: under -q, dnf 4 with skip_if_unavailable=True skips a repository that has no cached metadata
@@ -94,9 +112,17 @@ NEEDS = Needs(
             f'for f in {ALL_PACKAGES_GLOB} {ALL_PACKAGES_GLOB}.*; do\n'
             '  [ -f "$f" ] || continue\n'
             '  case "$f" in\n'
-            '    *_Packages) echo "#file $f"; n=1; na_to 20 cat "$f" | ' + _KERNEL_AWK + " ;;\n"
-            f'    *) [ -x {APT_HELPER} ] || continue; echo "#file $f"; n=1\n'
-            f'       na_to 20 {APT_HELPER} cat-file "$f" | ' + _KERNEL_AWK + " ;;\n"
+            f'    *_Packages) k=$(na_to 20 {_KERNEL_GREP} -- "$f" | {_KERNEL_LINES_AWK}) ;;\n'
+            f'    *) [ -x {APT_HELPER} ] || continue\n'
+            f'       k=$(na_to 20 {APT_HELPER} cat-file "$f" | {_KERNEL_GREP} | {_KERNEL_LINES_AWK}) ;;\n'
+            "  esac\n"
+            '  echo "#file $f"; n=1\n'
+            '  case "$k" in\n'
+            '    *"#cut"*) case "$f" in\n'
+            '        *_Packages) na_to 20 ' + _KERNEL_AWK + ' "$f" ;;\n'
+            f'        *) na_to 20 {APT_HELPER} cat-file "$f" | ' + _KERNEL_AWK + " ;;\n"
+            "      esac ;;\n"
+            "    ?*) printf '%s\\n\\n' \"$k\" ;;\n"
             "  esac\n"
             "done\n"
             '[ "$n" = 1 ] || exit 4'
@@ -117,6 +143,12 @@ NEEDS = Needs(
             f"echo '#kernel'; na_to 90 {DNF_KERNEL} 2>&1; echo \"#rc $?\""
         ),
     },
+    # Superset of what the sanitizers keep, and of the lines release_header stops at.
+    prefilter={
+        f"{LISTS}/*_InRelease": _RELEASE_ERE,
+        f"{LISTS}/*_Release": _RELEASE_ERE,
+        SECURITY_PACKAGES_GLOB: "^[[:space:]]*$|" + _KERNEL_FIELDS_ERE,
+    },
     sanitize={
         f"{LISTS}/*_InRelease": "apt-release-header",
         f"{LISTS}/*_Release": "apt-release-header",
@@ -127,16 +159,22 @@ NEEDS = Needs(
 
 # -- sanitizers: keep what the checks need, drop the bulk ----------------------------------------
 
-_RELEASE_KEYS = ("Origin", "Label", "Suite", "Codename", "Version", "Date", "Valid-Until")
-_BRIEF_KEYS = ("Package", "Version", "Architecture", "Source")
+
+
+def _lines(data: bytes) -> list[str]:
+    """Lines as grep sees them (only \\n ends one), so that a host-side grep -E keeps the same lines."""
+    lines = data.decode("utf-8", "replace").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
 
 
 @sanitizer("apt-release-header")
 def release_header(data: bytes) -> str:
     """The identifying fields of a Release/InRelease file (its checksum lists and signature dropped)."""
     out = []
-    for line in data.decode("utf-8", "replace").splitlines():
-        if line.startswith(("MD5Sum:", "SHA1:", "SHA256:", "SHA512:", "-----BEGIN PGP SIGNATURE")):
+    for line in _lines(data):
+        if line.startswith(_RELEASE_END):
             break
         key = line.split(":", 1)[0]
         if key in _RELEASE_KEYS:
@@ -148,7 +186,7 @@ def release_header(data: bytes) -> str:
 def packages_brief(data: bytes) -> str:
     """A Packages list reduced to the Package/Version/Architecture/Source of every stanza."""
     keep = tuple(k + ":" for k in _BRIEF_KEYS)
-    out = [line for line in data.decode("utf-8", "replace").splitlines() if not line or line.startswith(keep)]
+    out = [line for line in _lines(data) if not line or line.startswith(keep)]
     return "\n".join(out) + "\n"
 
 

@@ -147,6 +147,7 @@ class _Feeder:
         self.marker = b"\n" + boundary.encode() + b" "
         self.bundle = bundle
         self.buf = bytearray()
+        self.scanned = 0  # bytes of buf already searched for an opening marker (none found)
         self.received = 0
         self.head = b""  # the first bytes, for messages about a host that sent no evidence
 
@@ -159,18 +160,23 @@ class _Feeder:
         if cut > 0:
             parse_stream(bytes(self.buf[:cut]), self.boundary, self.bundle)
             del self.buf[:cut]
+            self.scanned = len(self.buf)
         elif len(self.buf) > _MAX_PENDING:
             raise ValueError(f"the host sent {len(self.buf) // (1024 * 1024)} MiB without a record "
                              f"boundary: this is not nectar-audit evidence")
 
     def _cut(self) -> int:
+        # Only the new bytes are searched (a large record arrives in hundreds of chunks), with a margin
+        # for a marker, or its kind, that straddled the previous end.
         n = len(self.marker)
-        pos = self.buf.rfind(self.marker)
+        start = max(0, self.scanned - n - 2)
+        self.scanned = len(self.buf)
+        pos = self.buf.rfind(self.marker, start)
         while pos > 0:
             kind = bytes(self.buf[pos + n: pos + n + 2])
             if len(kind) == 2 and kind[:1] != b"E" and kind[1:] == b" ":
                 return pos
-            pos = self.buf.rfind(self.marker, 0, pos)
+            pos = self.buf.rfind(self.marker, start, pos)
         return 0
 
     def finish(self) -> None:

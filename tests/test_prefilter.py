@@ -1,0 +1,154 @@
+"""Host-side prefilters (``Needs.prefilter``): the lines a live host sends of dpkg's status and apt's
+lists, through the real sh and grep, must leave the sanitizer's result exactly as the whole file does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nectar_audit.evidence.bundle import Bundle
+from nectar_audit.evidence.needs import Needs, all_needs
+from nectar_audit.evidence.sanitize import sanitize
+from nectar_audit.facts.packages import DPKG_STATUS
+from nectar_audit.facts.updates import NEEDS as UPDATES_NEEDS
+from nectar_audit.facts.updates import SECURITY_PACKAGES_GLOB, packages_kernel, split_decompressed_lists
+from nectar_audit.targets.script_runner import ScriptTarget
+
+SAMPLES = Path(__file__).parent / "samples"
+NEEDS = all_needs()
+RELEASE = "/var/lib/apt/lists/*_InRelease"
+
+
+def _sanitizer(pattern: str) -> str:
+    return NEEDS.sanitize[pattern]
+
+
+def _live(pattern: str, path: Path) -> Bundle:
+    """``path`` gathered by the real script as if it matched ``pattern`` on a live host."""
+    needs = Needs(files=(str(path),), prefilter={str(path): NEEDS.prefilter[pattern]},
+                  sanitize={str(path): _sanitizer(pattern)})
+    return ScriptTarget("t", ["/bin/sh", "-s"]).gather(needs)
+
+
+def _same_as_whole_file(pattern: str, path: Path) -> None:
+    bundle = _live(pattern, path)
+    assert not bundle.errors
+    assert bundle.text(str(path)) == sanitize(_sanitizer(pattern), path.read_bytes())
+
+
+def test_the_prefiltered_files_are_the_big_sanitized_ones() -> None:
+    assert set(NEEDS.prefilter) == {DPKG_STATUS, SECURITY_PACKAGES_GLOB, RELEASE,
+                                    "/var/lib/apt/lists/*_Release"}
+    assert all(p in NEEDS.files and p in NEEDS.sanitize for p in NEEDS.prefilter)
+
+
+@pytest.mark.parametrize(("pattern", "sample"), [
+    (DPKG_STATUS, "dpkg/debian12-status"),
+    (SECURITY_PACKAGES_GLOB, "apt/lists-debian12-security_main_binary-amd64_Packages"),
+    (RELEASE, "apt/lists-debian12-security_InRelease"),
+])
+def test_real_samples_sanitize_the_same_prefiltered(pattern: str, sample: str) -> None:
+    _same_as_whole_file(pattern, SAMPLES / sample)
+
+
+def test_this_machines_package_database_and_lists(tmp_path: Path) -> None:
+    """The real thing at full size: this machine's dpkg status, and its apt lists (decompressed with
+    apt's own helper where they are kept compressed) with their InRelease files."""
+    if not Path(DPKG_STATUS).is_file():
+        pytest.skip("not a dpkg machine")  # the suite's CI machines are Debian: this runs there
+    _same_as_whole_file(DPKG_STATUS, Path(DPKG_STATUS))
+    lists = Path("/var/lib/apt/lists")
+    releases = sorted(lists.glob("*_InRelease"))
+    for release in releases:
+        _same_as_whole_file(RELEASE, release)
+    packed = sorted(p for p in lists.glob("*_Packages*") if p.is_file())
+    for src in packed[:3]:
+        dest = tmp_path / src.name.split("_Packages")[0]
+        with open(dest, "wb") as out:
+            subprocess.run(["/usr/lib/apt/apt-helper", "cat-file", str(src)], stdout=out, check=True)
+        _same_as_whole_file(SECURITY_PACKAGES_GLOB, dest)
+
+
+_LINE = st.one_of(
+    st.sampled_from(["", " ", "\t", " \t ", "\r", "Package: linux-image-amd64", "Version: 1:2.3-4",
+                     "Status: install ok installed", "Architecture: amd64", "Source: linux (6.1.1-1)",
+                     "Description: x", " continuation", "Origin: Debian", "Suite: stable-security",
+                     "Date: Sat, 28 Nov 2026 10:12:00 UTC", "MD5Sum:", "SHA256:", "Label: Debian-Security",
+                     "-----BEGIN PGP SIGNATURE-----", "Version: GnuPG v2", "Package:x", "package: lower",
+                     "Packages: plural", "Version : spaced", "Codename: bookworm\r"]),
+    st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\n\x00"), max_size=30),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lines=st.lists(_LINE, max_size=40),
+       pattern=st.sampled_from([DPKG_STATUS, SECURITY_PACKAGES_GLOB, RELEASE]))
+def test_any_file_sanitizes_the_same_prefiltered(tmp_path: Path, lines: list[str], pattern: str) -> None:
+    path = tmp_path / "f"
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    _same_as_whole_file(pattern, path)
+
+
+def test_a_read_error_is_a_reason_not_a_gap() -> None:
+    """/proc/self/mem passes the readability test and then fails to read (EIO): grep's reason is kept."""
+    needs = Needs(files=("/proc/self/mem",), prefilter={"/proc/self/mem": NEEDS.prefilter[DPKG_STATUS]})
+    rec = ScriptTarget("t", ["/bin/sh", "-s"]).gather(needs).file("/proc/self/mem")
+    assert rec is not None and rec.error is not None and "Input/output error" in rec.error
+
+
+def test_a_file_without_matching_lines_is_read_and_empty(tmp_path: Path) -> None:
+    path = tmp_path / "status"
+    path.write_text("Description: nothing kept\n")
+    bundle = _live(DPKG_STATUS, path)
+    assert bundle.text(str(path)) == "" and not bundle.errors
+
+
+# -- the kernel stanzas of every list ----------------------------------------------------------
+
+
+def _kernel_lists(lists: Path) -> list[tuple[str, str]]:
+    snippet = UPDATES_NEEDS.commands["apt.kernel_lists"].replace("/var/lib/apt/lists", str(lists))
+    r = subprocess.run(["sh", "-c", 'na_to() { shift; "$@"; }\n' + snippet], capture_output=True, text=True,
+                       env={**os.environ, "LC_ALL": "C"})
+    assert r.returncode == 0, r.stderr
+    return split_decompressed_lists(r.stdout)
+
+
+def _stanza(name: str, version: str, description_lines: int = 0) -> str:
+    long = "".join(f" line {i}\n" for i in range(description_lines))
+    # Architecture and Version after a long description: a field order no archive tool writes, but
+    # the fields are found wherever they are.
+    return (f"Package: {name}\nSource: linux\nDescription: kernel\n{long}Architecture: amd64\n"
+            f"Version: {version}\n\n")
+
+
+@pytest.mark.parametrize("description_lines", [0, 55, 58, 59, 60, 61, 200])
+@pytest.mark.parametrize("where", ["middle", "last"])
+def test_kernel_stanzas_longer_than_greps_window_are_read_whole(
+        tmp_path: Path, description_lines: int, where: str) -> None:
+    other = "Package: libc6\nVersion: 2.36\nArchitecture: amd64\n\n"
+    long = _stanza("linux-image-6.1.0-99-amd64", "6.1.999-1", description_lines)
+    short = _stanza("linux-image-amd64", "6.1.999-1")
+    text = other + long + other + short + other if where == "middle" else other + short + other + long
+    (tmp_path / "x_main_binary-amd64_Packages").write_text(text)
+    [(path, kept)] = _kernel_lists(tmp_path)
+    assert path.endswith("_Packages")
+    assert kept == packages_kernel(text.encode())
+    assert kept.count("Version: 6.1.999-1") == 2
+
+
+def test_the_kernel_filter_reads_the_real_debian_main_list_like_the_sanitizer(tmp_path: Path) -> None:
+    """Debian 12's main list as kept in the samples (its kernel stanzas, exactly as reduced), embedded
+    in a list of other packages."""
+    kernels = (SAMPLES / "apt/lists-debian12-main_binary-amd64_Packages.kernels").read_text()
+    other = (SAMPLES / "apt/lists-debian12-security_main_binary-amd64_Packages").read_text()
+    full = other.rstrip("\n") + "\n\n" + kernels + other
+    (tmp_path / "y_main_binary-amd64_Packages").write_text(full)
+    [(_, kept)] = _kernel_lists(tmp_path)
+    assert kept == packages_kernel(full.encode())
+    assert kept.count("Package: linux-image-") == full.count("Package: linux-image-") > 20
