@@ -152,3 +152,20 @@ def test_the_kernel_filter_reads_the_real_debian_main_list_like_the_sanitizer(tm
     [(_, kept)] = _kernel_lists(tmp_path)
     assert kept == packages_kernel(full.encode())
     assert kept.count("Package: linux-image-") == full.count("Package: linux-image-") > 20
+
+
+@settings(max_examples=300, deadline=None)
+@given(lines=st.lists(_LINE, max_size=30), end=st.sampled_from(["", "\n", "\n\n"]))
+def test_sanitizers_keep_a_reduced_file_as_it_is(lines: list[str], end: str) -> None:
+    """The one-scan path of the two big sanitizers (input already reduced on the host) gives what the
+    line-by-line path gives, for any input: reduced, not reduced, or neither."""
+    from nectar_audit.facts.packages import _KEPT, dpkg_status_fields
+    from nectar_audit.facts.updates import _BRIEF_KEYS, _lines, packages_brief
+
+    text = "\n".join(lines) + end
+    for candidate in (text, "".join(m.group(0) for m in _KEPT.finditer(text))):
+        assert dpkg_status_fields(candidate.encode()) == "".join(m.group(0) for m in _KEPT.finditer(candidate))
+    keep = tuple(k + ":" for k in _BRIEF_KEYS)
+    for candidate in (text, "\n".join(ln for ln in text.split("\n") if not ln or ln.startswith(keep))):
+        data = candidate.encode()
+        assert packages_brief(data) == "\n".join(ln for ln in _lines(data) if not ln or ln.startswith(keep)) + "\n"

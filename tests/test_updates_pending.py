@@ -354,3 +354,20 @@ def test_live_targets_filter_every_list_on_the_host_offline_ones_read_it(tmp_pat
     rec = bundle.file("/var/lib/apt/lists/deb.debian.org_debian_dists_bookworm-updates_main_binary-amd64_Packages")
     assert rec is not None and not rec.truncated
     assert rec.content == "Package: linux-image-6.1.0-99-cloud-amd64\nVersion: 6.1.999-1\nArchitecture: amd64\n\n"
+
+
+def test_parsed_lists_and_package_databases_are_shared_read_only() -> None:
+    """Parsers remembered across the hosts of a fleet hand out values no host can change for the next."""
+    from nectar_audit.facts.fail2ban import parse_conf
+    from nectar_audit.facts.packages import parse_dpkg_status
+
+    text = sample("apt/lists-debian12-security_main_binary-amd64_Packages")
+    first, again = parse_packages_list(text), parse_packages_list(text)
+    assert first is again
+    with pytest.raises(TypeError):
+        first[("libssl3", "amd64")] = "0"  # type: ignore[index]
+    other = parse_packages_list(text.replace("Version: 3.0.", "Version: 9.0."))
+    assert other[("libssl3", "amd64")].startswith("9.0.") and first[("libssl3", "amd64")].startswith("3.0.")
+    status = sample("dpkg/debian12-status")
+    assert isinstance(parse_dpkg_status(status), tuple) and parse_dpkg_status(status) is parse_dpkg_status(status)
+    assert isinstance(parse_conf("[sshd]\nenabled = true\n", "/x"), tuple)

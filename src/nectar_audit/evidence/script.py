@@ -88,9 +88,25 @@ na_s() {
 
 
 def build_script(needs: Needs, boundary: str) -> str:
-    lines = ["#!/bin/sh", "# nectar-audit evidence gatherer: reads only, writes nothing but a temp dir.",
-             f"B={shlex.quote(boundary)}"]
-    lines.append(_PREAMBLE.replace("MAXBYTES", str(MAX_FILE_BYTES + 1)).replace("READ_ERRORS", READ_ERRORS))
+    head = ("#!/bin/sh\n# nectar-audit evidence gatherer: reads only, writes nothing but a temp dir.\n"
+            f"B={shlex.quote(boundary)}\n")
+    return head + _body(needs)
+
+
+# The body of the last Needs' script: only the boundary differs from one host of a fleet to the next.
+_LAST_BODY: list[tuple[Needs, str]] = []
+
+
+def _body(needs: Needs) -> str:
+    if _LAST_BODY and _LAST_BODY[0][0] is needs:
+        return _LAST_BODY[0][1]
+    body = _build_body(needs)
+    _LAST_BODY[:] = [(needs, body)]
+    return body
+
+
+def _build_body(needs: Needs) -> str:
+    lines = [_PREAMBLE.replace("MAXBYTES", str(MAX_FILE_BYTES + 1)).replace("READ_ERRORS", READ_ERRORS)]
     lines.append(f"printf '\\n%s C %s\\n' \"$B\" {ID_COMMAND}; id -u; printf '\\n%s E 0\\n' \"$B\"")
     # Commands and searches run in the background, all at once, while the files are read: the
     # gather costs about as long as its slowest part, not the sum of its parts.

@@ -8,7 +8,7 @@ options apply to every jail that does not set them, values interpolate ``%(name)
 
 Public API:
 
-- ``parse_conf(text, path) -> list[ConfEntry]``; ``read_config(files, top) -> F2bConfig`` (pure, ``files``
+- ``parse_conf(text, path) -> tuple[ConfEntry, ...]``; ``read_config(files, top) -> F2bConfig`` (pure, ``files``
   maps paths to texts); ``F2bConfig.jails() -> dict[str, Jail]``; ``F2bConfig.get(section, key)``
 - ``parse_status(text) -> list[str]`` (jail list of ``fail2ban-client status``),
   ``parse_jail_status(text) -> JailStatus``
@@ -18,8 +18,9 @@ Public API:
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
@@ -200,9 +201,12 @@ class ConfEntry:
         return f"{self.path}:{self.line}"
 
 
-def parse_conf(text: str, path: str) -> list[ConfEntry]:
+@functools.lru_cache(maxsize=64)
+def parse_conf(text: str, path: str) -> tuple[ConfEntry, ...]:
     """Python configparser syntax as fail2ban uses it: ``#``/``;`` comment lines, `` ;`` inline comments,
-    ``key = value`` or ``key: value``, indented continuation lines, option names lower-cased."""
+    ``key = value`` or ``key: value``, indented continuation lines, option names lower-cased.
+
+    Remembered: the hosts of a fleet mostly carry the same stock jail.conf and filters."""
     out: list[ConfEntry] = []
     section: str | None = None
     cur: list[str] | None = None  # [key, value, line]
@@ -228,7 +232,7 @@ def parse_conf(text: str, path: str) -> list[ConfEntry]:
             cur = [m.group(1).strip().lower(), m.group(2).strip(), str(no)]
     if cur is not None:
         out.append(ConfEntry(section or "", cur[0], cur[1], path, int(cur[2])))
-    return out
+    return tuple(out)
 
 
 _INTERP_RE = re.compile(r"%\(([^)]+)\)s")
@@ -344,7 +348,7 @@ class F2bConfig:
         )
 
 
-def _merge(cfg: F2bConfig, entries: list[ConfEntry]) -> None:
+def _merge(cfg: F2bConfig, entries: Sequence[ConfEntry]) -> None:
     for e in entries:
         if e.section == "INCLUDES":
             continue
@@ -367,7 +371,7 @@ def _with_local(path: str, files: Mapping[str, str]) -> list[str]:
 
 
 def _includes(
-    path: str, files: Mapping[str, str], parsed: dict[str, list[ConfEntry]], seen: tuple[str, ...]
+    path: str, files: Mapping[str, str], parsed: dict[str, tuple[ConfEntry, ...]], seen: tuple[str, ...]
 ) -> list[str]:
     if path not in files or path in seen or len(seen) > 20:
         return []
@@ -399,7 +403,7 @@ def read_config(files: Mapping[str, str], top: str) -> F2bConfig:
     locals_ = sorted(p for p in files if p.startswith(d) and p.endswith(".local") and "/" not in p[len(d) :])
     order = [top + ".conf", *confs, top + ".local", *locals_]
     order = [p for p in order if p in files]
-    parsed: dict[str, list[ConfEntry]] = {}
+    parsed: dict[str, tuple[ConfEntry, ...]] = {}
     full: list[str] = []
     for name in order:
         for f in _with_local(name, {k: v for k, v in files.items() if k not in order or k == name}):

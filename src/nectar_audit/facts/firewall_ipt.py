@@ -350,10 +350,14 @@ class _RuleReader:
             self.action = Action("jump", target, text)
 
 
+_QUOTING = re.compile(r"[\"'\\]")
+
+
 def parse_rule(line: str, family: int) -> tuple[str, Rule]:
     """'-A CHAIN options…' -> (chain, rule)."""
     line = re.sub(r"^\[\d+:\d+\]\s*", "", line.strip())
-    words = shlex.split(line)
+    # shlex only where it changes something (quoted comments): a third of a fleet's firewall parsing.
+    words = shlex.split(line) if _QUOTING.search(line) else line.split()
     if len(words) < 2 or words[0] not in ("-A", "--append", "-I", "--insert"):
         raise ValueError("not an -A line")
     chain = words[1]

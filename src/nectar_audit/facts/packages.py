@@ -8,6 +8,7 @@ says so instead of guessing.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -108,6 +109,7 @@ class PackageDb:
 
 _FIELD = re.compile(r"^(Package|Status|Version|Architecture|Source):[ \t]*(.*?)[ \t]*$", re.M)
 _KEPT = re.compile(r"^(?:(?:Package|Status|Version|Architecture|Source):.*|[ \t]*)(?:\n|\Z)", re.M)
+_NOT_KEPT = re.compile(r"^(?!(?:Package|Status|Version|Architecture|Source):|[ \t]*(?:\n|\Z))", re.M)
 
 
 @sanitizer("dpkg-status")
@@ -115,11 +117,15 @@ def dpkg_status_fields(data: bytes) -> str:
     """Only the fields parse_dpkg_status reads, and the blank lines between stanzas: a fifth of the
     file, which a fleet otherwise keeps in memory (and pickles to its judges) once per host."""
     text = data.decode("utf-8", "replace")
+    if _NOT_KEPT.search(text) is None:  # reduced on the host already (NEEDS.prefilter): one scan
+        return text
     return "".join(m.group(0) for m in _KEPT.finditer(text))
 
 
-def parse_dpkg_status(text: str) -> list[Package]:
-    """Stanzas of /var/lib/dpkg/status; only the fields this tool needs are looked at."""
+@functools.lru_cache(maxsize=4)
+def parse_dpkg_status(text: str) -> tuple[Package, ...]:
+    """Stanzas of /var/lib/dpkg/status; only the fields this tool needs are looked at. Remembered: the
+    hosts of a fleet built from one image list the same packages."""
     out: list[Package] = []
     for stanza in re.split(r"\n[ \t]*\n", text):
         fields = dict(_FIELD.findall(stanza))
@@ -143,7 +149,7 @@ def parse_dpkg_status(text: str) -> list[Package]:
                 source=source or None,
             )
         )
-    return out
+    return tuple(out)
 
 
 def parse_rpm_qa(text: str) -> list[Package]:
@@ -182,9 +188,9 @@ def packages(facts: Facts) -> PackageDb:
     rpm_db = [p for p in _RPM_DBS if p in b.stats]
     cmd = b.command("packages.rpm")
     if cmd is not None and cmd.rc == 0:
-        pkgs = parse_rpm_qa(cmd.stdout)
-        if pkgs:
-            return PackageDb("rpm", f"command: {RPM_COMMAND}", tuple(pkgs))
+        rpms = parse_rpm_qa(cmd.stdout)
+        if rpms:
+            return PackageDb("rpm", f"command: {RPM_COMMAND}", tuple(rpms))
         raise EvidenceError("rpm -qa listed no packages")
     if cmd is not None and cmd.rc not in (3, 127):
         err = (cmd.stderr.strip().splitlines() or [f"exit status {cmd.rc}"])[-1]

@@ -17,9 +17,11 @@ compressed ones are filtered on the host the same way (``awk`` in paragraph mode
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from nectar_audit.evidence.bundle import EvidenceError
@@ -39,6 +41,7 @@ KERNEL_PACKAGE_RE = re.compile(r"linux-image-.+|linux-(?:generic|virtual|kvm|aws
 _KERNEL_ERE = "^Package: (linux-image-.+|linux-(generic|virtual|kvm|aws))$"
 _BRIEF_KEYS = ("Package", "Version", "Architecture", "Source")
 _KERNEL_FIELDS_ERE = f"^({'|'.join(_BRIEF_KEYS)}):"
+_NOT_BRIEF = re.compile(f"^(?!(?:{'|'.join(_BRIEF_KEYS)}):|$)", re.M)
 # grep finds the kernel stanzas of a 50 MB list in a third of the CPU awk needs to read it: its window
 # of lines after each match covers any real stanza's identifying fields, and a stanza still going at
 # the window's end is flagged (#cut) so that list is read again by awk alone, in paragraph mode.
@@ -185,6 +188,9 @@ def release_header(data: bytes) -> str:
 @sanitizer("apt-packages-brief")
 def packages_brief(data: bytes) -> str:
     """A Packages list reduced to the Package/Version/Architecture/Source of every stanza."""
+    text = data.decode("utf-8", "replace")
+    if _NOT_BRIEF.search(text) is None:  # reduced on the host already (NEEDS.prefilter): one scan
+        return text if text.endswith("\n") else text + "\n"
     keep = tuple(k + ":" for k in _BRIEF_KEYS)
     out = [line for line in _lines(data) if not line or line.startswith(keep)]
     return "\n".join(out) + "\n"
@@ -290,8 +296,10 @@ def parse_release(text: str) -> dict[str, str]:
 _STANZA_FIELD = re.compile(r"^(Package|Version|Architecture):[ \t]*(\S+)", re.M)
 
 
-def parse_packages_list(text: str) -> dict[tuple[str, str], str]:
-    """(name, arch) -> highest version in a Packages list (dpkg ordering)."""
+@functools.lru_cache(maxsize=8)
+def parse_packages_list(text: str) -> Mapping[tuple[str, str], str]:
+    """(name, arch) -> highest version in a Packages list (dpkg ordering). Read-only, and remembered: the
+    hosts of a fleet read the same lists."""
     best: dict[tuple[str, str], str] = {}
     for stanza in text.split("\n\n"):
         fields = dict(_STANZA_FIELD.findall(stanza))
@@ -305,7 +313,7 @@ def parse_packages_list(text: str) -> dict[tuple[str, str], str]:
                 best[key] = version
         except VersionError:
             continue
-    return best
+    return MappingProxyType(best)
 
 
 _INST = re.compile(r"^Inst (\S+) (?:\[([^\]]*)\] )?\((\S+) (.*?) ?\[([^\]]+)\]\)")
