@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import itertools
 import os
 import selectors
 import shutil
@@ -348,6 +349,22 @@ def prop_host() -> Iterator[PropHost]:
         yield ph
 
 
+_UDP_SOURCE_PORTS = itertools.cycle(range(40000, 60000))
+
+
+def _bind_fresh_port(s: socket.socket, family: int) -> None:
+    """A source port not used by the last thousands of probes: an ephemeral port the kernel hands out
+    again could match the conntrack entry of an earlier example's flow (ESTABLISHED, accepted
+    whatever the new rules say)."""
+    for _ in range(100):
+        try:
+            s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", next(_UDP_SOURCE_PORTS)))
+            return
+        except OSError:
+            continue
+    raise OSError("no free UDP source port for the probe")
+
+
 def _probe(addr: str, probes: list[tuple[str, int]], timeout: float = 0.4) -> dict[tuple[str, int], bool]:
     """Parallel TCP connects / UDP echo requests from the root namespace; True when they get through."""
     family = socket.AF_INET6 if ":" in addr else socket.AF_INET
@@ -363,6 +380,7 @@ def _probe(addr: str, probes: list[tuple[str, int]], timeout: float = 0.4) -> di
         else:
             s = socket.socket(family, socket.SOCK_DGRAM)
             s.setblocking(False)
+            _bind_fresh_port(s, family)
             s.connect((addr, port))
             s.send(b"ping")
             sel.register(s, selectors.EVENT_READ, (proto, port))

@@ -169,3 +169,24 @@ def test_sanitizers_keep_a_reduced_file_as_it_is(lines: list[str], end: str) -> 
     for candidate in (text, "\n".join(ln for ln in text.split("\n") if not ln or ln.startswith(keep))):
         data = candidate.encode()
         assert packages_brief(data) == "\n".join(ln for ln in _lines(data) if not ln or ln.startswith(keep)) + "\n"
+
+
+@pytest.mark.parametrize("cut", [False, True])
+def test_every_plain_list_is_read_by_one_grep(tmp_path: Path, cut: bool) -> None:
+    """Lists told apart by the names grep puts before their lines, names that are each other's prefix
+    up to a dash included; a list without kernels is still reported, and a stanza longer than grep's
+    window sends every list to the whole-file reading."""
+    other = "Package: libc6\nVersion: 2.36\nArchitecture: amd64\n\n"
+    texts = {
+        "x_dists_bookworm_main_binary-amd64_Packages":
+            other + _stanza("linux-image-amd64", "6.1.1-1", 70 if cut else 3) + other,
+        "x_dists_bookworm-security_main_binary-amd64_Packages": _stanza("linux-image-6.1.0-9-amd64", "6.1.9-1"),
+        "x_dists_bookworm-updates_main_binary-amd64_Packages": other,  # no kernel: still listed
+        "y_Packages": _stanza("linux-generic", "8") + other,
+        "y_Packages-z_Packages": other + _stanza("linux-generic", "9"),  # starts with "y_Packages-"
+    }
+    for name, text in texts.items():
+        (tmp_path / name).write_text(text)
+    got = dict(_kernel_lists(tmp_path))
+    assert got == {str(tmp_path / name): packages_kernel(text.encode()) or "\n" for name, text in texts.items()}
+    assert got[str(tmp_path / "x_dists_bookworm_main_binary-amd64_Packages")].count("Version: 6.1.1-1") == 1

@@ -44,16 +44,28 @@ _KERNEL_FIELDS_ERE = f"^({'|'.join(_BRIEF_KEYS)}):"
 _NOT_BRIEF = re.compile(f"^(?!(?:{'|'.join(_BRIEF_KEYS)}):|$)", re.M)
 # grep finds the kernel stanzas of a 50 MB list in a third of the CPU awk needs to read it: its window
 # of lines after each match covers any real stanza's identifying fields, and a stanza still going at
-# the window's end is flagged (#cut) so that list is read again by awk alone, in paragraph mode.
+# the window's end is flagged (#cut) so that the lists are read again by awk alone, in paragraph mode.
+# One grep reads every plain list (an Ubuntu host has a dozen): awk tells them apart by the file name
+# grep puts in front of each line (-H; grep keeps the order of its arguments; the longest name wins
+# where one is the start of another) and heads each with "#file PATH". With files="" (one list on
+# stdin) lines are taken as they are.
 _KERNEL_WINDOW = 60
 _KERNEL_GREP = f"grep -A {_KERNEL_WINDOW} -E '{_KERNEL_ERE}'"
 _KERNEL_LINES_AWK = (
-    f"awk -v w={_KERNEL_WINDOW + 1} '"
-    f"/^Package: / {{ if (p) print \"\"; p = ($0 ~ /{_KERNEL_ERE}/); n = 0 }} "
-    "/^(--)?$/ { if (p) print \"\"; p = 0; next } "
-    f"p {{ n++; if (n >= w) cut = 1; if ($0 ~ /{_KERNEL_FIELDS_ERE}/) print }} "
-    "END { if (p) print \"\"; if (cut) print \"#cut\" }'"
+    f"awk -v w={_KERNEL_WINDOW + 1} -v files=FILES "
+    "'BEGIN { nf = split(files, F, \"\\n\"); i = 0 } "
+    "function to(j) { while (i < j) { if (p) print \"\"; p = 0; i++; print \"#file \" F[i] } } "
+    "$0 == \"--\" { if (p) print \"\"; p = 0; next } "
+    "{ l = $0; if (nf) { j = 0; for (k = i < 1 ? 1 : i; k <= nf; k++) "
+    "if ((index($0, F[k] \":\") == 1 || index($0, F[k] \"-\") == 1) && (!j || length(F[k]) > length(F[j]))) j = k; "
+    "if (!j) next; to(j); l = substr($0, length(F[j]) + 2) } } "
+    f"l ~ /^Package: / {{ if (p) print \"\"; p = (l ~ /{_KERNEL_ERE}/); n = 0 }} "
+    "l == \"\" { if (p) print \"\"; p = 0; next } "
+    f"p {{ n++; if (n >= w) cut = 1; if (l ~ /{_KERNEL_FIELDS_ERE}/) print l }} "
+    "END { if (p) print \"\"; to(nf); if (cut) print \"#cut\" }'"
 )
+_KERNEL_AWK_FILES = _KERNEL_LINES_AWK.replace("FILES", '"$(printf \'%s\\n\' "$@")"')
+_KERNEL_AWK_STDIN = _KERNEL_LINES_AWK.replace("FILES", '""')
 _KERNEL_AWK = (
     f"awk 'BEGIN{{RS=\"\";FS=\"\\n\"}} $1 ~ /{_KERNEL_ERE}/ "
     f"{{for(i=1;i<=NF;i++) if ($i ~ /{_KERNEL_FIELDS_ERE}/) print $i; print \"\"}}'"
@@ -112,19 +124,22 @@ NEEDS = Needs(
         # stanzas: Debian's main list is ~50 MB with its kernels past the 16 MiB a file record keeps.
         "apt.kernel_lists": (
             "n=0\n"
-            f'for f in {ALL_PACKAGES_GLOB} {ALL_PACKAGES_GLOB}.*; do\n'
-            '  [ -f "$f" ] || continue\n'
-            '  case "$f" in\n'
-            f'    *_Packages) k=$(na_to 20 {_KERNEL_GREP} -- "$f" | {_KERNEL_LINES_AWK}) ;;\n'
-            f'    *) [ -x {APT_HELPER} ] || continue\n'
-            f'       k=$(na_to 20 {APT_HELPER} cat-file "$f" | {_KERNEL_GREP} | {_KERNEL_LINES_AWK}) ;;\n'
+            "set --\n"
+            f'for f in {ALL_PACKAGES_GLOB}; do [ -f "$f" ] && set -- "$@" "$f"; done\n'
+            'if [ $# -gt 0 ]; then\n'
+            "  n=1\n"
+            f'  k=$(na_to 20 {_KERNEL_GREP} -H -- "$@" | {_KERNEL_AWK_FILES})\n'
+            '  case "$k" in\n'
+            '    *"#cut"*) for f do echo "#file $f"; na_to 20 ' + _KERNEL_AWK + ' "$f"; done ;;\n'
+            "    *) printf '%s\\n\\n' \"$k\" ;;\n"
             "  esac\n"
+            "fi\n"
+            f'for f in {ALL_PACKAGES_GLOB}.*; do\n'
+            f'  [ -f "$f" ] && [ -x {APT_HELPER} ] || continue\n'
+            f'  k=$(na_to 20 {APT_HELPER} cat-file "$f" | {_KERNEL_GREP} | {_KERNEL_AWK_STDIN})\n'
             '  echo "#file $f"; n=1\n'
             '  case "$k" in\n'
-            '    *"#cut"*) case "$f" in\n'
-            '        *_Packages) na_to 20 ' + _KERNEL_AWK + ' "$f" ;;\n'
-            f'        *) na_to 20 {APT_HELPER} cat-file "$f" | ' + _KERNEL_AWK + " ;;\n"
-            "      esac ;;\n"
+            f'    *"#cut"*) na_to 20 {APT_HELPER} cat-file "$f" | ' + _KERNEL_AWK + " ;;\n"
             "    ?*) printf '%s\\n\\n' \"$k\" ;;\n"
             "  esac\n"
             "done\n"
