@@ -23,6 +23,7 @@ from tests.patching_helpers import messages, sample
 from tests.test_dnf_real import (
     INSTALLED_PACKAGES,
     K_NEW,
+    K_RUN,
     KERNELS,
     REPO_ID,
     RT,
@@ -95,7 +96,7 @@ def test_record_sample_through_the_checks() -> None:
     r4 = h.check(4)
     assert messages(r4) == [
         ("pass", f"the newest installed kernel is running: {RUNNING}"),
-        ("fail", f"a newer kernel is available: kernel 5.14.0-{K_NEW} (new); install it and reboot"),
+        ("fail", f"a newer kernel is available: kernel 5.14.0-{K_RUN} → 5.14.0-{K_NEW}; install it and reboot"),
     ]
 
 

@@ -79,6 +79,10 @@ def test_cli_store_history_and_diff(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "run 1 " in runner.invoke(main, ["history", "--store", url, "imagehost"]).output
     result = runner.invoke(main, ["diff", "--store", url])
     assert result.exit_code == 2 and "need two runs" in result.output
+    quiet = runner.invoke(main, ["scan", f"root:{root}", "--checks", "01", "--store", url, "-q",
+                                 "-o", str(tmp_path / "r.txt")])
+    assert quiet.exit_code in (0, 1) and quiet.output == "", quiet.output  # for cron: nothing to mail
+    assert "run 2 " in runner.invoke(main, ["history", "--store", url]).output
 
 
 def _postgres_bin() -> Path | None:

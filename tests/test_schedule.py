@@ -511,7 +511,7 @@ def test_config_and_output_are_absolute(tmp_path: Path, wrapper: Path, monkeypat
     assert result.exit_code == 0, result.output
     argv = exec_start_argv(unit(root / "etc/systemd/system" / sch.SERVICE)["Service"]["ExecStart"])
     assert argv[1:] == ["scan", "--store", f"sqlite:///{root}/relative.sqlite", "--config", "/etc/nectar-audit.toml",
-                        "--format", "prometheus", "--output", "/var/lib/node-exporter/nectar_audit.prom"]
+                        "--format", "prometheus", "--output", "/var/lib/node-exporter/nectar_audit.prom", "--quiet"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -537,7 +537,7 @@ def test_generated_exec_start_runs_and_records_history(tmp_path: Path, wrapper: 
     proc = subprocess.run(argv, cwd="/", capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
                           env={"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin", "LANG": "C.UTF-8"})
     assert proc.returncode in (0, 1), proc.stderr  # 1 = checks fail = SuccessExitStatus=1
-    assert "stored as run 1" in proc.stderr
+    assert proc.stderr == "" and proc.stdout == ""  # --output: --quiet, nothing for cron to mail
     assert [r.hosts for r in history.list_runs(url)] == [1]
     assert '"Check-Security-01"' in report.read_text()
 

@@ -184,7 +184,8 @@ def test_dnf_security_updates_fail() -> None:
         "kernel-modules, kernel-modules-core, glibc"
     )
     fail = next(f for f in r.findings if f.status is Status.FAIL)
-    assert fail.evidence[0].detail == "openssl 1:3.0.7-25.el9_3 (new) (RLSA-2024:1193)"
+    # dnf names the version it would install; the installed one comes from the rpm database.
+    assert fail.evidence[0].detail == "openssl 1:3.0.7-24.el9 → 1:3.0.7-25.el9_3 (RLSA-2024:1193)"
     assert fail.remediation == "dnf upgrade --security"
 
 

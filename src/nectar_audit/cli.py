@@ -81,12 +81,15 @@ def _select(checks: str | None) -> list[Entry]:
 @click.option("--probe/--no-probe", "do_probe", default=False, show_default=True,
               help="Also send active network probes to each SSH target's address, on the ports its own listeners "
                    "and firewall name plus common ones (see README: Active probes).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bar and no `stored as run N` line: with --output, a run prints nothing unless "
+                   "something goes wrong (cron mails any output).")
 def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | None,
          config_path: str | None, save_evidence: str | None, debug: bool, inventory_path: str | None,
          limit: str | None, concurrency: int, identities: tuple[str, ...], ssh_config: str | None,
          known_hosts: str | None, accept_new_host_keys: bool, no_host_key_check: bool,
          sudo: bool | None, connect_timeout: float, command_timeout: float, jobs: int | None,
-         progress: bool | None, store: str | None = None, do_probe: bool = False) -> None:
+         progress: bool | None, store: str | None = None, do_probe: bool = False, quiet: bool = False) -> None:
     """Audit TARGETS: local (default), root:PATH (an offline root filesystem), evidence:FILE.json,
     or hosts over SSH: user@host[:port], ssh://user@host[:port], [ipv6]:port or an ssh_config alias.
 
@@ -130,7 +133,8 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
     else:
         from nectar_audit.fleet import run_fleet
 
-        show_progress = progress if progress is not None else (len(parsed) > 1 and sys.stderr.isatty())
+        show_progress = progress if progress is not None else (len(parsed) > 1 and sys.stderr.isatty()
+                                                               and not quiet)
         run = run_fleet(parsed, selected, config, concurrency=concurrency, save_evidence=save_evidence,
                         debug=debug, progress=show_progress, jobs=jobs, on_notice=notice)
         results, interrupted = run.results, run.interrupted
@@ -140,11 +144,11 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
         for target, res in zip(parsed, results):
             if res.error is None:
                 scan_probe(res, target)
-    finish(results, interrupted, fmt, output, store)
+    finish(results, interrupted, fmt, output, store, quiet=quiet)
 
 
 def finish(results: list[HostResult], interrupted: bool, fmt: str, output: str | None, store: str | None,
-           incomplete: bool = False) -> None:
+           incomplete: bool = False, quiet: bool = False) -> None:
     """Write the report, keep the run in the history if asked, and exit with the documented status
     (``incomplete``: some host could only be partly audited, which exits 2 like an unreachable host)."""
     write_report(results, fmt, output)
@@ -157,7 +161,8 @@ def finish(results: list[HostResult], interrupted: bool, fmt: str, output: str |
         except history.HistoryError as exc:
             click.echo(f"nectar-audit: {exc}", err=True)
             sys.exit(EXIT_USAGE)
-        click.echo(f"nectar-audit: stored as run {run_id} in {url}", err=True)
+        if not quiet:
+            click.echo(f"nectar-audit: stored as run {run_id} in {url}", err=True)
     if interrupted:
         done = sum(1 for r in results if not r.error)
         click.echo(f"nectar-audit: interrupted; the report holds the {done} host(s) audited before Ctrl-C",

@@ -81,7 +81,7 @@ def scan_argv(command: Sequence[str], store: str, *, config: str | None = None, 
     if fmt:
         argv += ["--format", fmt]
     if output:
-        argv += ["--output", output]
+        argv += ["--output", output, "--quiet"]  # then a good run prints nothing: no daily mail
     return (*argv, *extra)  # options and targets after `--`, checked by check_scan_args
 
 
@@ -732,7 +732,8 @@ def _plan_cron_d(host: Host, paths: Paths, job: Job, plan: Plan) -> None:
         plan.actions.append(WriteFile(paths.cron_d, content))
     hour, minute, _ = cron_time(job, host.hostname)
     plan.notes.append(f"cron runs it daily at {hour:02d}:{minute:02d} local time and mails what the scan prints "
-                      "(the report unless --output, and the `stored as run N` line) to root, or to MAILTO")
+                      "to root, or to MAILTO: the report and a `stored as run N` line, or with --output nothing "
+                      "unless something goes wrong")
 
 
 def _plan_user_crontab(host: Host, job: Job, plan: Plan) -> None:
@@ -746,8 +747,8 @@ def _plan_user_crontab(host: Host, job: Job, plan: Plan) -> None:
         plan.actions.append(SetCrontab(crontab, new))
     hour, minute, _ = cron_time(job, host.hostname)
     plan.notes.append(f"cron runs it daily at {hour:02d}:{minute:02d} local time from {host.user}'s crontab "
-                      "(`crontab -l` shows it) and mails what the scan prints (the report unless --output, and "
-                      "the `stored as run N` line) to you, or to MAILTO")
+                      "(`crontab -l` shows it) and mails what the scan prints to you, or to MAILTO: the report and "
+                      "a `stored as run N` line, or with --output nothing unless something goes wrong")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ compressed ones are filtered on the host the same way (``awk`` in paragraph mode
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import re
@@ -763,7 +764,22 @@ def pending_updates(facts: Facts) -> UpdateState:
     db = facts.get(packages)
     if db.manager == "dpkg":
         return _apt_updates(facts, db)
-    return _dnf_updates(facts)
+    state = _dnf_updates(facts)
+    return dataclasses.replace(state, updates=_with_installed(state.updates, db),
+                               kernel_updates=_with_installed(state.kernel_updates, db))
+
+
+def _with_installed(ups: Iterable[PendingUpdate], db: PackageDb) -> tuple[PendingUpdate, ...]:
+    """dnf names only the version it would install: the installed one (the newest, for installonly
+    packages such as kernels) comes from the rpm database. A package not installed stays new."""
+    out = []
+    for up in ups:
+        mine = [p for p in db.get(up.name) if p.arch == up.arch] or db.get(up.name)
+        if up.installed is None and mine:
+            newest = functools.reduce(lambda a, b: b if db.compare(b.version, a.version) > 0 else a, mine)
+            up = dataclasses.replace(up, installed=newest.version)
+        out.append(up)
+    return tuple(out)
 
 
 # -- where root's mail goes (update and security notices are mailed to root) ---------------------
