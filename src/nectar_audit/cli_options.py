@@ -41,8 +41,8 @@ _OPTIONS = [
     click.option("--command-timeout", type=click.FloatRange(0.1), default=DEFAULT_COMMAND_TIMEOUT,
                  show_default=True, metavar="SECONDS", help="Limit for the evidence gathering on a host."),
     click.option("--jobs", type=click.IntRange(0, 64), default=None, metavar="N",
-                 help="Processes judging the evidence of a fleet (default: one per CPU, at most 4, from 8 hosts "
-                      "on; 0: judge in the main process)."),
+                 help="Processes judging the evidence of a fleet (default: one per CPU but one, at most 4, from "
+                      "8 hosts on; 0: judge in the main process)."),
     click.option("--progress/--no-progress", "progress", default=None,
                  help="Progress bar on stderr (default: when stderr is a terminal and there are several hosts)."),
 ]

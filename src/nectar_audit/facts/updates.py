@@ -312,7 +312,7 @@ def parse_release(text: str) -> dict[str, str]:
 _STANZA_FIELD = re.compile(r"^(Package|Version|Architecture):[ \t]*(\S+)", re.M)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=32)  # an Ubuntu host reads a dozen lists (kernel stanzas of most)
 def parse_packages_list(text: str) -> Mapping[tuple[str, str], str]:
     """(name, arch) -> highest version in a Packages list (dpkg ordering). Read-only, and remembered: the
     hosts of a fleet read the same lists."""
