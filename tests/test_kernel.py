@@ -250,7 +250,8 @@ def test_dnf_kernel_available() -> None:
     r = h.check(4)
     assert r.status is Status.FAIL
     assert (
-        r.summary == "a newer kernel is available: kernel 5.14.0-362.24.1.el9_3 (new); install it and reboot"
+        r.summary == "a newer kernel is available: kernel 5.14.0-362.18.1.el9_3 → 5.14.0-362.24.1.el9_3; "
+                     "install it and reboot"
     )
 
 
