@@ -1,7 +1,7 @@
 """Pending updates, from the package metadata already on the host (never refreshed by the audit).
 
-apt: the security archives' ``Packages`` lists in ``/var/lib/apt/lists`` (reduced at ingestion to the
-name, version and architecture of each package, so the bundle stays small) are compared with the
+apt: the security archives' ``Packages`` lists in ``/var/lib/apt/lists`` (reduced to the name, version
+and architecture of each package, by ``grep -E`` on a live host and at ingestion) are compared with the
 installed versions. Which lists are security lists is read from their ``InRelease``/``Release``
 headers (Label ``Debian-Security``, suites ``*-security``). When the lists are stored compressed
 (``Acquire::GzipIndexes``), a live host is asked with ``apt-get -s dist-upgrade`` (a simulation; it
@@ -10,8 +10,8 @@ neither locks nor downloads). dnf: ``dnf updateinfo list --security --cacheonly`
 
 Kernels (check 04) are looked for in *every* Packages list, not only the security ones: a newer kernel
 may come from ``-updates`` or a point release. Those lists are reduced at ingestion to their kernel
-stanzas (``linux-image-*`` and the Ubuntu ``linux-{generic,virtual,kvm,aws}`` metapackages), and the
-compressed ones are filtered on the host the same way (``awk`` in paragraph mode).
+stanzas (``linux-image-*`` and the Ubuntu ``linux-{generic,virtual,kvm,aws}`` metapackages); a live host
+filters them itself (``grep -A`` and ``awk``), compressed ones through apt's own decompressor.
 """
 
 from __future__ import annotations
@@ -177,7 +177,6 @@ NEEDS = Needs(
 )
 
 # -- sanitizers: keep what the checks need, drop the bulk ----------------------------------------
-
 
 
 def _lines(data: bytes) -> list[str]:
@@ -776,8 +775,8 @@ def _with_installed(ups: Iterable[PendingUpdate], db: PackageDb) -> tuple[Pendin
     for up in ups:
         mine = [p for p in db.get(up.name) if p.arch == up.arch] or db.get(up.name)
         if up.installed is None and mine:
-            newest = functools.reduce(lambda a, b: b if db.compare(b.version, a.version) > 0 else a, mine)
-            up = dataclasses.replace(up, installed=newest.version)
+            newest = max((p.version for p in mine), key=functools.cmp_to_key(db.compare))
+            up = dataclasses.replace(up, installed=newest)
         out.append(up)
     return tuple(out)
 
