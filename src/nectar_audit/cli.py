@@ -81,15 +81,12 @@ def _select(checks: str | None) -> list[Entry]:
 @click.option("--probe/--no-probe", "do_probe", default=False, show_default=True,
               help="Also send active network probes to each SSH target's address, on the ports its own listeners "
                    "and firewall name plus common ones (see README: Active probes).")
-@click.option("-q", "--quiet", is_flag=True,
-              help="No progress bar and no `stored as run N` line: with --output, a run prints nothing unless "
-                   "something goes wrong (cron mails any output).")
 def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | None,
          config_path: str | None, save_evidence: str | None, debug: bool, inventory_path: str | None,
          limit: str | None, concurrency: int, identities: tuple[str, ...], ssh_config: str | None,
          known_hosts: str | None, accept_new_host_keys: bool, no_host_key_check: bool,
          sudo: bool | None, connect_timeout: float, command_timeout: float, jobs: int | None,
-         progress: bool | None, store: str | None = None, do_probe: bool = False, quiet: bool = False) -> None:
+         progress: bool | None, quiet: bool, store: str | None = None, do_probe: bool = False) -> None:
     """Audit TARGETS: local (default), root:PATH (an offline root filesystem), evidence:FILE.json,
     or hosts over SSH: user@host[:port], ssh://user@host[:port], [ipv6]:port or an ssh_config alias.
 
@@ -440,7 +437,7 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
               store: str | None, debug: bool, concurrency: int, identities: tuple[str, ...],
               ssh_config: str | None, known_hosts: str | None, accept_new_host_keys: bool,
               no_host_key_check: bool, sudo: bool | None, connect_timeout: float, command_timeout: float,
-              jobs: int | None, progress: bool | None) -> None:
+              jobs: int | None, progress: bool | None, quiet: bool) -> None:
     """Audit every instance of an OpenStack project: security groups, ports and key pairs from the API,
     cross-checked with each host's own evidence when --ssh-user is given.
 
@@ -487,14 +484,14 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
     targets = instance_targets(project, ssh_user, ssh, address)
     from nectar_audit.fleet import run_fleet
 
-    show_progress = progress if progress is not None else (len(targets) > 1 and sys.stderr.isatty())
+    show_progress = progress if progress is not None else (len(targets) > 1 and sys.stderr.isatty() and not quiet)
     run = run_fleet(targets, selected, config, concurrency=concurrency, save_evidence=save_evidence,
                     debug=debug, progress=show_progress, jobs=jobs,
                     on_notice=lambda text: click.echo(f"nectar-audit: {text}", err=True))
     if do_probe and not run.interrupted:
         probe_instances(targets, run.results, address)
     incomplete = any(str(r.extra.get("cloud", {}).get("host_audit", "")).startswith("failed") for r in run.results)
-    finish(run.results, run.interrupted, fmt, output, store, incomplete=incomplete)
+    finish(run.results, run.interrupted, fmt, output, store, incomplete=incomplete, quiet=quiet)
 
 
 @main.command("checks")

@@ -45,6 +45,9 @@ _OPTIONS = [
                       "8 hosts on; 0: judge in the main process)."),
     click.option("--progress/--no-progress", "progress", default=None,
                  help="Progress bar on stderr (default: when stderr is a terminal and there are several hosts)."),
+    click.option("-q", "--quiet", is_flag=True,
+                 help="No progress bar and no `stored as run N` line: with --output, a run prints nothing unless "
+                      "something goes wrong (cron mails any output)."),
 ]
 
 
