@@ -130,10 +130,9 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
     else:
         from nectar_audit.fleet import run_fleet
 
-        show_progress = progress if progress is not None else (len(parsed) > 1 and sys.stderr.isatty()
-                                                               and not quiet)
         run = run_fleet(parsed, selected, config, concurrency=concurrency, save_evidence=save_evidence,
-                        debug=debug, progress=show_progress, jobs=jobs, on_notice=notice)
+                        debug=debug, progress=_show_progress(progress, len(parsed), quiet), jobs=jobs,
+                        on_notice=notice)
         results, interrupted = run.results, run.interrupted
     if do_probe and not interrupted:
         from nectar_audit.probes.run import scan_probe
@@ -142,6 +141,11 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
             if res.error is None:
                 scan_probe(res, target)
     finish(results, interrupted, fmt, output, store, quiet=quiet)
+
+
+def _show_progress(asked: bool | None, hosts: int, quiet: bool) -> bool:
+    """--progress/--no-progress, else a bar for several hosts on a terminal unless --quiet."""
+    return asked if asked is not None else (hosts > 1 and sys.stderr.isatty() and not quiet)
 
 
 def finish(results: list[HostResult], interrupted: bool, fmt: str, output: str | None, store: str | None,
@@ -484,9 +488,8 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
     targets = instance_targets(project, ssh_user, ssh, address)
     from nectar_audit.fleet import run_fleet
 
-    show_progress = progress if progress is not None else (len(targets) > 1 and sys.stderr.isatty() and not quiet)
     run = run_fleet(targets, selected, config, concurrency=concurrency, save_evidence=save_evidence,
-                    debug=debug, progress=show_progress, jobs=jobs,
+                    debug=debug, progress=_show_progress(progress, len(targets), quiet), jobs=jobs,
                     on_notice=lambda text: click.echo(f"nectar-audit: {text}", err=True))
     if do_probe and not run.interrupted:
         probe_instances(targets, run.results, address)

@@ -33,20 +33,28 @@ trap 'rm -rf "$T"' EXIT
 if command -v timeout >/dev/null 2>&1; then na_to() { timeout "$@"; }; else na_to() { shift; "$@"; }; fi
 printf '\n%s E 0\n' "$B" >"$T/t"
 k=0
+# A regular file that is there: readable, or recorded as not (and skipped).
+na_ok() {
+  [ -f "$1" ] || return 1
+  [ -r "$1" ] && return 0
+  printf '\n%s U %s\nPermission denied\n%s E 1\n' "$B" "$1" "$B"; return 1
+}
+# The end of a file record one command read ($1 its status): on failure, its complaint ("$T/e").
+na_end() {
+  printf '\n%s E %s\n' "$B" "$1"
+  [ "$1" = 0 ] || { printf '\n%s U %s\n' "$B" "$2"; cat "$T/e"; printf '\n%s E 1\n' "$B"; }
+}
 # Files under /var (logs, package lists, sparse lastlog) are read one by one with a size cap; every
 # other file is read by one cat for the whole batch, each framed by a header file and the shared
 # footer "$T/t": one process instead of one per file. cat's complaints name the files they concern.
 na_f() {
   for p do
     shift
-    [ -f "$p" ] || continue
-    if [ ! -r "$p" ]; then printf '\n%s U %s\nPermission denied\n%s E 1\n' "$B" "$p" "$B"; continue; fi
+    na_ok "$p" || continue
     case $p in
       /var/*)
         printf '\n%s F %s\n' "$B" "$p"
-        head -c MAXBYTES "$p" 2>"$T/e"; r=$?
-        printf '\n%s E %s\n' "$B" "$r"
-        [ "$r" = 0 ] || { printf '\n%s U %s\n' "$B" "$p"; cat "$T/e"; printf '\n%s E 1\n' "$B"; } ;;
+        head -c MAXBYTES "$p" 2>"$T/e"; na_end $? "$p" ;;
       *)
         k=$((k+1)); printf '\n%s F %s\n' "$B" "$p" >"$T/h$k"; set -- "$@" "$T/h$k" "$p" "$T/t" ;;
     esac
@@ -60,13 +68,11 @@ na_f() {
 na_g() {
   re=$1; shift
   for p do
-    [ -f "$p" ] || continue
-    if [ ! -r "$p" ]; then printf '\n%s U %s\nPermission denied\n%s E 1\n' "$B" "$p" "$B"; continue; fi
+    na_ok "$p" || continue
     printf '\n%s F %s\n' "$B" "$p"
     grep -E -e "$re" -- "$p" 2>"$T/e"; r=$?
-    [ "$r" = 1 ] && [ ! -s "$T/e" ] && r=0
-    printf '\n%s E %s\n' "$B" "$r"
-    [ "$r" = 0 ] || { printf '\n%s U %s\n' "$B" "$p"; cat "$T/e"; printf '\n%s E 1\n' "$B"; }
+    [ "$r" = 1 ] && [ ! -s "$T/e" ] && r=0  # no line matched: read, and empty
+    na_end "$r" "$p"
   done
 }
 # A background command writes its whole record (output, status, stderr) to its own file, so that one

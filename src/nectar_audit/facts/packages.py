@@ -36,11 +36,14 @@ _RPM_DBS = (
     "/usr/lib/sysimage/rpm/Packages",
 )
 
+# The fields of dpkg's status parse_dpkg_status reads: all the sanitizer keeps, and the host sends.
+_STATUS_KEYS = "Package|Status|Version|Architecture|Source"
+
 NEEDS = Needs(
     files=(DPKG_STATUS,),
     sanitize={DPKG_STATUS: "dpkg-status"},
     # The lines dpkg_status_fields keeps (a superset: it drops the rest again): a ninth of the file.
-    prefilter={DPKG_STATUS: "^((Package|Status|Version|Architecture|Source):|[[:space:]]*$)"},
+    prefilter={DPKG_STATUS: f"^(({_STATUS_KEYS}):|[[:space:]]*$)"},
     stats=_RPM_DBS,
     commands={
         "packages.rpm": (
@@ -107,9 +110,9 @@ class PackageDb:
 
 # -- parsers -------------------------------------------------------------------------------------
 
-_FIELD = re.compile(r"^(Package|Status|Version|Architecture|Source):[ \t]*(.*?)[ \t]*$", re.M)
-_KEPT = re.compile(r"^(?:(?:Package|Status|Version|Architecture|Source):.*|[ \t]*)(?:\n|\Z)", re.M)
-_NOT_KEPT = re.compile(r"^(?!(?:Package|Status|Version|Architecture|Source):|[ \t]*(?:\n|\Z))", re.M)
+_FIELD = re.compile(rf"^({_STATUS_KEYS}):[ \t]*(.*?)[ \t]*$", re.M)
+_KEPT = re.compile(rf"^(?:(?:{_STATUS_KEYS}):.*|[ \t]*)(?:\n|\Z)", re.M)
+_NOT_KEPT = re.compile(rf"^(?!(?:{_STATUS_KEYS}):|[ \t]*(?:\n|\Z))", re.M)
 
 
 @sanitizer("dpkg-status")
