@@ -16,8 +16,10 @@ Plain script, needs root: `sudo python3 benchmarks/fleet.py [--hosts 200] [--con
 Traffic stays on the bridge `nabench0` (10.201.0.0/16, no default route, no NAT). Login records of the
 benchmark sshds go to private copies of wtmp/btmp/lastlog, never to the machine's. Each host's /root is its
 own stock home (Debian's base-files dotfiles), as on a fresh VM: this machine's /root holds developer
-tools (pyenv's .bashrc alone costs ~0.09 s of CPU for every command an SSH session runs). A host sees
-only its own /etc/netns files (as its /etc), not the other hosts' keys.
+tools (pyenv's .bashrc alone costs ~0.09 s of CPU for every command an SSH session runs). Likewise each
+host's /opt is empty, as on a fresh VM: this machine's holds its package mirrors (1,200 small files that
+the key search would read on every host). A host sees only its own /etc/netns files (as its /etc), not the
+other hosts' keys.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ MaxStartups 100:30:200
 """
 # PID 1 of each host's own PID namespace (so a host sees its own processes, as a VM does): hostname,
 # private login records (the machine's wtmp/btmp/lastlog are never written), apt lists, root's home,
-# /etc/netns hidden (every host's own files are already bound over /etc by `ip netns exec`; the others'
+# an empty /opt, /etc/netns hidden (every host's own files are already bound over /etc by `ip netns exec`; the others'
 # would be N private host keys in each host's /etc), then sshd.
 HOST_INIT = """
 hostname "$0"
@@ -68,6 +70,7 @@ for f in /var/log/wtmp /var/log/btmp /var/log/lastlog; do
 done
 [ -z "$NA_LISTS" ] || mount --bind "$NA_LISTS" /var/lib/apt/lists
 mount --bind "$NA_HOME" /root
+mount -t tmpfs -o size=1m,mode=755 nabench-opt /opt
 mount -t tmpfs -o size=1m,mode=755 nabench-hide /etc/netns
 "$@" &
 child=$!

@@ -221,3 +221,41 @@ def test_bundle_round_trips_through_json(tmp_path: Path) -> None:
 def test_malformed_bundles_are_clear_errors(bad: object) -> None:
     with pytest.raises(EvidenceError, match="evidence bundle"):
         Bundle.from_json(bad)
+
+
+def test_batch_reads_each_file_once_and_never_evaluates_names(tmp_path: Path) -> None:
+    """cat's batch is built as one eval'd string: names with quotes, $(...), backquotes and spaces are
+    read as data (never run), and a file two patterns match (named.conf*, *.conf) is read once."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    canary = tmp_path / "pwned"
+    nasty = ["it's $(touch pwned).conf", 'q"$(touch pwned)".conf', "b`touch pwned`.conf",
+             "two  spaces.conf", "named.conf"]
+    for i, name in enumerate(nasty):
+        (conf / name).write_text(f"content {i}\n")
+    needs = Needs(files=(f"{conf}/named.conf*", f"{conf}/*.conf", f"{conf}/named.conf"))
+    boundary = new_boundary()
+    proc = subprocess.run(["/bin/sh", "-s"], input=build_script(needs, boundary).encode(),
+                          capture_output=True, check=True, cwd=tmp_path)
+    headers = [ln for ln in proc.stdout.decode().splitlines() if ln.startswith(f"{boundary} F ")]
+    assert sorted(headers) == sorted(f"{boundary} F {conf}/{name}" for name in nasty)
+    bundle = Bundle.for_needs("t", "exec", True, needs)
+    parse_stream(proc.stdout, boundary, bundle)
+    for i, name in enumerate(nasty):
+        assert bundle.text(f"{conf}/{name}") == f"content {i}\n"
+    assert not canary.exists()
+    assert not bundle.errors
+
+
+def test_sharing_patterns_are_the_ones_that_may_match_the_same_file() -> None:
+    from nectar_audit.evidence.script import sharing_patterns
+
+    assert sharing_patterns(["/etc/bind/named.conf*", "/etc/bind/*.conf", "/etc/passwd"]) == [
+        "/etc/bind/named.conf*", "/etc/bind/*.conf"]
+    assert sharing_patterns(["/etc/redis/redis.conf", "/etc/redis/*.conf", "/etc/redis.conf"]) == [
+        "/etc/redis/redis.conf", "/etc/redis/*.conf"]
+    # Globs in different directories, and literals no glob matches, never share a file.
+    assert sharing_patterns(["/etc/a/*.conf", "/etc/b/*.conf", "/etc/c.conf", "/etc/d.conf"]) == []
+    # A glob in the directory part may be the other's directory.
+    assert sharing_patterns(["/etc/ssh/*/*.conf", "/etc/ssh/sshd_config.d/*"]) == [
+        "/etc/ssh/*/*.conf", "/etc/ssh/sshd_config.d/*"]

@@ -8,9 +8,12 @@ framed stream: every record starts with ``\\n<boundary> <kind> <name>\\n`` and e
 
 from __future__ import annotations
 
+import fnmatch
+import posixpath
 import re
 import secrets
 import shlex
+from collections.abc import Sequence
 from datetime import datetime, timezone
 
 from nectar_audit.evidence.bundle import MAX_FILE_BYTES, Bundle, CommandRecord, StatRecord
@@ -47,20 +50,33 @@ na_end() {
 # Files under /var (logs, package lists, sparse lastlog) are read one by one with a size cap; every
 # other file is read by one cat for the whole batch, each framed by a header file and the shared
 # footer "$T/t": one process instead of one per file. cat's complaints name the files they concern.
+# cat's arguments are gathered as one quoted string, not by `set -- "$@" ...`, which copies the whole
+# list on every file. After "--dedup" come the patterns that may match a file another pattern matches
+# too (named.conf*, *.conf): each such file is read once. Only those are checked, because dash's case
+# matching against the list of files seen costs more than the loop itself at a hundred files.
 na_f() {
+  a=; d=; seen='
+'
   for p do
-    shift
+    [ "$p" = --dedup ] && { d=1; continue; }
+    if [ -n "$d" ]; then
+      case $seen in *"
+$p
+"*) continue ;; esac
+      seen="$seen$p
+"
+    fi
     na_ok "$p" || continue
     case $p in
-      /var/*)
+      /var/*|*"'"*)
         printf '\n%s F %s\n' "$B" "$p"
         head -c MAXBYTES "$p" 2>"$T/e"; na_end $? "$p" ;;
       *)
-        k=$((k+1)); printf '\n%s F %s\n' "$B" "$p" >"$T/h$k"; set -- "$@" "$T/h$k" "$p" "$T/t" ;;
+        k=$((k+1)); printf '\n%s F %s\n' "$B" "$p" >"$T/h$k"; a="$a \"\$T/h$k\" '$p' \"\$T/t\"" ;;
     esac
   done
-  [ $# -gt 0 ] || return 0
-  cat -- "$@" 2>"$T/ce"
+  [ -n "$a" ] || return 0
+  eval "cat -- $a" 2>"$T/ce"
   if [ -s "$T/ce" ]; then printf '\n%s C %s\n' "$B" READ_ERRORS; head -c 65536 "$T/ce"; printf '\n%s E 0\n' "$B"; fi
 }
 # Files whose sanitizer keeps a few lines of megabytes (dpkg's status, apt's lists) go through grep -E
@@ -128,7 +144,11 @@ def _build_body(needs: Needs) -> str:
     # Globs stay unquoted so sh expands them; an unmatched glob is skipped by na_f's -f test.
     plain = [p for p in needs.files if p not in needs.prefilter]
     if plain:
-        lines.append("na_f " + " ".join(_glob_word(p) for p in plain))
+        shared = set(sharing_patterns(plain))
+        words = [_glob_word(p) for p in plain if p not in shared]
+        if shared:
+            words += ["--dedup", *(_glob_word(p) for p in plain if p in shared)]
+        lines.append("na_f " + " ".join(words))
     by_expr: dict[str, list[str]] = {}
     for pattern, expr in needs.prefilter.items():
         by_expr.setdefault(expr, []).append(pattern)
@@ -146,6 +166,36 @@ def _build_body(needs: Needs) -> str:
     for i, search in enumerate(needs.searches):
         lines.append(f"na_s {i} {shlex.quote(search.name)}")
     return "\n".join(lines) + "\n"
+
+
+def sharing_patterns(patterns: Sequence[str]) -> list[str]:
+    """The patterns that may match a file another of them matches too (``named.conf*`` and ``*.conf``).
+
+    fnmatch's ``*`` also matches "/", so a literal is judged against a glob more widely than sh would
+    match it, and two globs are assumed to share files when their directories may be the same: a
+    pattern wrongly listed costs a string test on the host, one wrongly left out a file read twice.
+    """
+    out = []
+    for i, a in enumerate(patterns):
+        if any(_may_share(a, b) for j, b in enumerate(patterns) if j != i):
+            out.append(a)
+    return out
+
+
+def _may_share(a: str, b: str) -> bool:
+    glob_a, glob_b = _has_glob(a), _has_glob(b)
+    if not glob_a and not glob_b:
+        return a == b
+    if not glob_b:
+        return fnmatch.fnmatchcase(b, a)
+    if not glob_a:
+        return fnmatch.fnmatchcase(a, b)
+    dir_a, dir_b = posixpath.dirname(a), posixpath.dirname(b)
+    return dir_a == dir_b or fnmatch.fnmatchcase(dir_a, dir_b) or fnmatch.fnmatchcase(dir_b, dir_a)
+
+
+def _has_glob(pattern: str) -> bool:
+    return any(c in pattern for c in "*?[")
 
 
 def _glob_word(pattern: str) -> str:

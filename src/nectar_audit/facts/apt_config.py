@@ -40,17 +40,22 @@ class Node:
     origin: str | None = None  # "path:line" (or "command: apt-config dump") where it was last set
     children: list[Node] = field(default_factory=list)
     parent: Node | None = field(default=None, repr=False)
+    # Lower-cased tag -> the child of that tag (tags are unique but for list items, which have none):
+    # a dump sets hundreds of keys, each looked up level by level.
+    index: dict[str, Node] = field(default_factory=dict, repr=False, compare=False)
 
     def child(self, tag: str, create: bool) -> Node | None:
         if tag:
             low = tag.lower()
-            for c in self.children:
-                if c.tag.lower() == low:
-                    return c
+            found = self.index.get(low)
+            if found is not None:
+                return found
         if not create:
             return None
         node = Node(tag, parent=self)
         self.children.append(node)
+        if tag:
+            self.index[low] = node
         return node
 
     def full_tag(self) -> str:
@@ -105,6 +110,7 @@ class AptConfig:
         if node is not None:
             node.value = ""
             node.children = []
+            node.index = {}
 
     # -- queries ---------------------------------------------------------------------------------
     def exists(self, name: str) -> bool:

@@ -368,7 +368,6 @@ class Grant:
 @dataclass(frozen=True)
 class Verdict:
     level: str  # none | local | trusted | localnets | untrusted | unknown
-    untrusted: tuple[Net, ...]  # allowed networks outside loopback, own addresses and trusted networks
     text: str  # human description of who is allowed
 
     @property
@@ -404,7 +403,7 @@ def judge(grant: Grant, trusted: Sequence[Net], local: LocalNets | None) -> Verd
     safe = [*LOOPBACK, *trusted, *own]
     rest_explicit = _minus(grant.explicit, safe)
     if any(rest_explicit.values()):
-        return Verdict("untrusted", _few(rest_explicit), _grant_text(grant, rest_explicit))
+        return Verdict("untrusted", _grant_text(grant, rest_explicit))
     rest_all = _minus(grant.networks, safe)
     if any(rest_all.values()):
         if local is None or _hits([LOCALNETS_PLACEHOLDER], rest_all):
@@ -415,15 +414,15 @@ def judge(grant: Grant, trusted: Sequence[Net], local: LocalNets | None) -> Verd
             kinds = "public" if any(n.is_global for n in shown) else "private"
             label = net_text(shown) if shown else "link-local"
             txt = f"localnets = {label} ({kinds} subnet{'s' if len(shown) > 1 else ''})"
-        return Verdict("localnets", _few(rest_all), txt)
+        return Verdict("localnets", txt)
     if grant.unknown:
-        return Verdict("unknown", (), "undecidable: " + ", ".join(grant.unknown))
+        return Verdict("unknown", "undecidable: " + ", ".join(grant.unknown))
     if not grant.networks and not grant.keys:
-        return Verdict("none", (), "nobody")
+        return Verdict("none", "nobody")
     if any(_minus(grant.networks, [*LOOPBACK, *own]).values()):
         shown_nets = [n for n in subtract(grant.networks, LOOPBACK) if n not in own]
-        return Verdict("trusted", (), f"trusted networks only ({net_text(shown_nets)})")
-    return Verdict("local", (), "this host only (loopback)")
+        return Verdict("trusted", f"trusted networks only ({net_text(shown_nets)})")
+    return Verdict("local", "this host only (loopback)")
 
 
 def _grant_text(grant: Grant, rest: IntervalSet) -> str:
