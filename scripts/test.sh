@@ -65,6 +65,9 @@ section "lab root (debootstrap bookworm + packages, cached in /var/cache/nectar-
 section "OpenStack lab (Keystone + Neutron virtualenv, cached in /var/cache/nectar-audit-lab)"
 "$PY" -m tests.lab build-openstack
 
+section "wheels for the README's install command in a lab host (cached in /var/cache/nectar-audit-lab)"
+"$PY" -m tests.lab build-wheels
+
 section "ruff check src tests"
 "$PY" -m ruff check src tests
 

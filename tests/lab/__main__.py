@@ -1,4 +1,4 @@
-"""python -m tests.lab {build-root,build-openstack,path,sweep,shell}: lab maintenance from the command line."""
+"""python -m tests.lab {build-root,build-openstack,build-wheels,path,sweep,shell}: lab maintenance from the command line."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("build-root", help="build the cached Debian root if missing (needs root, network)")
     sub.add_parser("build-openstack", help="build the cached virtualenv of Keystone + Neutron (needs PyPI)")
+    sub.add_parser("build-wheels", help="download the wheels the README's install command needs in a lab host "
+                                        "(needs PyPI)")
     sub.add_parser("path", help="print the cached root's path (exit 1 if not built)")
     sub.add_parser("sweep", help="remove namespaces and mounts left by dead lab processes")
     shell = sub.add_parser("shell", help="boot a throwaway chroot host and open a shell in it")
@@ -36,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             venv = openstack.build_venv(log=rootfs._stderr_log)
             print(f"openstack lab venv: {venv} ({time.monotonic() - t0:.1f}s)")
+        elif args.cmd == "build-wheels":
+            from . import wheelhouse
+
+            t0 = time.monotonic()
+            wheels = wheelhouse.build_wheelhouse(log=rootfs._stderr_log)
+            print(f"lab wheelhouse: {wheels} ({time.monotonic() - t0:.1f}s)")
         elif args.cmd == "path":
             path = rootfs.root_path()
             print(path)

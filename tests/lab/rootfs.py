@@ -41,6 +41,9 @@ ROOT_PACKAGES: tuple[str, ...] = (
     # systemd-journald for check 14's journald lab (tests/test_journald_lab.py). Not systemd-sysv: the
     # hosts' init stays the lab's shell, systemd is only there as binaries, units and configuration.
     "systemd",
+    # The README's install command makes a virtualenv (tests/test_readme_install_lab.py); a lab host
+    # reaches no mirror for the script to apt-get it itself.
+    "python3-venv",
 )
 # Bump when the build recipe below changes in a way that changes the resulting root.
 RECIPE_VERSION = 1
