@@ -1,4 +1,4 @@
-"""python -m tests.lab {build-root,build-openstack,build-wheels,path,sweep,shell}: lab maintenance from the command line."""
+"""python -m tests.lab {build-root,build-openstack,build-wheels,path,sweep,shell}: lab maintenance."""
 
 from __future__ import annotations
 
