@@ -190,3 +190,22 @@ def test_every_plain_list_is_read_by_one_grep(tmp_path: Path, cut: bool) -> None
     got = dict(_kernel_lists(tmp_path))
     assert got == {str(tmp_path / name): packages_kernel(text.encode()) or "\n" for name, text in texts.items()}
     assert got[str(tmp_path / "x_dists_bookworm_main_binary-amd64_Packages")].count("Version: 6.1.1-1") == 1
+
+
+def test_greps_fixed_strings_take_no_decoy_for_a_kernel(tmp_path: Path) -> None:
+    """grep looks for fixed strings, more lines than the kernel expression takes: package names that
+    only start like a kernel's, the bare prefix, and the strings inside another stanza's fields are
+    found by grep and dropped by awk, as the sanitizer drops them."""
+    decoys = (
+        "Package: linux-generic-hwe-22.04\nVersion: 1\nArchitecture: amd64\n\n"
+        "Package: linux-image-\nVersion: 2\nArchitecture: amd64\n\n"
+        "Package: linux-kvm-tools\nVersion: 3\nArchitecture: amd64\n\n"
+        "Package: docs\nVersion: 4\nDescription: how to install\n Package: linux-image-6.1.0-9-amd64\n"
+        "Depends: xPackage: linux-aws\nArchitecture: all\n\n"
+    )
+    text = decoys + _stanza("linux-image-6.1.0-9-amd64", "6.1.9-1") + decoys + _stanza("linux-aws", "5")
+    (tmp_path / "z_main_binary-amd64_Packages").write_text(text)
+    [(_, kept)] = _kernel_lists(tmp_path)
+    assert kept == packages_kernel(text.encode())
+    assert [ln for ln in kept.splitlines() if ln.startswith("Package:")] == [
+        "Package: linux-image-6.1.0-9-amd64", "Package: linux-aws"]

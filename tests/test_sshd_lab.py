@@ -317,11 +317,13 @@ def test_live_sshd_T_runs_once_when_no_match_block_exists(netns_ssh: Callable[..
     assert checks["Check-Security-01"].status.value == "pass"
 
 
+@pytest.mark.parametrize("include", ["Include {outside}", "  INCLUDE /nonexistent/x.conf {dir}/out*.conf"])
 def test_live_sshd_T_per_user_when_an_include_outside_etc_ssh_has_a_match(
-        netns_ssh: Callable[..., Any], tmp_path: Path) -> None:
+        netns_ssh: Callable[..., Any], tmp_path: Path, include: str) -> None:
     outside = tmp_path / "outside.conf"
     outside.write_text("Match User bob\n    PasswordAuthentication yes\n")
-    host = netns_ssh(f"PasswordAuthentication no\nKbdInteractiveAuthentication no\nInclude {outside}\n")
+    line = include.format(outside=outside, dir=tmp_path)
+    host = netns_ssh(f"PasswordAuthentication no\nKbdInteractiveAuthentication no\n{line}\n")
     _, checks, bundle = _judge(_target(host))
     t = bundle.commands["sshd.T"].stdout
     assert "@@same" not in t and t.count("@@rc 0") == 4

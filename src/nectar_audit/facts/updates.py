@@ -50,8 +50,12 @@ _NOT_BRIEF = re.compile(f"^(?!(?:{'|'.join(_BRIEF_KEYS)}):|$)", re.M)
 # grep puts in front of each line (-H; grep keeps the order of its arguments; the longest name wins
 # where one is the start of another) and heads each with "#file PATH". With files="" (one list on
 # stdin) lines are taken as they are.
+# grep looks for fixed strings, a superset of the lines _KERNEL_ERE takes (awk applies it): with the
+# expression, GNU grep matches candidate lines with its regex engine and spends 26 ms instead of 16 ms
+# on Debian's 52 MB of lists.
 _KERNEL_WINDOW = 60
-_KERNEL_GREP = f"grep -A {_KERNEL_WINDOW} -E '{_KERNEL_ERE}'"
+_KERNEL_FIXED = ("Package: linux-image-", *(f"Package: linux-{m}" for m in ("generic", "virtual", "kvm", "aws")))
+_KERNEL_GREP = f"grep -A {_KERNEL_WINDOW} -F " + " ".join(f"-e '{f}'" for f in _KERNEL_FIXED)
 _KERNEL_LINES_AWK = (
     f"awk -v w={_KERNEL_WINDOW + 1} -v files=FILES "
     "'BEGIN { nf = split(files, F, \"\\n\"); i = 0 } "
