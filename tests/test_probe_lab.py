@@ -21,6 +21,7 @@ from nectar_audit.probes.run import scan_probe
 from nectar_audit.probes.ssh import NONEXISTENT_USER, probe_ssh
 from nectar_audit.targets.ssh import SshTarget
 from nectar_audit.targets.ssh_options import SshOptions
+from tests import lab
 from tests.lab import netns_host, require_binary, require_netns, wait_for_tcp
 
 pytestmark = pytest.mark.lab
@@ -28,12 +29,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # A vulnerable mode-7 responder: answers MON_GETLIST_1 like ntpd < 4.2.7p26, with 3 packets of 440 bytes
 # (an 8-byte header: response bit, VN 2, mode 7, more bit and sequence, implementation 3, request 42,
-# error 0 and 6 items, item size 72; then 6 mon_data items of 72 bytes). argv: port [address family 6].
+# error 0 and 6 items, item size 72; then 6 mon_data items of 72 bytes). argv: port [6 | IPv4 address
+# to bind: a wildcard socket answers from the interface's address, not from a second one on lo].
 MODE7_SERVER = r"""
 import socket, sys
 family = socket.AF_INET6 if sys.argv[2:] == ["6"] else socket.AF_INET
 s = socket.socket(family, socket.SOCK_DGRAM)
-s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", int(sys.argv[1])))
+bind = "::" if family == socket.AF_INET6 else (sys.argv[2] if sys.argv[2:] else "0.0.0.0")
+s.bind((bind, int(sys.argv[1])))
 while True:
     data, peer = s.recvfrom(2048)
     if len(data) >= 4 and (data[0] & 7) == 7 and data[3] == 0x2a:
@@ -211,7 +214,10 @@ def test_cli_probe_json(tmp_path: Path) -> None:
         (h,) = json.loads(r.stdout)["hosts"]
         assert h["target"] == f"probe:{host.addr}"
         status = {c["id"][-2:]: c["status"] for c in h["checks"]}
-        assert status == {"01": "fail", "06": "fail", "13": "fail", "15": "manual"}
+        # The monlist answer is seen from the host's own subnet (this machine is on-link): a warning.
+        assert status == {"01": "fail", "06": "warn", "13": "fail", "15": "manual"}
+        c06 = next(c for c in h["checks"] if c["id"] == "Check-Security-06")
+        assert f"is on the target's own subnet 10.200.{host.slot}.0/24" in c06["summary"]
         assert all(f"observed from {host.gateway}" in f["message"] for c in h["checks"] for f in c["findings"])
 
 
@@ -251,17 +257,22 @@ def test_scan_probe_local_says_vantage_is_host_itself() -> None:
 def test_scan_probe_merges_into_ssh_target_checks() -> None:
     require_netns()
     with netns_host() as host:
-        host.spawn([sys.executable, "-c", MODE7_SERVER, "123"], log_name="mode7")
+        # An address of the host reached through it (a /32 on its lo, as clouds route floating
+        # addresses): not this machine's subnet, so the monlist answer is a failure, not a warning.
+        routed = f"10.200.{host.slot}.200"
+        lab.run(["ip", "-n", host.name, "addr", "add", f"{routed}/32", "dev", "lo"], timeout=30)
+        lab.run(["ip", "route", "add", f"{routed}/32", "via", host.addr], timeout=30)
+        host.spawn([sys.executable, "-c", MODE7_SERVER, "123", routed], log_name="mode7")
         _wait_udp_bound(host, 123)
         existing = Finding(Status.PASS, "config: no ntpd installed", [Evidence("/etc/ntp.conf", "absent")])
         res = HostResult(
-            target=f"root@{host.addr}",
+            target=f"root@{routed}",
             checks=[CheckResult("Check-Security-06", "t", "medium", [existing], existing.message)],
         )
-        scan_probe(res, SshTarget(host.addr, user="root", options=SshOptions(config_files=())), timeout=0.5)
+        scan_probe(res, SshTarget(routed, user="root", options=SshOptions(config_files=())), timeout=0.5)
         c06 = next(c for c in res.checks if c.id == "Check-Security-06")
         assert c06.status is Status.FAIL and c06.findings[0] is existing
-        assert c06.summary.startswith(f"NTP on {host.addr}:123/udp answers monlist (mode 7) to {host.gateway}: 3 ")
+        assert c06.summary.startswith(f"NTP on {routed}:123/udp answers monlist (mode 7) to {host.gateway}: 3 ")
         assert c06.summary.endswith(f"(observed from {host.gateway})")
         c15 = next(c for c in res.checks if c.id == "Check-Security-15")
         assert c15.status is Status.PASS  # every TCP port refused: nothing else listens

@@ -146,6 +146,7 @@ def probe_instances(targets: Sequence[InstanceTarget], results: Sequence[Any], p
     """Probe each instance's address on the ports its security groups open; findings are merged."""
     from nectar_audit.engine import merge_checks
     from nectar_audit.model import CheckResult, Evidence, Finding, Status
+    from nectar_audit.probes.onlink import local_on_link
     from nectar_audit.probes.run import observe, to_checks
 
     for target, result in zip(targets, results):
@@ -154,7 +155,8 @@ def probe_instances(targets: Sequence[InstanceTarget], results: Sequence[Any], p
         if address is None or not ports:
             continue
         try:
-            merge_checks(result, to_checks(observe(address, list(ports), timeout), why=ports))
+            merge_checks(result, to_checks(observe(address, list(ports), timeout), why=ports,
+                                           on_link=local_on_link(address)))
         except (OSError, ValueError) as exc:
             note = Finding(Status.ERROR, f"active probe of {address} failed: {exc}", [Evidence("probe", str(exc))])
             merge_checks(result, [CheckResult("Check-Security-15", "", "", [note], note.message)])

@@ -80,3 +80,15 @@ def vantage_note(source: str, target: str, own_addresses: frozenset[str] = froze
             "another project)"
         )
     return None
+
+
+def subnet_note(source: str, target: str, network: str | None) -> str | None:
+    """Why a result seen from the target's own subnet may not be what the Internet sees, or None."""
+    if not source or not network:
+        return None
+    return (
+        f"{source} is on the target's own subnet {network}: servers that trust their local networks (BIND's "
+        "default allow-recursion { localnets; localhost; }, an NTP restrict or chrony allow line for the LAN) "
+        "answer it, so this shows exposure to that subnet (on a shared network, every instance on it), not yet "
+        f"to the Internet; to settle it, run `nectar-audit probe {target}` from outside the subnet"
+    )

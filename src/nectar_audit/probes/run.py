@@ -8,10 +8,19 @@ from typing import Any
 
 from nectar_audit.checklist import BY_ID
 from nectar_audit.model import CheckResult, Evidence, Finding, HostResult, Status
-from nectar_audit.probes import DEFAULT_PORTS, DEFAULT_TIMEOUT, Observation, endpoint, validate_target, vantage_note
+from nectar_audit.probes import (
+    DEFAULT_PORTS,
+    DEFAULT_TIMEOUT,
+    Observation,
+    endpoint,
+    subnet_note,
+    validate_target,
+    vantage_note,
+)
 from nectar_audit.probes.dns import probe_dns
 from nectar_audit.probes.guard import Scope, ScopeError
 from nectar_audit.probes.ntp import probe_ntp
+from nectar_audit.probes.onlink import local_on_link
 from nectar_audit.probes.plan import PortPlan, resolve_address
 from nectar_audit.probes.reach import probe_tcp
 from nectar_audit.probes.ssh import parse_banner, probe_ssh
@@ -23,6 +32,9 @@ SEVERITY = {"01": "high", "05": "high", "06": "medium", "13": "high", "15": "hig
 # What a trusted vantage cannot settle: who may log in how, recursion and NTP ACLs, what the firewall lets
 # in. Whether a protocol is encrypted (13) is the same for every client.
 VANTAGE_SENSITIVE = frozenset({"01", "05", "06", "15"})
+# What servers commonly grant their own subnets: recursion and NTP queries. From the target's subnet,
+# a failure there is a warning (exposure to the subnet), not proof of exposure to the world.
+SUBNET_SENSITIVE = frozenset({"05", "06"})
 _STATUS = {"pass": Status.PASS, "fail": Status.FAIL, "warn": Status.WARN, "manual": Status.MANUAL}
 
 
@@ -64,13 +76,17 @@ def to_checks(
     own_addresses: frozenset[str] = frozenset(),
     why: Mapping[int, str] | None = None,
     notes: Sequence[str] = (),
+    on_link: str | None = None,
 ) -> list[CheckResult]:
     """Observations -> one CheckResult per check. From a vantage the target trusts (itself), a
-    vantage-sensitive result is `manual`, with what was seen and the vantage that would settle it."""
+    vantage-sensitive result is `manual`, with what was seen and the vantage that would settle it. From
+    the target's own subnet (``on_link``, the prober's directly attached network that holds the target),
+    a recursion or NTP failure is a warning, with the vantage that would settle it."""
     by_check: dict[str, list[Finding]] = {}
     for o in observations:
         status = _STATUS[o.verdict]
         note = vantage_note(o.source, o.target, own_addresses)
+        subnet = subnet_note(o.source, o.target, on_link) if note is None else None
         message = o.message if "observed from" in o.message else f"{o.message} (observed from {o.source})"
         evidence = [Evidence(f"probe {endpoint(o.target, o.port, o.proto)} from {o.source}", o.message)]
         if why and o.port in why:
@@ -80,6 +96,11 @@ def to_checks(
             if o.check in VANTAGE_SENSITIVE:
                 message = f"{message}; {note}"
                 status = Status.MANUAL
+        elif subnet is not None:
+            evidence.append(Evidence("vantage", subnet))
+            if o.check in SUBNET_SENSITIVE and status is Status.FAIL:
+                message = f"{message}; {subnet}"
+                status = Status.WARN
         by_check.setdefault(o.check, []).append(Finding(status, message, evidence))
     if notes and "15" in by_check:
         by_check["15"][0].evidence.extend(Evidence("probe plan", n) for n in notes)
@@ -97,7 +118,7 @@ def probe_host(address: str, ports: Sequence[int] = DEFAULT_PORTS, timeout: floa
     start = time.monotonic()
     result = HostResult(target=f"probe:{address}", started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     try:
-        result.checks = to_checks(observe(address, ports, timeout))
+        result.checks = to_checks(observe(address, ports, timeout), on_link=local_on_link(address))
     except (OSError, ValueError, ScopeError) as exc:
         result.error = f"probe of {address} failed: {exc}"
     result.duration_s = time.monotonic() - start
@@ -132,7 +153,8 @@ def scan_probe(result: HostResult, target: Any, timeout: float = DEFAULT_TIMEOUT
     try:
         address, resolved = resolve_address(target)
         observed = observe(address, plan.ports, timeout)
-        probed = to_checks(observed, plan.own_addresses, plan.why, [*resolved, *plan.notes])
+        probed = to_checks(observed, plan.own_addresses, plan.why, [*resolved, *plan.notes],
+                           on_link=local_on_link(address))
     except (OSError, ValueError, ScopeError) as exc:
         host = getattr(target, "host", "?")
         probed = _single(Status.ERROR, f"active probe of {host} failed: {exc}", [Evidence("probe", str(exc))])
