@@ -72,6 +72,29 @@ def test_cache_key_follows_package_list() -> None:
     assert {"openssh-server", "linux-image-cloud-amd64", "exim4-daemon-light"} <= set(lab.ROOT_PACKAGES)
 
 
+def test_build_once_builds_once_and_never_leaves_a_partial_directory(tmp_path: Path) -> None:
+    dest = tmp_path / "cache" / "thing"
+    calls: list[str] = []
+
+    def failing() -> None:
+        dest.mkdir(parents=True)
+        (dest / "half").write_text("x")
+        raise RuntimeError("download broke")
+
+    with pytest.raises(RuntimeError):
+        lab_state.build_once(dest, 10, "test build", failing)
+    assert not dest.exists()
+
+    def good() -> None:
+        calls.append("built")
+        dest.mkdir(parents=True)
+        (dest / "whole").write_text("x")
+
+    assert lab_state.build_once(dest, 10, "test build", good) == dest
+    assert lab_state.build_once(dest, 10, "test build", good) == dest
+    assert calls == ["built"] and (dest / "whole").exists() and (dest / ".complete").exists()
+
+
 def test_run_timeout_kills_the_whole_process_group() -> None:
     marker = f"101.{os.getpid()}"
     with pytest.raises(subprocess.TimeoutExpired):

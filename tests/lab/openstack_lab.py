@@ -17,7 +17,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -58,22 +57,15 @@ def venv_path() -> Path:
 def build_venv(log: Any = None) -> Path:
     """Create the servers' virtualenv if missing (about 30 s from PyPI, 380 MB); return it."""
     venv = venv_path()
-    done = venv / ".complete"
-    if done.exists():
-        return venv
-    state.ensure_dir(venv.parent)
-    with state.file_lock(venv.parent / ".lock", 1800, "OpenStack lab venv build"):
-        if done.exists():
-            return venv
-        if venv.exists():
-            run(["rm", "-rf", str(venv)], timeout=120)
+
+    def build() -> None:
         if log:
             log(f"building {venv} ({', '.join(lab_packages())})")
         run([sys.executable, "-m", "venv", str(venv)], timeout=300)
         run([str(venv / "bin" / "pip"), "install", "--disable-pip-version-check", "-q", *lab_packages()],
             timeout=1800)
-        done.write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
-    return venv
+
+    return state.build_once(venv, 1800, "OpenStack lab venv build", build)
 
 
 def free_port() -> int:

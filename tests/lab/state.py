@@ -12,6 +12,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -85,6 +86,27 @@ def file_lock(path: Path, timeout: float, what: str, on_wait: Callable[[str], No
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def build_once(dest: Path, timeout: float, what: str, build: Callable[[], None]) -> Path:
+    """Fill the cached directory ``dest`` with ``build()`` unless an earlier build completed (its
+    ``.complete`` marker), one process at a time; a partial directory, or a failed build's, is removed."""
+    done = dest / ".complete"
+    if done.exists():
+        return dest
+    ensure_dir(dest.parent)
+    with file_lock(dest.parent / f".{dest.name}.lock", timeout, what):
+        if done.exists():
+            return dest
+        try:
+            if dest.exists():
+                shutil.rmtree(dest)
+            build()
+        except BaseException:
+            shutil.rmtree(dest, ignore_errors=True)
+            raise
+        done.write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
+    return dest
 
 
 def write_record(kind: str, data: dict[str, Any]) -> Path:

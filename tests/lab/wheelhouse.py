@@ -13,7 +13,6 @@ import json
 import platform
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -62,25 +61,14 @@ def root_python_version(root: Path) -> str:
 def build_wheelhouse(log: Any = None) -> Path:
     """Download the wheels if missing (about 10 s, 15 MB); return the directory."""
     dest = wheelhouse_path()
-    done = dest / ".complete"
-    if done.exists():
-        return dest
-    state.ensure_dir(dest.parent)
-    with state.file_lock(dest.parent / f".{dest.name}.lock", 900, "lab wheelhouse download"):
-        if done.exists():
-            return dest
-        if dest.exists():
-            run(["rm", "-rf", str(dest)], timeout=120)
+
+    def build() -> None:
         if log:
             log(f"downloading wheels for Python {ROOT_PYTHON} into {dest}")
         arch = platform.machine()
         platforms = [arg for tag in _GLIBC_TAGS for arg in ("--platform", f"{tag}_{arch}")]
-        try:
-            run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q",
-                 "--dest", str(dest), "--only-binary=:all:", "--implementation", "cp",
-                 "--python-version", ROOT_PYTHON, *platforms, *requirements()], timeout=900)
-        except Exception:
-            run(["rm", "-rf", str(dest)], timeout=120)
-            raise
-        done.write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
-    return dest
+        run([sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "-q",
+             "--dest", str(dest), "--only-binary=:all:", "--implementation", "cp",
+             "--python-version", ROOT_PYTHON, *platforms, *requirements()], timeout=900)
+
+    return state.build_once(dest, 900, "lab wheelhouse download", build)
