@@ -135,11 +135,10 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
                         on_notice=notice)
         results, interrupted = run.results, run.interrupted
     if do_probe and not interrupted:
-        from nectar_audit.probes.run import scan_probe
+        from nectar_audit.probes.run import PROBE_WORKERS, run_probes, scan_job
 
-        for target, res in zip(parsed, results):
-            if res.error is None:
-                scan_probe(res, target)
+        probes = [(res, scan_job(target)) for target, res in zip(parsed, results) if res.error is None]
+        interrupted = run_probes(probes, min(concurrency, PROBE_WORKERS))
     finish(results, interrupted, fmt, output, store, quiet=quiet)
 
 
@@ -491,10 +490,11 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
     run = run_fleet(targets, selected, config, concurrency=concurrency, save_evidence=save_evidence,
                     debug=debug, progress=_show_progress(progress, len(targets), quiet), jobs=jobs,
                     on_notice=lambda text: click.echo(f"nectar-audit: {text}", err=True))
-    if do_probe and not run.interrupted:
-        probe_instances(targets, run.results, address)
+    interrupted = run.interrupted
+    if do_probe and not interrupted:
+        interrupted = probe_instances(targets, run.results, address, workers=concurrency)
     incomplete = any(str(r.extra.get("cloud", {}).get("host_audit", "")).startswith("failed") for r in run.results)
-    finish(run.results, run.interrupted, fmt, output, store, incomplete=incomplete, quiet=quiet)
+    finish(run.results, interrupted, fmt, output, store, incomplete=incomplete, quiet=quiet)
 
 
 @main.command("checks")
@@ -560,7 +560,7 @@ def probe(addresses: tuple[str, ...], ports: str | None, fmt: str, timeout: floa
     """Actively probe IP ADDRESS(es) from here (bounded, rate-limited, read-only requests)."""
     import ipaddress
 
-    from nectar_audit.probes.run import DEFAULT_PORTS, probe_host
+    from nectar_audit.probes.run import DEFAULT_PORTS, PROBE_WORKERS, host_job, new_probe_result, run_probes
 
     for a in addresses:
         try:
@@ -583,13 +583,18 @@ def probe(addresses: tuple[str, ...], ports: str | None, fmt: str, timeout: floa
             # A probe is a few questions to named services, not a port scan.
             raise click.BadParameter(f"at most {MAX_PORTS} ports per address ({len(port_list)} given)",
                                      param_hint="--ports")
-    results = [probe_host(a, port_list, timeout) for a in addresses]
+    results = [new_probe_result(a) for a in addresses]
+    interrupted = run_probes([(r, host_job(a, port_list, timeout)) for r, a in zip(results, addresses)],
+                             PROBE_WORKERS)
     if fmt == "json":
         write_json(results, sys.stdout)
     else:
         from nectar_audit.reports import text
 
         text.render(results, _console())  # type: ignore[arg-type]
+    if interrupted:
+        click.echo("nectar-audit: interrupted; probes not finished by Ctrl-C are marked so", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     sys.exit(EXIT_FAIL if any(r.failing for r in results) else EXIT_OK)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nectar_audit.cloud.checks.base import HOST_AUDIT_FAILED
 from nectar_audit.cloud.gather import ProjectEvidence, instance_record
@@ -19,6 +19,10 @@ from nectar_audit.evidence.bundle import Bundle
 from nectar_audit.evidence.needs import Needs
 from nectar_audit.targets.base import Target, TargetError
 from nectar_audit.targets.ssh_options import SshOptions
+
+if TYPE_CHECKING:  # probing is optional: its modules load when it is asked for
+    from nectar_audit.model import HostResult
+    from nectar_audit.probes.run import ProbeJob
 
 ADDRESS_CHOICES = ("auto", "floating", "fixed")
 
@@ -142,21 +146,33 @@ def probed_ports(record: dict[str, Any]) -> dict[int, str]:
 
 
 def probe_instances(targets: Sequence[InstanceTarget], results: Sequence[Any], prefer: str = "auto",
-                    timeout: float = 2.0) -> None:
-    """Probe each instance's address on the ports its security groups open; findings are merged."""
-    from nectar_audit.engine import merge_checks
-    from nectar_audit.model import CheckResult, Evidence, Finding, Status
-    from nectar_audit.probes.onlink import local_on_link
-    from nectar_audit.probes.run import observe, to_checks
+                    timeout: float = 2.0, workers: int = 16) -> bool:
+    """Probe each instance's address on the ports its security groups open; findings are merged.
+    True when Ctrl-C stopped the probes (instances not finished say so)."""
+    from nectar_audit.probes.run import PROBE_WORKERS, run_probes
 
+    jobs: list[tuple[HostResult, ProbeJob]] = []
     for target, result in zip(targets, results):
         address = ssh_address(target.record, prefer)
         ports = probed_ports(target.record)
-        if address is None or not ports:
-            continue
+        if address is not None and ports:
+            jobs.append((result, _instance_job(address, ports, timeout)))
+    return run_probes(jobs, min(workers, PROBE_WORKERS))
+
+
+def _instance_job(address: str, ports: dict[int, str], timeout: float) -> ProbeJob:
+    import threading
+
+    from nectar_audit.model import CheckResult, Evidence, Finding, Status
+    from nectar_audit.probes.onlink import local_on_link
+    from nectar_audit.probes.run import ProbeOutcome, observe, to_checks
+
+    def job(stop: threading.Event) -> ProbeOutcome:
         try:
-            merge_checks(result, to_checks(observe(address, list(ports), timeout), why=ports,
-                                           on_link=local_on_link(address)))
+            return ProbeOutcome(to_checks(observe(address, list(ports), timeout, stop=stop), why=ports,
+                                          on_link=local_on_link(address)))
         except (OSError, ValueError) as exc:
             note = Finding(Status.ERROR, f"active probe of {address} failed: {exc}", [Evidence("probe", str(exc))])
-            merge_checks(result, [CheckResult("Check-Security-15", "", "", [note], note.message)])
+            return ProbeOutcome([CheckResult("Check-Security-15", "", "", [note], note.message)])
+
+    return job

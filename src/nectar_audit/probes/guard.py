@@ -14,6 +14,7 @@ import ipaddress
 import re
 import socket
 import struct
+import threading
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -38,6 +39,11 @@ _NTP_MON_GETLIST_1 = 0x2A
 
 class ScopeError(ValueError):
     """A probe tried to leave its bounds (another address, too many packets, a payload not allowed)."""
+
+
+class ProbeInterrupted(Exception):
+    """The probes were stopped (Ctrl-C): raised instead of opening the next socket. Not an OSError or
+    ValueError, so that no probe mistakes it for an answer of the target."""
 
 
 def _text_allowed(data: bytes) -> bool:
@@ -100,9 +106,12 @@ class Scope:
         self.limiter = limiter
         self.max = {"tcp": max_tcp, "udp": max_datagrams}
         self.used: Counter[tuple[str, str, int]] = Counter()
+        self.stop: threading.Event | None = None  # set: no further socket is opened (ProbeInterrupted)
 
     def socket(self, target: str, proto: str, kind: str, timeout: float) -> GuardedSocket:
         """A socket for talking to `target` only; `proto` is "tcp" or "udp"."""
+        if self.stop is not None and self.stop.is_set():
+            raise ProbeInterrupted("probes interrupted")
         if kind not in KINDS:
             raise ScopeError(f"unknown probe kind {kind!r}")
         if not timeout or timeout <= 0:

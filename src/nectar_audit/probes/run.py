@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from nectar_audit.checklist import BY_ID
@@ -18,7 +21,7 @@ from nectar_audit.probes import (
     vantage_note,
 )
 from nectar_audit.probes.dns import probe_dns
-from nectar_audit.probes.guard import Scope, ScopeError
+from nectar_audit.probes.guard import ProbeInterrupted, Scope, ScopeError
 from nectar_audit.probes.ntp import probe_ntp
 from nectar_audit.probes.onlink import local_on_link
 from nectar_audit.probes.plan import PortPlan, resolve_address
@@ -26,7 +29,7 @@ from nectar_audit.probes.reach import probe_tcp
 from nectar_audit.probes.ssh import parse_banner, probe_ssh
 from nectar_audit.probes.tls import probe_service
 
-__all__ = ["DEFAULT_PORTS", "observe", "probe_host", "scan_probe", "to_checks"]
+__all__ = ["DEFAULT_PORTS", "observe", "probe_host", "run_probes", "scan_job", "scan_probe", "to_checks"]
 
 SEVERITY = {"01": "high", "05": "high", "06": "medium", "13": "high", "15": "high"}
 # What a trusted vantage cannot settle: who may log in how, recursion and NTP ACLs, what the firewall lets
@@ -35,6 +38,10 @@ VANTAGE_SENSITIVE = frozenset({"01", "05", "06", "15"})
 # What servers commonly grant their own subnets: recursion and NTP queries. From the target's subnet,
 # a failure there is a warning (exposure to the subnet), not proof of exposure to the world.
 SUBNET_SENSITIVE = frozenset({"05", "06"})
+# How many hosts are probed at once (the rate limit, not this, bounds the packets per second).
+PROBE_WORKERS = 16
+INTERRUPTED = ("active probe interrupted (Ctrl-C) before it finished: its partial results are not counted, "
+               "the host's own evidence stands")
 _STATUS = {"pass": Status.PASS, "fail": Status.FAIL, "warn": Status.WARN, "manual": Status.MANUAL}
 
 
@@ -59,11 +66,14 @@ def _observe_port(scope: Scope, address: str, port: int, timeout: float) -> list
 
 
 def observe(
-    address: str, ports: Sequence[int] = DEFAULT_PORTS, timeout: float = DEFAULT_TIMEOUT, scope: Scope | None = None
+    address: str, ports: Sequence[int] = DEFAULT_PORTS, timeout: float = DEFAULT_TIMEOUT, scope: Scope | None = None,
+    stop: threading.Event | None = None,
 ) -> list[Observation]:
-    """Probe `address` only (no name resolution, no other host), port by port, within the Scope's bounds."""
+    """Probe `address` only (no name resolution, no other host), port by port, within the Scope's bounds.
+    Once ``stop`` is set no further socket is opened: ProbeInterrupted."""
     address = validate_target(address)
     scope = scope if scope is not None else Scope([address])
+    scope.stop = stop
     scope.check_address(address)
     obs: list[Observation] = []
     for port in dict.fromkeys(ports):
@@ -113,16 +123,89 @@ def to_checks(
     return out
 
 
-def probe_host(address: str, ports: Sequence[int] = DEFAULT_PORTS, timeout: float = DEFAULT_TIMEOUT) -> HostResult:
-    """`nectar-audit probe ADDRESS`: the named address only."""
-    start = time.monotonic()
-    result = HostResult(target=f"probe:{address}", started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+@dataclass
+class ProbeOutcome:
+    """What one host's probes gave: checks to merge into its result, or an error for the whole host."""
+
+    checks: list[CheckResult] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+ProbeJob = Callable[[threading.Event], ProbeOutcome]
+
+
+def run_probes(jobs: Sequence[tuple[HostResult, ProbeJob]], workers: int) -> bool:
+    """Run the hosts' probes on up to ``workers`` threads (the process-wide rate limit still bounds the
+    packets), merging each host's outcome in this thread as it finishes, so that a report written after
+    Ctrl-C never holds a half-merged host. Ctrl-C stops them: no probe opens another socket, the hosts
+    not finished get a note instead of partial results, and True is returned."""
+    from nectar_audit.engine import merge_checks
+
+    if not jobs:
+        return False
+    stop = threading.Event()
+    pool = concurrent.futures.ThreadPoolExecutor(max(1, min(workers, len(jobs))), thread_name_prefix="probe")
+    futures = {pool.submit(job, stop): result for result, job in jobs}
+    pending = set(futures)
+
+    def merge(fut: concurrent.futures.Future[ProbeOutcome]) -> None:
+        pending.discard(fut)
+        result = futures[fut]
+        try:
+            outcome = fut.result()
+        except ProbeInterrupted:
+            outcome = ProbeOutcome(_single(Status.MANUAL, INTERRUPTED, [Evidence("probe", "interrupted by Ctrl-C")]))
+        except Exception as exc:  # a bug in a probe: reported on the host, never a traceback
+            outcome = ProbeOutcome(_single(Status.ERROR, f"internal error while probing: {exc!r}",
+                                           [Evidence("probe", type(exc).__name__)]))
+        result.duration_s += outcome.seconds
+        if outcome.error is not None:
+            result.error = outcome.error
+        else:
+            merge_checks(result, outcome.checks)
+
     try:
-        result.checks = to_checks(observe(address, ports, timeout), on_link=local_on_link(address))
-    except (OSError, ValueError, ScopeError) as exc:
-        result.error = f"probe of {address} failed: {exc}"
-    result.duration_s = time.monotonic() - start
+        for fut in concurrent.futures.as_completed(futures):
+            merge(fut)
+    except KeyboardInterrupt:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)  # running probes end at their next socket
+        for fut in list(pending):
+            if fut.cancelled():
+                pending.discard(fut)
+                merge_checks(futures[fut], _single(Status.MANUAL, INTERRUPTED,
+                                                   [Evidence("probe", "interrupted by Ctrl-C")]))
+            else:
+                merge(fut)  # finished before or after Ctrl-C: its whole outcome, or the interruption
+        return True
+    pool.shutdown(wait=True)
+    return False
+
+
+def host_job(address: str, ports: Sequence[int] = DEFAULT_PORTS, timeout: float = DEFAULT_TIMEOUT) -> ProbeJob:
+    """`nectar-audit probe ADDRESS`: the named address only; a failure is the host's error."""
+
+    def job(stop: threading.Event) -> ProbeOutcome:
+        start = time.monotonic()
+        try:
+            checks = to_checks(observe(address, ports, timeout, stop=stop), on_link=local_on_link(address))
+        except (OSError, ValueError, ScopeError) as exc:
+            return ProbeOutcome(error=f"probe of {address} failed: {exc}", seconds=time.monotonic() - start)
+        return ProbeOutcome(checks, seconds=time.monotonic() - start)
+
+    return job
+
+
+def probe_host(address: str, ports: Sequence[int] = DEFAULT_PORTS, timeout: float = DEFAULT_TIMEOUT) -> HostResult:
+    """`nectar-audit probe ADDRESS` for one address, in this thread."""
+    result = new_probe_result(address)
+    run_probes([(result, host_job(address, ports, timeout))], 1)
     return result
+
+
+def new_probe_result(address: str) -> HostResult:
+    return HostResult(target=f"probe:{address}", started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
 
 def _single(status: Status, message: str, evidence: list[Evidence]) -> list[CheckResult]:
@@ -130,32 +213,38 @@ def _single(status: Status, message: str, evidence: list[Evidence]) -> list[Chec
     return [CheckResult("Check-Security-15", BY_ID["Check-Security-15"].question, "high", [finding], message)]
 
 
-def scan_probe(result: HostResult, target: Any, timeout: float = DEFAULT_TIMEOUT) -> None:
+def scan_job(target: Any, timeout: float = DEFAULT_TIMEOUT) -> ProbeJob:
     """`scan --probe`: probe an SSH target's address on the ports its own evidence names (plus the defaults);
     for other targets, say that the vantage would be the host itself."""
-    from nectar_audit.engine import merge_checks
 
+    def job(stop: threading.Event) -> ProbeOutcome:
+        return ProbeOutcome(_scan_checks(target, timeout, stop))
+
+    return job
+
+
+def scan_probe(result: HostResult, target: Any, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """scan_job for one target, in this thread, merged into its result."""
+    run_probes([(result, scan_job(target, timeout))], 1)
+
+
+def _scan_checks(target: Any, timeout: float, stop: threading.Event) -> list[CheckResult]:
     kind = str(getattr(target, "kind", ""))
     if kind != "ssh" or not getattr(target, "host", None):
-        merge_checks(
-            result,
-            _single(
-                Status.MANUAL,
-                "active probes skipped: the vantage would be the host itself, which its services trust; "
-                "run `nectar-audit probe ADDRESS` from another machine",
-                [Evidence("probe", f"target kind {kind or 'unknown'}")],
-            ),
+        return _single(
+            Status.MANUAL,
+            "active probes skipped: the vantage would be the host itself, which its services trust; "
+            "run `nectar-audit probe ADDRESS` from another machine",
+            [Evidence("probe", f"target kind {kind or 'unknown'}")],
         )
-        return
     plan = getattr(target, "probe_plan", None)
     if not isinstance(plan, PortPlan):
         plan = PortPlan(notes=("no evidence of the host's listeners or firewall: the default ports were probed",))
     try:
         address, resolved = resolve_address(target)
-        observed = observe(address, plan.ports, timeout)
-        probed = to_checks(observed, plan.own_addresses, plan.why, [*resolved, *plan.notes],
-                           on_link=local_on_link(address))
+        observed = observe(address, plan.ports, timeout, stop=stop)
+        return to_checks(observed, plan.own_addresses, plan.why, [*resolved, *plan.notes],
+                         on_link=local_on_link(address))
     except (OSError, ValueError, ScopeError) as exc:
         host = getattr(target, "host", "?")
-        probed = _single(Status.ERROR, f"active probe of {host} failed: {exc}", [Evidence("probe", str(exc))])
-    merge_checks(result, probed)
+        return _single(Status.ERROR, f"active probe of {host} failed: {exc}", [Evidence("probe", str(exc))])
