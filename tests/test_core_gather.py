@@ -259,3 +259,25 @@ def test_sharing_patterns_are_the_ones_that_may_match_the_same_file() -> None:
     # A glob in the directory part may be the other's directory.
     assert sharing_patterns(["/etc/ssh/*/*.conf", "/etc/ssh/sshd_config.d/*"]) == [
         "/etc/ssh/*/*.conf", "/etc/ssh/sshd_config.d/*"]
+
+
+_PART = st.sampled_from(["etc", "ssh", "a.conf", "*", "*.conf", "named.conf*", "b", "?"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(_PART, min_size=1, max_size=4).map(lambda parts: "/" + "/".join(parts)), max_size=12))
+def test_sharing_patterns_compares_what_the_all_pairs_definition_compares(patterns: list[str]) -> None:
+    """Grouping by directory finds exactly the pairs the plain definition finds: two patterns whose
+    directories may be the same (equal, or one a glob matching the other) and that may share a file."""
+    import fnmatch
+    import posixpath
+
+    from nectar_audit.evidence.script import _may_share, sharing_patterns
+
+    def dirs_meet(a: str, b: str) -> bool:
+        da, db = posixpath.dirname(a), posixpath.dirname(b)
+        return da == db or fnmatch.fnmatchcase(da, db) or fnmatch.fnmatchcase(db, da)
+
+    unique = list(dict.fromkeys(patterns))
+    want = [a for a in unique if any(b != a and dirs_meet(a, b) and _may_share(a, b) for b in unique)]
+    assert sharing_patterns(patterns) == want

@@ -174,12 +174,23 @@ def sharing_patterns(patterns: Sequence[str]) -> list[str]:
     fnmatch's ``*`` also matches "/", so a literal is judged against a glob more widely than sh would
     match it, and two globs are assumed to share files when their directories may be the same: a
     pattern wrongly listed costs a string test on the host, one wrongly left out a file read twice.
+    Patterns are compared only with those whose directory may be theirs (a local scan builds this once,
+    for some 260 patterns).
     """
-    out = []
-    for i, a in enumerate(patterns):
-        if any(_may_share(a, b) for j, b in enumerate(patterns) if j != i):
-            out.append(a)
-    return out
+    by_dir: dict[str, list[str]] = {}
+    for p in dict.fromkeys(patterns):
+        by_dir.setdefault(posixpath.dirname(p), []).append(p)
+    wild_dirs = [d for d in by_dir if _has_glob(d)]
+    shared: set[str] = set()
+    for d, group in by_dir.items():
+        # The same directory, or a wild one that may stand for it; a pair found is marked on both sides
+        # (a wild directory's group is not searched for the plain directories it may stand for).
+        near = [*group, *(q for w in wild_dirs if w != d and fnmatch.fnmatchcase(d, w) for q in by_dir[w])]
+        for a in group:
+            for b in near:
+                if b != a and _may_share(a, b):
+                    shared.update((a, b))
+    return [p for p in dict.fromkeys(patterns) if p in shared]
 
 
 def _may_share(a: str, b: str) -> bool:
@@ -194,8 +205,11 @@ def _may_share(a: str, b: str) -> bool:
     return dir_a == dir_b or fnmatch.fnmatchcase(dir_a, dir_b) or fnmatch.fnmatchcase(dir_b, dir_a)
 
 
+_GLOB = re.compile(r"[*?\[]")
+
+
 def _has_glob(pattern: str) -> bool:
-    return any(c in pattern for c in "*?[")
+    return _GLOB.search(pattern) is not None
 
 
 def _glob_word(pattern: str) -> str:
