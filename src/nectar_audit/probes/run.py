@@ -137,9 +137,9 @@ ProbeJob = Callable[[threading.Event], ProbeOutcome]
 
 def run_probes(jobs: Sequence[tuple[HostResult, ProbeJob]], workers: int) -> bool:
     """Run the hosts' probes on up to ``workers`` threads (the process-wide rate limit still bounds the
-    packets), merging each host's outcome in this thread as it finishes, so that a report written after
-    Ctrl-C never holds a half-merged host. Ctrl-C stops them: no probe opens another socket, the hosts
-    not finished get a note instead of partial results, and True is returned."""
+    packets), merging each host's outcome in this thread as it finishes, so that no probe still running
+    can change a report written after Ctrl-C. Ctrl-C stops them: no probe opens another socket, the
+    hosts not finished get a note instead of partial results, and True is returned."""
     from nectar_audit.engine import merge_checks
 
     if not jobs:
@@ -155,7 +155,7 @@ def run_probes(jobs: Sequence[tuple[HostResult, ProbeJob]], workers: int) -> boo
         try:
             outcome = fut.result()
         except ProbeInterrupted:
-            outcome = ProbeOutcome(_single(Status.MANUAL, INTERRUPTED, [Evidence("probe", "interrupted by Ctrl-C")]))
+            outcome = ProbeOutcome(_interrupted())
         except Exception as exc:  # a bug in a probe: reported on the host, never a traceback
             outcome = ProbeOutcome(_single(Status.ERROR, f"internal error while probing: {exc!r}",
                                            [Evidence("probe", type(exc).__name__)]))
@@ -174,8 +174,7 @@ def run_probes(jobs: Sequence[tuple[HostResult, ProbeJob]], workers: int) -> boo
         for fut in list(pending):
             if fut.cancelled():
                 pending.discard(fut)
-                merge_checks(futures[fut], _single(Status.MANUAL, INTERRUPTED,
-                                                   [Evidence("probe", "interrupted by Ctrl-C")]))
+                merge_checks(futures[fut], _interrupted())
             else:
                 merge(fut)  # finished before or after Ctrl-C: its whole outcome, or the interruption
         return True
@@ -206,6 +205,10 @@ def probe_host(address: str, ports: Sequence[int] = DEFAULT_PORTS, timeout: floa
 
 def new_probe_result(address: str) -> HostResult:
     return HostResult(target=f"probe:{address}", started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+
+def _interrupted() -> list[CheckResult]:
+    return _single(Status.MANUAL, INTERRUPTED, [Evidence("probe", "interrupted by Ctrl-C")])
 
 
 def _single(status: Status, message: str, evidence: list[Evidence]) -> list[CheckResult]:
