@@ -424,8 +424,15 @@ def main() -> int:
             print(f"ansible -m setup: {a_wall:.2f} s wall ({ok}/{args.hosts} hosts SUCCESS, exit {a_rc}); "
                   f"CPU on the hosts {a_far:.1f} s = {a_far / args.hosts:.2f} s/host")
             print(f"nectar-audit is {a_wall / wall:.1f}x faster than Ansible's fact gathering")
+            # The hosts share this machine's CPUs with nectar-audit: a run takes at least all the CPU it
+            # uses divided by the cores, whatever the concurrency.
+            cores = os.cpu_count() or 1
+            floor = (cpu + far_cpu) / cores
+            print(f"CPU floor on {cores} cores: nectar-audit + hosts {cpu + far_cpu:.1f} s of CPU -> at least "
+                  f"{floor:.1f} s of wall time ({far_cpu / cores:.1f} s for the hosts' side alone); 5x Ansible "
+                  f"would be {a_wall / 5:.1f} s")
             result.update(ansible_wall_s=a_wall, ansible_ok=ok, ratio=a_wall / wall,
-                          ansible_host_cpu_s=a_far)
+                          ansible_host_cpu_s=a_far, cpu_floor_s=floor, hosts_side_floor_s=far_cpu / cores)
         if args.keep_output:
             dest = Path(args.keep_output)
             dest.mkdir(parents=True, exist_ok=True)
