@@ -259,6 +259,12 @@ def test_sharing_patterns_are_the_ones_that_may_match_the_same_file() -> None:
     # A glob in the directory part may be the other's directory.
     assert sharing_patterns(["/etc/ssh/*/*.conf", "/etc/ssh/sshd_config.d/*"]) == [
         "/etc/ssh/*/*.conf", "/etc/ssh/sshd_config.d/*"]
+    # Names that cannot meet, and directories of another depth (sh's * never matches "/"): the per-user
+    # patterns stay out of the host's seen-list, whose cost grows with the square of its length.
+    assert sharing_patterns(["/home/*/.ssh/authorized_keys", "/home/*/.ssh/*.pub", "/etc/fail2ban/*.conf",
+                             "/etc/fail2ban/*.local", "/home/*/.config/openstack/clouds.yaml",
+                             "/home/*/clouds.yaml"]) == []
+    assert sharing_patterns(["/root/*-openrc.sh", "/root/*openrc*.sh"]) == ["/root/*-openrc.sh", "/root/*openrc*.sh"]
 
 
 _PART = st.sampled_from(["etc", "ssh", "a.conf", "*", "*.conf", "named.conf*", "b", "?"])
@@ -267,17 +273,29 @@ _PART = st.sampled_from(["etc", "ssh", "a.conf", "*", "*.conf", "named.conf*", "
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.lists(_PART, min_size=1, max_size=4).map(lambda parts: "/" + "/".join(parts)), max_size=12))
 def test_sharing_patterns_compares_what_the_all_pairs_definition_compares(patterns: list[str]) -> None:
-    """Grouping by directory finds exactly the pairs the plain definition finds: two patterns whose
-    directories may be the same (equal, or one a glob matching the other) and that may share a file."""
-    import fnmatch
-    import posixpath
-
+    """Grouping by directory finds exactly the pairs the plain all-pairs definition finds."""
     from nectar_audit.evidence.script import _may_share, sharing_patterns
 
-    def dirs_meet(a: str, b: str) -> bool:
-        da, db = posixpath.dirname(a), posixpath.dirname(b)
-        return da == db or fnmatch.fnmatchcase(da, db) or fnmatch.fnmatchcase(db, da)
-
     unique = list(dict.fromkeys(patterns))
-    want = [a for a in unique if any(b != a and dirs_meet(a, b) and _may_share(a, b) for b in unique)]
+    want = [a for a in unique if any(b != a and _may_share(a, b) for b in unique)]
     assert sharing_patterns(patterns) == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PART, min_size=1, max_size=3), st.lists(_PART, min_size=1, max_size=3),
+       st.lists(st.sampled_from(["etc", "ssh", "a.conf", "named.conf", "b", "x.local"]), min_size=1, max_size=3))
+def test_patterns_said_apart_never_match_one_path(a: list[str], b: list[str], path: list[str]) -> None:
+    """What _may_share rules out is never a path both patterns match, component by component as sh does."""
+    import fnmatch
+
+    from nectar_audit.evidence.script import _may_share
+
+    pa, pb = "/" + "/".join(a), "/" + "/".join(b)
+    parts = ["", *path]
+
+    def matches(pattern: str) -> bool:
+        comps = pattern.split("/")
+        return len(comps) == len(parts) and all(fnmatch.fnmatchcase(p, c) for p, c in zip(parts, comps))
+
+    if matches(pa) and matches(pb):
+        assert _may_share(pa, pb)

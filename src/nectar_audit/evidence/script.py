@@ -171,11 +171,10 @@ def _build_body(needs: Needs) -> str:
 def sharing_patterns(patterns: Sequence[str]) -> list[str]:
     """The patterns that may match a file another of them matches too (``named.conf*`` and ``*.conf``).
 
-    fnmatch's ``*`` also matches "/", so a literal is judged against a glob more widely than sh would
-    match it, and two globs are assumed to share files when their directories may be the same: a
-    pattern wrongly listed costs a string test on the host, one wrongly left out a file read twice.
-    Patterns are compared only with those whose directory may be theirs (a local scan builds this once,
-    for some 260 patterns).
+    Judged as sh matches (component by component, a glob never matching "/"); where two globs meet in a
+    name, only their fixed starts and ends are compared, so a pair may be listed that shares nothing: that
+    costs a string test on the host, a pair wrongly left out a file read twice. Patterns are compared
+    only with those whose directory may be theirs (a local scan builds this once, for some 260 patterns).
     """
     by_dir: dict[str, list[str]] = {}
     for p in dict.fromkeys(patterns):
@@ -185,7 +184,7 @@ def sharing_patterns(patterns: Sequence[str]) -> list[str]:
     for d, group in by_dir.items():
         # The same directory, or a wild one that may stand for it; a pair found is marked on both sides
         # (a wild directory's group is not searched for the plain directories it may stand for).
-        near = [*group, *(q for w in wild_dirs if w != d and fnmatch.fnmatchcase(d, w) for q in by_dir[w])]
+        near = [*group, *(q for w in wild_dirs if w != d and _dirs_may_meet(d, w) for q in by_dir[w])]
         for a in group:
             for b in near:
                 if b != a and _may_share(a, b):
@@ -194,15 +193,35 @@ def sharing_patterns(patterns: Sequence[str]) -> list[str]:
 
 
 def _may_share(a: str, b: str) -> bool:
-    glob_a, glob_b = _has_glob(a), _has_glob(b)
-    if not glob_a and not glob_b:
-        return a == b
-    if not glob_b:
-        return fnmatch.fnmatchcase(b, a)
-    if not glob_a:
-        return fnmatch.fnmatchcase(a, b)
-    dir_a, dir_b = posixpath.dirname(a), posixpath.dirname(b)
-    return dir_a == dir_b or fnmatch.fnmatchcase(dir_a, dir_b) or fnmatch.fnmatchcase(dir_b, dir_a)
+    """Whether some file may match both: their directories may be the same and so may their names."""
+    return _dirs_may_meet(posixpath.dirname(a), posixpath.dirname(b)) and _names_may_meet(
+        posixpath.basename(a), posixpath.basename(b))
+
+
+def _dirs_may_meet(a: str, b: str) -> bool:
+    # sh's globs never match "/": the same depth, and every component may meet.
+    parts_a, parts_b = a.split("/"), b.split("/")
+    return len(parts_a) == len(parts_b) and all(_names_may_meet(x, y) for x, y in zip(parts_a, parts_b))
+
+
+def _names_may_meet(x: str, y: str) -> bool:
+    # Exact for a literal name; for two "*" patterns, their fixed starts and ends must agree (a necessary
+    # condition, so a pair may be kept that shares nothing: ``*.conf`` and ``*.local`` are told apart,
+    # which keeps the per-user patterns of /home/*/ out of the host-side check that costs O(n²)).
+    if not _has_glob(x):
+        return fnmatch.fnmatchcase(x, y)
+    if not _has_glob(y):
+        return fnmatch.fnmatchcase(y, x)
+    if any(c in x + y for c in "?["):
+        return True
+    (px, _, sx), (py, _, sy) = _ends(x), _ends(y)
+    return (px.startswith(py) or py.startswith(px)) and (sx.endswith(sy) or sy.endswith(sx))
+
+
+def _ends(pattern: str) -> tuple[str, str, str]:
+    head, _, rest = pattern.partition("*")
+    _, _, tail = rest.rpartition("*")
+    return head, "*", tail
 
 
 _GLOB = re.compile(r"[*?\[]")
