@@ -299,3 +299,19 @@ def test_patterns_said_apart_never_match_one_path(a: list[str], b: list[str], pa
 
     if matches(pa) and matches(pb):
         assert _may_share(pa, pb)
+
+
+def test_a_search_with_hundreds_of_hits_reads_every_one(tmp_path: Path) -> None:
+    """A login node's keys: the hits are read in batches of 200, none lost or doubled at the edges."""
+    home = tmp_path / "home"
+    names = [f"u{i}" for i in range(401)] + ["it's"]
+    for name in names:
+        (home / name / ".ssh").mkdir(parents=True)
+        (home / name / ".ssh" / "id_ed25519").write_text(f"-----BEGIN OPENSSH PRIVATE KEY-----\n{name}\n")
+    needs = Needs(searches=(Search("keys", (str(home),), "PRIVATE KEY-----", maxdepth=3),))
+    b = ScriptTarget("t", ["/bin/sh", "-s"]).gather(needs)
+    want = sorted(str(home / n / ".ssh" / "id_ed25519") for n in names)
+    assert sorted(b.searches["keys"]) == want
+    for name in names:
+        assert b.text(str(home / name / ".ssh" / "id_ed25519")) == f"-----BEGIN OPENSSH PRIVATE KEY-----\n{name}\n"
+    assert not b.errors

@@ -98,13 +98,18 @@ na_bg() {
     if [ -s "$T/e$1" ]; then printf '\n%s S %s\n' "$B" "$3"; head -c 65536 "$T/e$1"; printf '\n%s E 0\n' "$B"; fi
   } >"$T/o$1"
 }
+# A search's hits, then their contents, read by na_f in batches of 200 (set -- "$@" copies the list on
+# every line: a login node's thousands of keys would cost seconds).
 na_s() {
   printf '\n%s X %s\n' "$B" "$2"
   cat "$T/x$1"
   printf '\n%s E 0\n' "$B"
   x="$T/x$1"; set --
-  while IFS= read -r p; do set -- "$@" "$p"; done <"$x"
-  na_f "$@"
+  while IFS= read -r p; do
+    set -- "$@" "$p"
+    [ $# -lt 200 ] || { na_f "$@"; set --; }
+  done <"$x"
+  [ $# -eq 0 ] || na_f "$@"
 }
 """
 
