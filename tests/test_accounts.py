@@ -332,6 +332,26 @@ def test_gather_script_homes_snippet_is_valid_sh(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
 
 
+def test_gather_script_homes_snippet_stats_every_home_in_batches(tmp_path: Path) -> None:
+    """250 accounts homed outside /home (750 paths): stat'ed 100 homes at a time, none lost at the edges."""
+    import subprocess
+
+    from nectar_audit.facts.accounts import NEEDS
+
+    homes = [tmp_path / "srv" / f"u{i}" for i in range(250)]
+    for h in homes:
+        (h / ".ssh").mkdir(parents=True)
+        (h / ".ssh" / "authorized_keys").write_text("ssh-ed25519 AAAA x\n")
+    passwd = tmp_path / "passwd"
+    passwd.write_text("".join(f"u{i}:x:{2000 + i}:{2000 + i}::{h}:/bin/sh\n" for i, h in enumerate(homes)))
+    snippet = NEEDS.commands["accounts.homes"].replace("/etc/passwd", str(passwd))
+    out = subprocess.run(["sh", "-c", 'na_to() { shift; "$@"; }\n' + snippet], text=True, capture_output=True,
+                         timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    stated = {line.split(" ", 5)[5] for line in out.stdout.splitlines()}
+    assert stated == {str(h) for h in homes} | {str(h / ".ssh" / "authorized_keys") for h in homes}
+
+
 # -- Check-Security-09 ------------------------------------------------------------------------------
 def test_09_ubuntu_image_passes_and_lists_login_accounts() -> None:
     res = check09(make_bundle(ubuntu_files(), stats=UBUNTU_STATS))

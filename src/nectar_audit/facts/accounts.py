@@ -61,13 +61,15 @@ SPECIAL_SHELLS = {"sync": ("/bin/sync", "/usr/bin/sync"),
                   "halt": ("/sbin/halt", "/usr/sbin/halt")}
 
 # Homes of accounts outside /home: stat them and their authorized_keys (live only; offline, the globs
-# below cover /root and /home). Bounded to the first 5000 passwd lines so a huge passwd cannot stall sh.
+# below cover /root and /home). Bounded to the first 5000 passwd lines so a huge passwd cannot stall sh,
+# and stat'ed 100 homes at a time (set -- "$@" copies the whole list on every line).
 _HOMES_SNIPPET = r"""set --
 n=0
 while IFS=: read -r _u _p _i _g _c h _s; do
   n=$((n+1)); [ $n -gt 5000 ] && break
   case $h in /|/home/*|/root|/dev/*|/proc/*|/sys/*|"") continue;; esac
   set -- "$@" "$h" "$h/.ssh/authorized_keys" "$h/.ssh/authorized_keys2"
+  [ $# -lt 300 ] || { na_to 5 stat -c '%f %u %g %s %Y %n' -- "$@" 2>/dev/null; set --; }
 done </etc/passwd
 [ $# -gt 0 ] && na_to 5 stat -c '%f %u %g %s %Y %n' -- "$@" 2>/dev/null
 :"""
