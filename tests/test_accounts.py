@@ -551,3 +551,24 @@ def test_saved_bundle_judges_the_same() -> None:
     again = Bundle.from_json(json.loads(json.dumps(b.to_json())))
     assert check09(again).to_json() == check09(b).to_json()
     assert "192.0.2.7" not in json.dumps(b.to_json())  # lastlog hosts never kept
+
+
+def test_lookups_follow_getpwnam_and_getgrgid_on_duplicates() -> None:
+    """The indexes keep the first entry of a name or gid, as the C library does, and list each account's
+    groups sorted, once."""
+    passwd = ("root:x:0:0:root:/root:/bin/bash\n"
+              "alice:x:1000:1000::/home/alice:/bin/bash\n"
+              "alice:x:1001:1001::/home/alice2:/bin/sh\n")
+    group = ("root:x:0:\nalice:x:1000:\nstaff:x:50:alice,alice\nadm:x:4:alice\nsame:x:1000:\n")
+    files = {"/etc/passwd": passwd, "/etc/group": group, "/etc/shadow": "", "/etc/os-release": OS_DEBIAN}
+    facts = Facts(make_bundle(files), Config())
+    accts = facts.get(accounts)
+    alice = accts.user("alice")
+    assert alice is not None and alice.uid == 1000 and alice.home == "/home/alice"
+    assert accts.user("bob") is None
+    # Members include the accounts whose primary group it is: alice's gid 1000 is "alice" and "same".
+    assert accts.group_names_of("alice") == ["adm", "alice", "same", "staff"]
+    for name in ("root", "alice", "nobody"):
+        assert accts.group_names_of(name) == sorted(g.name for g in accts.groups.values() if name in g.members)
+    g = accts.group_by_gid(1000)
+    assert g is not None and g.name == "alice"
