@@ -164,13 +164,11 @@ def _instance_job(address: str, ports: dict[int, str], timeout: float) -> ProbeJ
     import threading
 
     from nectar_audit.model import CheckResult, Evidence, Finding, Status
-    from nectar_audit.probes.onlink import local_on_link
-    from nectar_audit.probes.run import ProbeOutcome, observe, to_checks
+    from nectar_audit.probes.run import ProbeOutcome, probe_checks
 
     def job(stop: threading.Event) -> ProbeOutcome:
         try:
-            return ProbeOutcome(to_checks(observe(address, list(ports), timeout, stop=stop), why=ports,
-                                          on_link=local_on_link(address)))
+            return ProbeOutcome(probe_checks(address, list(ports), timeout, stop, why=ports))
         except (OSError, ValueError) as exc:
             note = Finding(Status.ERROR, f"active probe of {address} failed: {exc}", [Evidence("probe", str(exc))])
             return ProbeOutcome([CheckResult("Check-Security-15", "", "", [note], note.message)])

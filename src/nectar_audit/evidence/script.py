@@ -219,14 +219,14 @@ def _names_may_meet(x: str, y: str) -> bool:
         return fnmatch.fnmatchcase(y, x)
     if any(c in x + y for c in "?["):
         return True
-    (px, _, sx), (py, _, sy) = _ends(x), _ends(y)
+    (px, sx), (py, sy) = _ends(x), _ends(y)
     return (px.startswith(py) or py.startswith(px)) and (sx.endswith(sy) or sy.endswith(sx))
 
 
-def _ends(pattern: str) -> tuple[str, str, str]:
+def _ends(pattern: str) -> tuple[str, str]:
+    """What a "*" pattern fixes at its start and at its end."""
     head, _, rest = pattern.partition("*")
-    _, _, tail = rest.rpartition("*")
-    return head, "*", tail
+    return head, rest.rpartition("*")[2]
 
 
 _GLOB = re.compile(r"[*?\[]")

@@ -38,8 +38,9 @@ LISTS = "/var/lib/apt/lists"
 SECURITY_PACKAGES_GLOB = f"{LISTS}/*security*_Packages"
 ALL_PACKAGES_GLOB = f"{LISTS}/*_Packages"
 # Kernel images and the Ubuntu kernel metapackages (the latter pull in a new ABI's image).
-KERNEL_PACKAGE_RE = re.compile(r"linux-image-.+|linux-(?:generic|virtual|kvm|aws)")
-_KERNEL_ERE = "^Package: (linux-image-.+|linux-(generic|virtual|kvm|aws))$"
+_KERNEL_METAPACKAGES = ("generic", "virtual", "kvm", "aws")
+KERNEL_PACKAGE_RE = re.compile(rf"linux-image-.+|linux-(?:{'|'.join(_KERNEL_METAPACKAGES)})")
+_KERNEL_ERE = f"^Package: (linux-image-.+|linux-({'|'.join(_KERNEL_METAPACKAGES)}))$"
 _BRIEF_KEYS = ("Package", "Version", "Architecture", "Source")
 _KERNEL_FIELDS_ERE = f"^({'|'.join(_BRIEF_KEYS)}):"
 _NOT_BRIEF = re.compile(f"^(?!(?:{'|'.join(_BRIEF_KEYS)}):|$)", re.M)
@@ -54,7 +55,7 @@ _NOT_BRIEF = re.compile(f"^(?!(?:{'|'.join(_BRIEF_KEYS)}):|$)", re.M)
 # expression, GNU grep matches candidate lines with its regex engine and spends 26 ms instead of 16 ms
 # on Debian's 52 MB of lists.
 _KERNEL_WINDOW = 60
-_KERNEL_FIXED = ("Package: linux-image-", *(f"Package: linux-{m}" for m in ("generic", "virtual", "kvm", "aws")))
+_KERNEL_FIXED = ("Package: linux-image-", *(f"Package: linux-{m}" for m in _KERNEL_METAPACKAGES))
 _KERNEL_GREP = f"grep -A {_KERNEL_WINDOW} -F " + " ".join(f"-e '{f}'" for f in _KERNEL_FIXED)
 _KERNEL_LINES_AWK = (
     f"awk -v w={_KERNEL_WINDOW + 1} -v files=FILES "

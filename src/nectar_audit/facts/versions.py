@@ -11,9 +11,8 @@ anything else appended); a missing epoch is 0 and a missing release sorts first 
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-from functools import cmp_to_key
+from functools import cmp_to_key, lru_cache
 from typing import Callable
 
 # -- dpkg ----------------------------------------------------------------------------------------
@@ -113,7 +112,7 @@ def verrevcmp(a: str, b: str) -> int:
     return 0
 
 
-@functools.lru_cache(maxsize=16384)
+@lru_cache(maxsize=16384)
 def dpkg_compare(a: str, b: str) -> int:
     """-1, 0 or 1 as ``dpkg --compare-versions a lt|eq|gt b`` would decide; VersionError if invalid."""
     va, vb = parse_deb_version(a), parse_deb_version(b)

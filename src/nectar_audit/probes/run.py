@@ -182,13 +182,21 @@ def run_probes(jobs: Sequence[tuple[HostResult, ProbeJob]], workers: int) -> boo
     return False
 
 
+def probe_checks(address: str, ports: Sequence[int], timeout: float, stop: threading.Event, *,
+                 own_addresses: frozenset[str] = frozenset(), why: Mapping[int, str] | None = None,
+                 notes: Sequence[str] = ()) -> list[CheckResult]:
+    """observe, then to_checks with the vantage this machine's routes give (the target on its subnet)."""
+    return to_checks(observe(address, ports, timeout, stop=stop), own_addresses, why, notes,
+                     on_link=local_on_link(address))
+
+
 def host_job(address: str, ports: Sequence[int] = DEFAULT_PORTS, timeout: float = DEFAULT_TIMEOUT) -> ProbeJob:
     """`nectar-audit probe ADDRESS`: the named address only; a failure is the host's error."""
 
     def job(stop: threading.Event) -> ProbeOutcome:
         start = time.monotonic()
         try:
-            checks = to_checks(observe(address, ports, timeout, stop=stop), on_link=local_on_link(address))
+            checks = probe_checks(address, ports, timeout, stop)
         except (OSError, ValueError, ScopeError) as exc:
             return ProbeOutcome(error=f"probe of {address} failed: {exc}", seconds=time.monotonic() - start)
         return ProbeOutcome(checks, seconds=time.monotonic() - start)
@@ -245,9 +253,8 @@ def _scan_checks(target: Any, timeout: float, stop: threading.Event) -> list[Che
         plan = PortPlan(notes=("no evidence of the host's listeners or firewall: the default ports were probed",))
     try:
         address, resolved = resolve_address(target)
-        observed = observe(address, plan.ports, timeout, stop=stop)
-        return to_checks(observed, plan.own_addresses, plan.why, [*resolved, *plan.notes],
-                         on_link=local_on_link(address))
+        return probe_checks(address, plan.ports, timeout, stop, own_addresses=plan.own_addresses, why=plan.why,
+                            notes=[*resolved, *plan.notes])
     except (OSError, ValueError, ScopeError) as exc:
         host = getattr(target, "host", "?")
         return _single(Status.ERROR, f"active probe of {host} failed: {exc}", [Evidence("probe", str(exc))])
