@@ -25,9 +25,9 @@ from typing import Any
 
 from . import state
 from ._proc import DIE_WITH_PARENT, LabError, run, stop_process, wait_until
+from .project import pyproject
 from .rootfs import CACHE_BASE
 
-REPO = Path(__file__).resolve().parents[2]
 RECIPE_VERSION = 1
 REGION = "RegionOne"
 ADMIN_PASSWORD = "lab-admin-secret"
@@ -39,12 +39,7 @@ SERVE = Path(__file__).with_name("openstack_serve.py")
 
 def lab_packages() -> list[str]:
     """The ``openstack-lab`` extra of pyproject.toml: the one place naming the server versions."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python < 3.11
-        import tomli as tomllib
-    data = tomllib.loads((REPO / "pyproject.toml").read_text())
-    return list(data["project"]["optional-dependencies"]["openstack-lab"])
+    return list(pyproject()["project"]["optional-dependencies"]["openstack-lab"])
 
 
 def venv_path() -> Path:

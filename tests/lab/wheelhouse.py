@@ -18,27 +18,18 @@ from typing import Any
 
 from . import state
 from ._proc import run
+from .project import pyproject
 from .rootfs import CACHE_BASE
 
-REPO = Path(__file__).resolve().parents[2]
 RECIPE_VERSION = 1
 # The lab root is Debian bookworm: CPython 3.11, glibc 2.36.
 ROOT_PYTHON = "3.11"
 _GLIBC_TAGS = ("manylinux2014", "manylinux_2_17", "manylinux_2_28", "manylinux_2_34")
 
 
-def _pyproject() -> dict[str, Any]:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python < 3.11
-        import tomli as tomllib
-    data: dict[str, Any] = tomllib.loads((REPO / "pyproject.toml").read_text())
-    return data
-
-
 def requirements() -> list[str]:
     """What `pip install .` needs from an index: the build backend and the runtime dependencies."""
-    data = _pyproject()
+    data = pyproject()
     return [*data["build-system"]["requires"], *data["project"]["dependencies"]]
 
 
