@@ -7,7 +7,7 @@ import time
 import traceback
 from collections.abc import Sequence
 
-from nectar_audit.cloud.model import CLOUD_ONLY
+from nectar_audit.facts.openstack import CLOUD_ONLY
 from nectar_audit.config import Config
 from nectar_audit.evidence.bundle import Bundle, EvidenceError
 from nectar_audit.evidence.needs import all_needs

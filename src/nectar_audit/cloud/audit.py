@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from nectar_audit.cloud.checks.base import HOST_AUDIT_FAILED
 from nectar_audit.cloud.gather import ProjectEvidence, instance_record
-from nectar_audit.cloud.model import CLOUD_ONLY
+from nectar_audit.facts.openstack import CLOUD_ONLY
 from nectar_audit.evidence.bundle import Bundle
 from nectar_audit.evidence.needs import Needs
 from nectar_audit.targets.base import Target, TargetError
@@ -129,7 +129,7 @@ MAX_PROBED_PORTS = 64  # per address: a range rule (1000-2000) must not turn a p
 def probed_ports(record: dict[str, Any]) -> dict[int, str]:
     """port -> why it is probed: the ports the instance's security groups open (single ports first,
     a few of each range, at most MAX_PROBED_PORTS)."""
-    from nectar_audit.cloud.model import PORTED, parse_instance
+    from nectar_audit.facts.openstack import PORTED, parse_instance
 
     inst = parse_instance(record)
     singles: dict[int, str] = {}

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nectar_audit.cloud.auth import explain
-from nectar_audit.cloud.model import RECORD_FORMAT
+from nectar_audit.facts.openstack import RECORD_FORMAT
 
 PROJECT_FORMAT = "nectar-audit-openstack-project/1"
 _RULE_KEYS = ("id", "direction", "ethertype", "protocol", "port_range_min", "port_range_max",

@@ -631,7 +631,7 @@ def _image_default_user(bundle: Bundle) -> tuple[str, str] | None:
     """An official Nectar image's ``default_user`` property, when the host was audited as an instance."""
     if bundle.cloud is None:
         return None
-    from nectar_audit.cloud.model import parse_instance
+    from nectar_audit.facts.openstack import parse_instance
 
     try:
         image = parse_instance(bundle.cloud).image
