@@ -7,12 +7,12 @@ import time
 import traceback
 from collections.abc import Sequence
 
-from nectar_audit.facts.openstack import CLOUD_ONLY
 from nectar_audit.config import Config
 from nectar_audit.evidence.bundle import Bundle, EvidenceError
 from nectar_audit.evidence.needs import all_needs
 from nectar_audit.facts import Facts
 from nectar_audit.facts.host import host
+from nectar_audit.facts.openstack import CLOUD_ONLY
 from nectar_audit.model import CheckResult, Finding, HostResult, Status, Waiver, worst
 from nectar_audit.registry import Entry
 from nectar_audit.targets.base import Target, TargetError

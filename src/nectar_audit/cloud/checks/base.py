@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from nectar_audit.facts.openstack import CLOUD_ONLY, PORTED, Instance, Rule
 from nectar_audit.facts import Facts
 from nectar_audit.facts.firewall import Firewall, firewall
 from nectar_audit.facts.firewall_model import Verdict
+from nectar_audit.facts.openstack import CLOUD_ONLY, PORTED, Instance, Rule
 from nectar_audit.facts.sockets import Listener, listeners
 from nectar_audit.model import Evidence, Finding, Status
 
