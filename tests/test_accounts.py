@@ -19,7 +19,7 @@ from nectar_audit.evidence.bundle import Bundle, CommandRecord, StatRecord
 from nectar_audit.evidence.needs import all_needs
 from nectar_audit.evidence.sanitize import sanitize
 from nectar_audit.facts import Facts
-from nectar_audit.facts.accounts import (
+from nectar_audit.facts.accounts.users import (
     accounts,
     build_accounts,
     parse_cloud_default_user,
@@ -325,7 +325,7 @@ def test_homes_outside_home_from_live_command() -> None:
 def test_gather_script_homes_snippet_is_valid_sh(tmp_path: Path) -> None:
     import subprocess
 
-    from nectar_audit.facts.accounts import NEEDS
+    from nectar_audit.facts.accounts.users import NEEDS
 
     out = subprocess.run(["sh", "-n"], input=NEEDS.commands["accounts.homes"], text=True, capture_output=True,
                          timeout=10, check=False)
@@ -336,7 +336,7 @@ def test_gather_script_homes_snippet_stats_every_home_in_batches(tmp_path: Path)
     """250 accounts homed outside /home (750 paths): stat'ed 100 homes at a time, none lost at the edges."""
     import subprocess
 
-    from nectar_audit.facts.accounts import NEEDS
+    from nectar_audit.facts.accounts.users import NEEDS
 
     homes = [tmp_path / "srv" / f"u{i}" for i in range(250)]
     for h in homes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nectar_audit.facts.updates import classify_destination, parse_aliases, root_mail
+from nectar_audit.facts.updates.pending import classify_destination, parse_aliases, root_mail
 from nectar_audit.model import Status
 from tests.patching_helpers import Host, messages
 

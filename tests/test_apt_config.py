@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from nectar_audit.evidence.bundle import Bundle, CommandRecord, FileRecord
 from nectar_audit.facts import Facts
-from nectar_audit.facts.apt_config import (
+from nectar_audit.facts.updates.apt_config import (
     AptConfig,
     accepted_part,
     apt_conf_order,

@@ -12,7 +12,7 @@ from nectar_audit.checks import attack_banning
 from nectar_audit.evidence.bundle import Bundle, CommandRecord, StatRecord
 from nectar_audit.evidence.needs import all_needs
 from nectar_audit.facts import Facts
-from nectar_audit.facts.fail2ban import FAILED_COMMAND, LIBWRAP_COMMAND, STATUS_COMMAND
+from nectar_audit.facts.ssh.fail2ban import FAILED_COMMAND, LIBWRAP_COMMAND, STATUS_COMMAND
 from nectar_audit.model import Finding, Status, worst
 
 SAMPLES = Path(__file__).parent / "samples" / "fail2ban"

@@ -28,8 +28,8 @@ import pytest
 
 from nectar_audit.evidence.bundle import EvidenceError
 from nectar_audit.evidence.script import _PREAMBLE
-from nectar_audit.facts.packages import RPM_QF, parse_rpm_qa
-from nectar_audit.facts.updates import (
+from nectar_audit.facts.updates.packages import RPM_QF, parse_rpm_qa
+from nectar_audit.facts.updates.pending import (
     DNF_KERNEL,
     DNF_SECURITY,
     NEEDS,
@@ -406,7 +406,7 @@ def test_dnf_is_not_asked_on_a_host_it_does_not_manage(dnf_lab: DnfLab) -> None:
 def test_rpm_is_not_listed_where_dpkg_manages_the_host(dnf_lab: DnfLab) -> None:
     # Same for rpm: this machine has rpm installed (and a ~/.rpmdb from these tests), but dpkg's
     # database is the one the facts read here.
-    from nectar_audit.facts.packages import NEEDS as PACKAGE_NEEDS
+    from nectar_audit.facts.updates.packages import NEEDS as PACKAGE_NEEDS
 
     assert Path("/var/lib/dpkg/status").stat().st_size > 0
     proc = subprocess.run(["sh", "-c", PACKAGE_NEEDS.commands["packages.rpm"]], env=dnf_lab.env,

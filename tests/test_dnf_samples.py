@@ -11,8 +11,8 @@ import datetime as dt
 import pytest
 
 from nectar_audit.evidence.bundle import EvidenceError
-from nectar_audit.facts.packages import parse_rpm_qa
-from nectar_audit.facts.updates import (
+from nectar_audit.facts.updates.packages import parse_rpm_qa
+from nectar_audit.facts.updates.pending import (
     parse_dnf_list,
     parse_dnf_metadata_age,
     pending_updates,

@@ -15,7 +15,7 @@ from nectar_audit.engine import run_check
 from nectar_audit.evidence.bundle import Bundle, StatRecord
 from nectar_audit.evidence.needs import all_needs
 from nectar_audit.facts import Facts
-from nectar_audit.facts.dns import (
+from nectar_audit.facts.network.dns import (
     ANY4,
     LOOPBACK,
     Grant,
@@ -78,7 +78,7 @@ def make_bundle(
         b.stats[path] = StatRecord(0o100755, 0, 0, 1000, 0)
     if live:
         from nectar_audit.evidence.bundle import CommandRecord
-        from nectar_audit.facts.sockets import SS_COMMAND
+        from nectar_audit.facts.system.sockets import SS_COMMAND
 
         body = "\n".join(listeners or [])
         b.commands[SS_COMMAND] = CommandRecord(f"#ss\n{body}\n#bindv6only 0\n")
@@ -444,7 +444,7 @@ def _ipt(*accept: str) -> str:
 
 def firewalled_bind(*accept: str, listeners: list[str] | None = None) -> Bundle:
     from nectar_audit.evidence.bundle import CommandRecord
-    from nectar_audit.facts.firewall import RULES_COMMAND
+    from nectar_audit.facts.firewall.effective import RULES_COMMAND
     from tests.test_firewall_checks import rules_output
 
     b = make_bundle(debian_bind(NAMED_ANY), live=True, listeners=listeners or NAMED_LISTENERS)

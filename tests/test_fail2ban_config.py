@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nectar_audit.facts.fail2ban import (
+from nectar_audit.facts.ssh.fail2ban import (
     parse_actions,
     parse_conf,
     parse_failed_logins,

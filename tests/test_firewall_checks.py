@@ -9,8 +9,8 @@ from pathlib import Path
 from nectar_audit.checks.host_firewall import run
 from nectar_audit.evidence.bundle import Bundle, CommandRecord, StatRecord
 from nectar_audit.facts import Facts
-from nectar_audit.facts.firewall import IFACES_COMMAND, RULES_COMMAND, firewall, split_sections
-from nectar_audit.facts.services import SYSTEMCTL_COMMAND
+from nectar_audit.facts.firewall.effective import IFACES_COMMAND, RULES_COMMAND, firewall, split_sections
+from nectar_audit.facts.system.services import SYSTEMCTL_COMMAND
 from nectar_audit.model import Finding, Status
 
 SAMPLES = Path(__file__).parent / "samples" / "firewall"

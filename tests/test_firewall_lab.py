@@ -26,13 +26,13 @@ from nectar_audit.config import Config
 from nectar_audit.engine import audit
 from nectar_audit.evidence.bundle import Bundle
 from nectar_audit.evidence.needs import Needs, merge
-from nectar_audit.facts import firewall as fw_mod
 from nectar_audit.facts import host as host_mod
-from nectar_audit.facts import processes as proc_mod
-from nectar_audit.facts import services as svc_mod
-from nectar_audit.facts import sockets as sock_mod
-from nectar_audit.facts.firewall_model import Verdict, evaluate
-from nectar_audit.facts.firewall_nft import parse_nft_json, parse_nft_text
+from nectar_audit.facts.firewall import effective as fw_mod
+from nectar_audit.facts.firewall.model import Verdict, evaluate
+from nectar_audit.facts.firewall.nft import parse_nft_json, parse_nft_text
+from nectar_audit.facts.system import processes as proc_mod
+from nectar_audit.facts.system import services as svc_mod
+from nectar_audit.facts.system import sockets as sock_mod
 from nectar_audit.model import CheckResult, Status
 from nectar_audit.registry import entries
 from nectar_audit.targets.script_runner import ScriptTarget

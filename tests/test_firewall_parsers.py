@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nectar_audit.facts.firewall import firewalld_ruleset, parse_firewalld, parse_ufw, ufw_rulesets
-from nectar_audit.facts.firewall_ipt import backend_of, parse_iptables_save, parse_rule
-from nectar_audit.facts.firewall_model import Ruleset, Verdict, evaluate, open_ranges
-from nectar_audit.facts.firewall_nft import parse_nft_json, parse_nft_text
+from nectar_audit.facts.firewall.effective import firewalld_ruleset, parse_firewalld, parse_ufw, ufw_rulesets
+from nectar_audit.facts.firewall.iptables import backend_of, parse_iptables_save, parse_rule
+from nectar_audit.facts.firewall.model import Ruleset, Verdict, evaluate, open_ranges
+from nectar_audit.facts.firewall.nft import parse_nft_json, parse_nft_text
 
 SAMPLES = Path(__file__).parent / "samples" / "firewall"
 EXT = ("eth0",)

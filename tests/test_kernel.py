@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nectar_audit.facts.kernel import deb_kernels, kernel_flavour, kernel_state, needs_restarting, rpm_kernels
-from nectar_audit.facts.packages import PackageDb, packages, parse_dpkg_status, parse_rpm_qa
+from nectar_audit.facts.updates.kernel import deb_kernels, kernel_flavour, kernel_state, needs_restarting, rpm_kernels
+from nectar_audit.facts.updates.packages import PackageDb, packages, parse_dpkg_status, parse_rpm_qa
 from nectar_audit.model import Status
 from tests.patching_helpers import NOW_TS, Host, messages, sample
 
@@ -309,7 +309,7 @@ def test_boot_time_from_btime() -> None:
 
 
 def test_dpkg_status_is_kept_to_the_fields_the_checks_read() -> None:
-    from nectar_audit.facts.packages import dpkg_status_fields, parse_dpkg_status
+    from nectar_audit.facts.updates.packages import dpkg_status_fields, parse_dpkg_status
 
     raw = (
         "Package: openssh-server\nStatus: install ok installed\nPriority: optional\nSection: net\n"
@@ -340,7 +340,7 @@ def _updates_list() -> str:
 
 
 def test_newer_kernel_only_in_updates_list_fails() -> None:
-    from nectar_audit.facts.updates import packages_kernel
+    from nectar_audit.facts.updates.pending import packages_kernel
 
     for live in (False, True):
         h = deb_live("6.1.0-56-cloud-amd64") if live else Host().dpkg()
@@ -380,7 +380,7 @@ def test_newer_kernel_from_host_filtered_lists() -> None:
 
 def test_kernel_list_filter_matches_sanitizer(tmp_path: Path) -> None:
     """The host-side awk filter (run here with the real sh/awk) and the ingestion sanitizer agree."""
-    from nectar_audit.facts.updates import NEEDS, packages_kernel, split_decompressed_lists
+    from nectar_audit.facts.updates.pending import NEEDS, packages_kernel, split_decompressed_lists
 
     full = sample("apt/lists-debian12-security_main_binary-amd64_Packages") + "\n" + _updates_list()
     (tmp_path / "x_main_binary-amd64_Packages").write_text(full)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from nectar_audit.evidence.bundle import Bundle
 from nectar_audit.facts import Facts
-from nectar_audit.facts.authorized_keys import (
+from nectar_audit.facts.keys.authorized import (
     authorized_keys,
     collect_authorized_keys,
     fingerprint,

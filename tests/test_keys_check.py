@@ -16,8 +16,8 @@ from nectar_audit.checks import keys_in_image
 from nectar_audit.evidence.bundle import Bundle, StatRecord
 from nectar_audit.evidence.needs import all_needs
 from nectar_audit.facts import Facts
-from nectar_audit.facts.cloudinit import cloudinit, parse_baked_keys, parse_cloud_settings
-from nectar_audit.facts.keys import SEARCH_NAME
+from nectar_audit.facts.keys.cloudinit import cloudinit, parse_baked_keys, parse_cloud_settings
+from nectar_audit.facts.keys.private import SEARCH_NAME
 from nectar_audit.model import Finding, Status, worst
 
 pytestmark = pytest.mark.skipif(

@@ -17,7 +17,7 @@ from nectar_audit.evidence.bundle import Bundle
 from nectar_audit.evidence.needs import all_needs
 from nectar_audit.evidence.sanitize import sanitize
 from nectar_audit.facts import Facts
-from nectar_audit.facts.keys import (
+from nectar_audit.facts.keys.private import (
     SEARCH_NAME,
     credential_files,
     describe_credentials,

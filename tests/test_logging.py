@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nectar_audit.facts.logging import (
+from nectar_audit.facts.system.logging import (
     logging_state,
     parse_rsyslog,
     parse_syslog_ng,
@@ -436,7 +436,7 @@ def test_offline_installed_rsyslog() -> None:
 
 
 def test_syslog_ng_include_outside_conf_d_with_tls() -> None:
-    from nectar_audit.facts.logging import NEEDS
+    from nectar_audit.facts.system.logging import NEEDS
 
     assert "/etc/syslog-ng/*.conf" in NEEDS.files
     main = SYSLOG_NG + '\n@include "remote-tls.conf"\n@include "/opt/site/syslog-ng/extra.conf"\n'

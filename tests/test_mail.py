@@ -13,7 +13,7 @@ from nectar_audit.engine import run_check
 from nectar_audit.evidence.bundle import Bundle, CommandRecord, StatRecord
 from nectar_audit.evidence.needs import all_needs
 from nectar_audit.facts import Facts
-from nectar_audit.facts.mail import (
+from nectar_audit.facts.network.mail import (
     mail_servers,
     parse_dovecot_conf,
     parse_exim_list,
@@ -25,7 +25,7 @@ from nectar_audit.facts.mail import (
     parse_update_exim4_conf,
     postfix_param,
 )
-from nectar_audit.facts.sockets import SS_COMMAND
+from nectar_audit.facts.system.sockets import SS_COMMAND
 from nectar_audit.model import Status
 from nectar_audit.registry import Entry
 

@@ -14,8 +14,8 @@ from nectar_audit.engine import run_check
 from nectar_audit.evidence.bundle import Bundle, CommandRecord, StatRecord
 from nectar_audit.evidence.needs import all_needs
 from nectar_audit.facts import Facts
-from nectar_audit.facts.dns import judge
-from nectar_audit.facts.ntp import (
+from nectar_audit.facts.network.dns import judge
+from nectar_audit.facts.network.ntp import (
     VERSION_COMMAND,
     chrony_subnet,
     monlist_capable,
@@ -25,7 +25,7 @@ from nectar_audit.facts.ntp import (
     parse_ntp_conf,
     version_tuple,
 )
-from nectar_audit.facts.sockets import SS_COMMAND
+from nectar_audit.facts.system.sockets import SS_COMMAND
 from nectar_audit.model import Status
 from nectar_audit.registry import Entry
 

@@ -8,7 +8,7 @@ from nectar_audit.checks.open_ports import run
 from nectar_audit.config import Config
 from nectar_audit.evidence.bundle import Bundle, CommandRecord, StatRecord
 from nectar_audit.facts import Facts
-from nectar_audit.facts.sockets import SS_COMMAND
+from nectar_audit.facts.system.sockets import SS_COMMAND
 from nectar_audit.model import Finding, Status
 from tests.test_firewall_checks import ROCKY, live_bundle, rules_output, sample, ufw_files
 

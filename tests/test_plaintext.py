@@ -12,8 +12,9 @@ from nectar_audit.config import Config
 from nectar_audit.engine import run_check
 from nectar_audit.evidence.bundle import Bundle, CommandRecord
 from nectar_audit.evidence.needs import all_needs
-from nectar_audit.facts import Facts, plaintext
-from nectar_audit.facts.plaintext import (
+from nectar_audit.facts import Facts
+from nectar_audit.facts.network import plaintext
+from nectar_audit.facts.network.plaintext import (
     ProbeResult,
     ServiceExposure,
     elasticsearch_http_tls,
@@ -29,7 +30,7 @@ from nectar_audit.facts.plaintext import (
     redis_tls,
     vsftpd_tls,
 )
-from nectar_audit.facts.sockets import SS_COMMAND
+from nectar_audit.facts.system.sockets import SS_COMMAND
 from nectar_audit.model import Status
 from nectar_audit.registry import Entry
 

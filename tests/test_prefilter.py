@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from nectar_audit.evidence.bundle import Bundle
 from nectar_audit.evidence.needs import Needs, all_needs
 from nectar_audit.evidence.sanitize import sanitize
-from nectar_audit.facts.packages import DPKG_STATUS
-from nectar_audit.facts.updates import NEEDS as UPDATES_NEEDS
-from nectar_audit.facts.updates import SECURITY_PACKAGES_GLOB, packages_kernel, split_decompressed_lists
+from nectar_audit.facts.updates.packages import DPKG_STATUS
+from nectar_audit.facts.updates.pending import NEEDS as UPDATES_NEEDS
+from nectar_audit.facts.updates.pending import SECURITY_PACKAGES_GLOB, packages_kernel, split_decompressed_lists
 from nectar_audit.targets.script_runner import ScriptTarget
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -159,8 +159,8 @@ def test_the_kernel_filter_reads_the_real_debian_main_list_like_the_sanitizer(tm
 def test_sanitizers_keep_a_reduced_file_as_it_is(lines: list[str], end: str) -> None:
     """The one-scan path of the two big sanitizers (input already reduced on the host) gives what the
     line-by-line path gives, for any input: reduced, not reduced, or neither."""
-    from nectar_audit.facts.packages import _KEPT, dpkg_status_fields
-    from nectar_audit.facts.updates import _BRIEF_KEYS, _lines, packages_brief
+    from nectar_audit.facts.updates.packages import _KEPT, dpkg_status_fields
+    from nectar_audit.facts.updates.pending import _BRIEF_KEYS, _lines, packages_brief
 
     text = "\n".join(lines) + end
     for candidate in (text, "".join(m.group(0) for m in _KEPT.finditer(text))):

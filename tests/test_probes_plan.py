@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from nectar_audit.evidence.needs import all_needs
-from nectar_audit.facts.firewall_model import PortRange, Verdict
-from nectar_audit.facts.sockets import Listener
+from nectar_audit.facts.firewall.model import PortRange, Verdict
+from nectar_audit.facts.system.sockets import Listener
 from nectar_audit.probes import DEFAULT_PORTS
 from nectar_audit.probes.plan import MAX_PORTS, EvidenceTap, PortPlan, plan_ports, resolve_address
 from nectar_audit.targets.script_runner import ScriptTarget

@@ -8,8 +8,8 @@ from nectar_audit.checks.unneeded_services import run
 from nectar_audit.config import Config
 from nectar_audit.evidence.bundle import Bundle, CommandRecord, StatRecord
 from nectar_audit.facts import Facts
-from nectar_audit.facts.processes import PS_COMMAND
-from nectar_audit.facts.services import (
+from nectar_audit.facts.system.processes import PS_COMMAND
+from nectar_audit.facts.system.services import (
     SYSTEMCTL_COMMAND,
     parse_inetd,
     parse_list_unit_files,
@@ -17,7 +17,7 @@ from nectar_audit.facts.services import (
     parse_xinetd,
     services,
 )
-from nectar_audit.facts.sockets import SS_COMMAND
+from nectar_audit.facts.system.sockets import SS_COMMAND
 from nectar_audit.model import Status
 
 # `systemctl list-unit-files --state=enabled --no-legend --no-pager` / `systemctl list-units --type=…
@@ -202,7 +202,7 @@ def test_inetd_parsers() -> None:
 
 
 def test_the_audit_itself_is_not_in_the_process_list() -> None:
-    from nectar_audit.facts.processes import Process, without_gatherer
+    from nectar_audit.facts.system.processes import Process, without_gatherer
 
     procs = [
         Process(1, 0, "root", "init", "/sbin/init"),
@@ -222,7 +222,7 @@ def test_the_audit_itself_is_not_in_the_process_list() -> None:
 def test_sudos_orphaned_mailer_fork_is_ours_too() -> None:
     """Captured in the lab: sudo could not resolve the host name and mailed root through a double fork,
     so a copy of our ``sudo -n sh -s`` briefly hung off PID 1 while the gatherer listed processes."""
-    from nectar_audit.facts.processes import parse_ps, without_gatherer
+    from nectar_audit.facts.system.processes import parse_ps, without_gatherer
 
     ps = """\
          1          0          0 root                             sh               sh -c set -e ...

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from nectar_audit.evidence.bundle import Bundle, CommandRecord, EvidenceError
 from nectar_audit.facts import Facts
-from nectar_audit.facts.processes import PS_COMMAND, parse_proc_status, parse_ps, processes, redact, running
-from nectar_audit.facts.sockets import (
+from nectar_audit.facts.system.processes import PS_COMMAND, parse_proc_status, parse_ps, processes, redact, running
+from nectar_audit.facts.system.sockets import (
     SS_COMMAND,
     Listener,
     listeners,
@@ -253,7 +253,7 @@ def test_proc_status_fallback_and_running() -> None:
 def test_ps_snippet_redacts_in_shell() -> None:
     import subprocess
 
-    from nectar_audit.facts.processes import _SED
+    from nectar_audit.facts.system.processes import _SED
 
     out = subprocess.run(
         ["sed", "-E", _SED],

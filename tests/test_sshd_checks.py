@@ -726,7 +726,7 @@ def test_18_not_installed() -> None:
 
 
 def test_public_fact_api() -> None:
-    from nectar_audit.facts.sshd import sshd_config, sshd_listen_ports, sshd_uses_pam
+    from nectar_audit.facts.ssh.sshd import sshd_config, sshd_listen_ports, sshd_uses_pam
 
     f = Facts(bundle(distro_files("ubuntu-24.04")))
     assert sshd_listen_ports(f) == [22]

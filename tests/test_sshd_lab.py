@@ -23,7 +23,7 @@ import pytest
 from nectar_audit.config import Config
 from nectar_audit.engine import audit
 from nectar_audit.facts import Facts
-from nectar_audit.facts.sshd import sshd_config
+from nectar_audit.facts.ssh.sshd import sshd_config
 from nectar_audit.model import CheckResult, HostResult
 from nectar_audit.registry import entries
 from nectar_audit.targets.script_runner import ScriptTarget

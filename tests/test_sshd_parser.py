@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nectar_audit.facts.sshd import (
+from nectar_audit.facts.ssh.sshd import (
     CRYPTO_POLICY,
     GENERIC_USER,
     PROBE_ADDR,
@@ -447,7 +447,7 @@ def test_unit_listen_streams() -> None:
     ],
 )
 def test_cloud_init_refusal(name: str, expected: bool) -> None:
-    from nectar_audit.facts.authorized_keys import parse_authorized_keys
+    from nectar_audit.facts.keys.authorized import parse_authorized_keys
 
     keys = parse_authorized_keys((SAMPLES / "authorized_keys" / name).read_text())
     assert keys

@@ -13,8 +13,7 @@ from nectar_audit.config import Config
 from nectar_audit.engine import run_check
 from nectar_audit.evidence.bundle import Bundle, EvidenceError, StatRecord
 from nectar_audit.facts import Facts
-from nectar_audit.facts.accounts import build_accounts
-from nectar_audit.facts.sudoers import (
+from nectar_audit.facts.accounts.sudoers import (
     Policy,
     include_target,
     logical_lines,
@@ -22,6 +21,7 @@ from nectar_audit.facts.sudoers import (
     resolve,
     sudo_rights,
 )
+from nectar_audit.facts.accounts.users import build_accounts
 from nectar_audit.model import Status
 from tests.test_accounts import OS_DEBIAN, OS_ROCKY, OS_UBUNTU, make_bundle, sample
 

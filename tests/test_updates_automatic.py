@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nectar_audit.facts.autoupdate import (
+from nectar_audit.facts.updates.autoupdate import (
     PatternError,
     Repo,
     automatic_config,
@@ -19,7 +19,7 @@ from nectar_audit.facts.autoupdate import (
     security_repos,
     unattended_upgrades,
 )
-from nectar_audit.facts.updates import ReleaseInfo, parse_release
+from nectar_audit.facts.updates.pending import ReleaseInfo, parse_release
 from nectar_audit.model import Status
 from tests.patching_helpers import NOW_TS, Host, apt_dir, messages, sample
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from nectar_audit.evidence.bundle import Bundle
 from nectar_audit.evidence.needs import all_needs
-from nectar_audit.facts.updates import (
+from nectar_audit.facts.updates.pending import (
     NEEDS,
     packages_brief,
     parse_apt_simulation,
@@ -284,7 +284,7 @@ def test_garbage_lists_never_crash(text: str, data: bytes) -> None:
 
 
 def test_decompressed_security_lists_are_split_per_file() -> None:
-    from nectar_audit.facts.updates import split_decompressed_lists
+    from nectar_audit.facts.updates.pending import split_decompressed_lists
 
     out = (
         "#file /var/lib/apt/lists/x_bookworm-security_main_binary-amd64_Packages.lz4\n"
@@ -307,7 +307,7 @@ def test_compressed_lists_on_this_machine_agree_with_apt_simulation() -> None:
     from nectar_audit.config import Config
     from nectar_audit.evidence.needs import all_needs
     from nectar_audit.facts import Facts
-    from nectar_audit.facts.updates import APT_SIMULATE, parse_apt_simulation, pending_updates
+    from nectar_audit.facts.updates.pending import APT_SIMULATE, parse_apt_simulation, pending_updates
     from nectar_audit.targets.local import LocalTarget
 
     if shutil.which("apt-get") is None:
@@ -329,7 +329,7 @@ def test_live_targets_filter_every_list_on_the_host_offline_ones_read_it(tmp_pat
     from pathlib import Path
 
     from nectar_audit.evidence.script import build_script, new_boundary
-    from nectar_audit.facts.updates import ALL_PACKAGES_GLOB
+    from nectar_audit.facts.updates.pending import ALL_PACKAGES_GLOB
     from nectar_audit.targets.rootfs import RootFsTarget
 
     needs = all_needs()
@@ -359,8 +359,8 @@ def test_live_targets_filter_every_list_on_the_host_offline_ones_read_it(tmp_pat
 
 def test_parsed_lists_and_package_databases_are_shared_read_only() -> None:
     """Parsers remembered across the hosts of a fleet hand out values no host can change for the next."""
-    from nectar_audit.facts.fail2ban import parse_conf
-    from nectar_audit.facts.packages import parse_dpkg_status
+    from nectar_audit.facts.ssh.fail2ban import parse_conf
+    from nectar_audit.facts.updates.packages import parse_dpkg_status
 
     text = sample("apt/lists-debian12-security_main_binary-amd64_Packages")
     first, again = parse_packages_list(text), parse_packages_list(text)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nectar_audit.facts.versions import (
+from nectar_audit.facts.updates.versions import (
     VersionError,
     dpkg_compare,
     newest,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.facts import Facts
-from nectar_audit.facts.fail2ban import (
+from nectar_audit.facts.ssh.fail2ban import (
     LOG_FILES,
     Banning,
     Fail2ban,

@@ -6,8 +6,9 @@ import datetime as dt
 
 from nectar_audit.checks.base import Check
 from nectar_audit.facts import Facts
-from nectar_audit.facts.apt_config import Setting
-from nectar_audit.facts.autoupdate import (
+from nectar_audit.facts.host import host
+from nectar_audit.facts.updates.apt_config import Setting
+from nectar_audit.facts.updates.autoupdate import (
     APT_CRON,
     YUM_CRON_JOB,
     AutoConfig,
@@ -20,7 +21,6 @@ from nectar_audit.facts.autoupdate import (
     periodic_enabled,
     unattended_upgrades,
 )
-from nectar_audit.facts.host import host
 from nectar_audit.model import Evidence, Finding, Status
 
 MAX_AGE_DAYS = 7

@@ -9,7 +9,7 @@ from typing import Callable
 from nectar_audit.evidence.bundle import EvidenceError
 from nectar_audit.facts import Facts
 from nectar_audit.facts.host import host
-from nectar_audit.facts.sockets import Listener, listeners, sockets_source
+from nectar_audit.facts.system.sockets import Listener, listeners, sockets_source
 from nectar_audit.model import Finding, Status
 
 

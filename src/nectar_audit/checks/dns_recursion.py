@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nectar_audit.checks.base import Check, for_family, live_listeners
 from nectar_audit.facts import Facts
-from nectar_audit.facts.dns import (
+from nectar_audit.facts.network.dns import (
     DnsServer,
     Scope,
     firewall_reach,
@@ -14,10 +14,10 @@ from nectar_audit.facts.dns import (
     match_process,
     merge_reach,
 )
-from nectar_audit.facts.dns import (
+from nectar_audit.facts.network.dns import (
     dns_servers as dns_servers_fact,
 )
-from nectar_audit.facts.sockets import Listener
+from nectar_audit.facts.system.sockets import Listener
 from nectar_audit.model import Evidence, Finding, Status
 
 _FIX = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 from nectar_audit.checks.base import Check
 from nectar_audit.evidence.bundle import EvidenceError
 from nectar_audit.facts import Facts
-from nectar_audit.facts.plaintext import ServiceExposure, exposures, planned_exposures, unidentified
-from nectar_audit.facts.sockets import sockets_source
+from nectar_audit.facts.network.plaintext import ServiceExposure, exposures, planned_exposures, unidentified
+from nectar_audit.facts.system.sockets import sockets_source
 from nectar_audit.model import Evidence, Finding, Status
 
 NAMES = {

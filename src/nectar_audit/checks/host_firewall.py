@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.facts import Facts
-from nectar_audit.facts.firewall import Firewall, firewall
-from nectar_audit.facts.firewall_model import PortRange, chain_label
+from nectar_audit.facts.firewall.effective import Firewall, firewall
+from nectar_audit.facts.firewall.model import PortRange, chain_label
 from nectar_audit.model import Evidence, Finding, Status
 
 FAMILY_NAME = {4: "IPv4", 6: "IPv6"}

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.evidence.bundle import EvidenceError
 from nectar_audit.facts import Facts
-from nectar_audit.facts.kernel import InstalledKernel, KernelState, kernel_flavour, kernel_state
-from nectar_audit.facts.updates import (
+from nectar_audit.facts.updates.kernel import InstalledKernel, KernelState, kernel_flavour, kernel_state
+from nectar_audit.facts.updates.pending import (
     LISTS,
     NoPackageLists,
     PendingUpdate,

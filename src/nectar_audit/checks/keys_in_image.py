@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.facts import Facts
-from nectar_audit.facts.authorized_keys import AuthorizedKey, collect_authorized_keys
-from nectar_audit.facts.cloudinit import CloudInit, cloudinit
-from nectar_audit.facts.keys import HostKey, PrivateKey, credential_files, host_keys, private_keys
+from nectar_audit.facts.keys.authorized import AuthorizedKey, collect_authorized_keys
+from nectar_audit.facts.keys.cloudinit import CloudInit, cloudinit
+from nectar_audit.facts.keys.private import HostKey, PrivateKey, credential_files, host_keys, private_keys
 from nectar_audit.model import Evidence, Finding, Status
 
 # Host keys written this long before the first per-instance semaphore still count as made at first boot

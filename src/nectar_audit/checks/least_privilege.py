@@ -7,8 +7,8 @@ import re
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.evidence.bundle import EvidenceError, StatRecord
 from nectar_audit.facts import Facts
-from nectar_audit.facts.accounts import IMAGE_DEFAULT_USERS, Accounts, accounts, home_stats
-from nectar_audit.facts.sudoers import SUDOERS, SUDOERS_D, Grant, SudoRights, sudo_rights
+from nectar_audit.facts.accounts.sudoers import SUDOERS, SUDOERS_D, Grant, SudoRights, sudo_rights
+from nectar_audit.facts.accounts.users import IMAGE_DEFAULT_USERS, Accounts, accounts, home_stats
 from nectar_audit.model import Evidence, Finding, Status
 
 # Membership in these groups is root without sudo, a password or an audit trail.

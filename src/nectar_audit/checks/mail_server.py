@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from nectar_audit.checks.base import Check, for_family, live_listeners
 from nectar_audit.facts import Facts
-from nectar_audit.facts.mail import PORTS, MailServer, mail_servers
-from nectar_audit.facts.sockets import Listener
+from nectar_audit.facts.network.mail import PORTS, MailServer, mail_servers
+from nectar_audit.facts.system.sockets import Listener
 from nectar_audit.model import Evidence, Finding, Status
 
 # SMTP, submission, SMTPS, POP3(S), IMAP(S), ManageSieve, LMTP over TCP.

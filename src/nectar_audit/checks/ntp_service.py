@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from nectar_audit.checks.base import Check, for_family, live_listeners
 from nectar_audit.facts import Facts
-from nectar_audit.facts.dns import Grant, ListenPlan, Verdict, firewall_reach, judge, limit, local_networks
-from nectar_audit.facts.ntp import MONLIST_FIXED, NtpServer, ntp_servers
-from nectar_audit.facts.sockets import Listener
+from nectar_audit.facts.network.dns import Grant, ListenPlan, Verdict, firewall_reach, judge, limit, local_networks
+from nectar_audit.facts.network.ntp import MONLIST_FIXED, NtpServer, ntp_servers
+from nectar_audit.facts.system.sockets import Listener
 from nectar_audit.model import Evidence, Finding, Status
 
 _FIXED = "{}.{}.{}p{}".format(*MONLIST_FIXED)

@@ -21,7 +21,7 @@ from nectar_audit.checks.ssh_password_login import (
 )
 from nectar_audit.evidence.bundle import EvidenceError
 from nectar_audit.facts import Facts
-from nectar_audit.facts.sshd import (
+from nectar_audit.facts.ssh.sshd import (
     Context,
     Setting,
     SshdConfig,
@@ -68,7 +68,7 @@ class RootKeys:
 
 def _parse_keys(text: str, path: str) -> list[RootKey]:
     try:
-        from nectar_audit.facts.authorized_keys import parse_authorized_keys
+        from nectar_audit.facts.keys.authorized import parse_authorized_keys
     except ImportError:  # pragma: no cover - part of the package
         return []
     out = []

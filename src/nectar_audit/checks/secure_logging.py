@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.facts import Facts
-from nectar_audit.facts.logging import Channel, LoggingState, logging_state
+from nectar_audit.facts.system.logging import Channel, LoggingState, logging_state
 from nectar_audit.model import Evidence, Finding, Status
 
 RSYSLOG_TLS = (

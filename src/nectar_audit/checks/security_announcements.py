@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.evidence.bundle import EvidenceError
 from nectar_audit.facts import Facts
-from nectar_audit.facts.apt_config import apt_config
 from nectar_audit.facts.host import HostInfo, host
-from nectar_audit.facts.updates import ALIASES, ROOT_FORWARD, pending_updates, root_mail
+from nectar_audit.facts.updates.apt_config import apt_config
+from nectar_audit.facts.updates.pending import ALIASES, ROOT_FORWARD, pending_updates, root_mail
 from nectar_audit.model import Evidence, Finding, Status
 
 STALE_LISTS_DAYS = 7

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.facts import Facts
 from nectar_audit.facts.host import host
-from nectar_audit.facts.sshd import (
+from nectar_audit.facts.ssh.sshd import (
     DROPIN_DIR,
     GENERIC_USER,
     Context,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.checks.ssh_password_login import ssh_unit
 from nectar_audit.facts import Facts
-from nectar_audit.facts.sshd import ListenInfo, SshdConfig, includes_dropins, sshd_config, sshd_listeners
+from nectar_audit.facts.ssh.sshd import ListenInfo, SshdConfig, includes_dropins, sshd_config, sshd_listeners
 from nectar_audit.model import Evidence, Finding, Status
 
 FOLLOW = (

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.facts import Facts
-from nectar_audit.facts.accounts import Account, Accounts, accounts
+from nectar_audit.facts.accounts.users import Account, Accounts, accounts
 from nectar_audit.model import Evidence, Finding, Status
 
 NOLOGIN = {"debian": "/usr/sbin/nologin", "rhel": "/sbin/nologin", "fedora": "/usr/sbin/nologin"}

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.evidence.bundle import EvidenceError
 from nectar_audit.facts import Facts
-from nectar_audit.facts.processes import Process, processes
-from nectar_audit.facts.services import Services, services, unit_base
-from nectar_audit.facts.sockets import Listener, listeners, sockets_source
+from nectar_audit.facts.system.processes import Process, processes
+from nectar_audit.facts.system.services import Services, services, unit_base
+from nectar_audit.facts.system.sockets import Listener, listeners, sockets_source
 from nectar_audit.model import Evidence, Finding, Status
 
 

@@ -92,8 +92,8 @@ def all_needs() -> Needs:
     import nectar_audit.facts as facts_pkg
 
     parts = []
-    for info in sorted(pkgutil.iter_modules(facts_pkg.__path__), key=lambda i: i.name):
-        module = importlib.import_module(f"{facts_pkg.__name__}.{info.name}")
+    for info in sorted(pkgutil.walk_packages(facts_pkg.__path__, facts_pkg.__name__ + "."), key=lambda i: i.name):
+        module = importlib.import_module(info.name)
         needs = getattr(module, "NEEDS", None)
         if isinstance(needs, Needs):
             parts.append(needs)

@@ -167,7 +167,7 @@ def _wtmpdb(data: bytes) -> str:
 @sanitizer("private_key")
 def _private_key(data: bytes) -> str:
     """Private key files -> JSON per key: format, encrypted or not, public fingerprint; no key material."""
-    from nectar_audit.facts.keys import sanitize_described
+    from nectar_audit.facts.keys.private import sanitize_described
 
     return sanitize_described(data)
 
@@ -175,7 +175,7 @@ def _private_key(data: bytes) -> str:
 @sanitizer("credentials")
 def _credentials(data: bytes) -> str:
     """openrc, clouds.yaml, .aws/credentials, .git-credentials, .netrc, docker config -> secret names only."""
-    from nectar_audit.facts.keys import sanitize_described
+    from nectar_audit.facts.keys.private import sanitize_described
 
     return sanitize_described(data)
 
@@ -183,7 +183,7 @@ def _credentials(data: bytes) -> str:
 @sanitizer("secret_scan")
 def _secret_scan(data: bytes) -> str:
     """Kept as is unless it holds a private key or a stored secret; then described like private_key."""
-    from nectar_audit.facts.keys import sanitize_secret_scan
+    from nectar_audit.facts.keys.private import sanitize_secret_scan
 
     return sanitize_secret_scan(data)
 
@@ -191,7 +191,7 @@ def _secret_scan(data: bytes) -> str:
 @sanitizer("instance_data")
 def _instance_data(data: bytes) -> str:
     """cloud-init instance-data.json -> instance id and the metadata's public key fingerprints only."""
-    from nectar_audit.facts.cloudinit import sanitize_instance_data
+    from nectar_audit.facts.keys.cloudinit import sanitize_instance_data
 
     return sanitize_instance_data(data)
 

@@ -19,8 +19,8 @@ from nectar_audit.config import Config
 from nectar_audit.evidence.bundle import Bundle
 from nectar_audit.evidence.needs import Needs
 from nectar_audit.facts import Facts
-from nectar_audit.facts.firewall_model import PortRange
-from nectar_audit.facts.sockets import Listener
+from nectar_audit.facts.firewall.model import PortRange
+from nectar_audit.facts.system.sockets import Listener
 from nectar_audit.probes import DEFAULT_PORTS
 
 MAX_PORTS = 64
@@ -84,8 +84,8 @@ def plan_ports(
 
 def plan_from_bundle(bundle: Bundle, config: Config | None = None) -> PortPlan:
     """The plan from a gathered evidence bundle; evidence that cannot be read leaves a note, never an error."""
-    from nectar_audit.facts.firewall import firewall
-    from nectar_audit.facts.sockets import listeners
+    from nectar_audit.facts.firewall.effective import firewall
+    from nectar_audit.facts.system.sockets import listeners
 
     facts = Facts(bundle, config)
     notes: list[str] = []

@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from nectar_audit.facts import Facts
-from nectar_audit.facts.firewall import Firewall, firewall
-from nectar_audit.facts.firewall_model import Verdict
+from nectar_audit.facts.firewall.effective import Firewall, firewall
+from nectar_audit.facts.firewall.model import Verdict
 from nectar_audit.facts.openstack import CLOUD_ONLY, PORTED, Instance, Rule
-from nectar_audit.facts.sockets import Listener, listeners
+from nectar_audit.facts.system.sockets import Listener, listeners
 from nectar_audit.model import Evidence, Finding, Status
 
 API = "OpenStack API"

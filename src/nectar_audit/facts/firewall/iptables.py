@@ -7,7 +7,7 @@ import ipaddress
 import re
 import shlex
 
-from nectar_audit.facts.firewall_model import (
+from nectar_audit.facts.firewall.model import (
     PROTO_NUMBERS,
     Action,
     Addr,

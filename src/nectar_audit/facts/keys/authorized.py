@@ -290,7 +290,7 @@ def _owner_map(facts: Facts) -> dict[str, str]:
     """home directory -> user name, from passwd when the accounts fact is available."""
     homes: dict[str, str] = {}
     try:
-        from nectar_audit.facts.accounts import accounts
+        from nectar_audit.facts.accounts.users import accounts
     except ImportError:  # pragma: no cover - accounts is part of the package
         return homes
     try:
@@ -310,8 +310,8 @@ def _central_owners(facts: Facts) -> dict[str, str]:
     paths = [p for pattern in CENTRAL_GLOBS for p in b.glob(pattern)]
     if not paths:
         return {}
-    from nectar_audit.facts.accounts import accounts
-    from nectar_audit.facts.sshd import authorized_keys_paths, sshd_config
+    from nectar_audit.facts.accounts.users import accounts
+    from nectar_audit.facts.ssh.sshd import authorized_keys_paths, sshd_config
 
     try:
         settings = facts.get(sshd_config).global_settings

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from nectar_audit.evidence.bundle import Bundle
 from nectar_audit.evidence.needs import Needs
-from nectar_audit.facts.dns import LOOPBACK, ListenPlan, parse_net
+from nectar_audit.facts.network.dns import LOOPBACK, ListenPlan, parse_net
 from nectar_audit.model import Evidence
 
 if TYPE_CHECKING:

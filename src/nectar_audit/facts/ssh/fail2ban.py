@@ -794,7 +794,7 @@ def _files_under(facts: Facts, prefix: str, errors: list[str]) -> dict[str, str]
 
 def _enabled(facts: Facts, unit: str) -> bool | None:
     try:
-        from nectar_audit.facts.services import services
+        from nectar_audit.facts.system.services import services
 
         return facts.get(services).is_enabled(unit)
     except Exception:
@@ -805,7 +805,7 @@ def _running(facts: Facts, *names: str) -> bool | None:
     if not facts.bundle.live:
         return None
     try:
-        from nectar_audit.facts.processes import running
+        from nectar_audit.facts.system.processes import running
 
         return running(facts, *names)
     except Exception:
@@ -877,7 +877,7 @@ class Banning:
 
 def _sshd_ports(facts: Facts) -> tuple[list[int], str]:
     try:
-        from nectar_audit.facts.sshd import sshd_listeners
+        from nectar_audit.facts.ssh.sshd import sshd_listeners
 
         info = facts.get(sshd_listeners)
         ports = info.all_ports

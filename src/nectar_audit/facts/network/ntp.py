@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from nectar_audit.evidence.bundle import Bundle, EvidenceError
 from nectar_audit.evidence.needs import Needs
-from nectar_audit.facts.dns import (
+from nectar_audit.facts.network.dns import (
     ANY4,
     ANY6,
     LOOPBACK,
@@ -521,7 +521,7 @@ def _version(facts: Facts) -> tuple[str, str | None, str]:
         if kind:
             return kind, ver, f"command: ntpd --version ({rec.stdout.strip().splitlines()[0][:80]})"
     try:
-        from nectar_audit.facts.packages import packages
+        from nectar_audit.facts.updates.packages import packages
 
         db = facts.get(packages)
     except (EvidenceError, ImportError):

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable
 
-from nectar_audit.facts.firewall_model import (
+from nectar_audit.facts.firewall.model import (
     PROTO_NUMBERS,
     Action,
     Addr,

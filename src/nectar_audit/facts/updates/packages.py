@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from nectar_audit.evidence.bundle import EvidenceError
 from nectar_audit.evidence.needs import Needs
 from nectar_audit.evidence.sanitize import sanitizer
-from nectar_audit.facts.versions import comparator
+from nectar_audit.facts.updates.versions import comparator
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Callable
 from nectar_audit.evidence.bundle import Bundle, EvidenceError
 from nectar_audit.evidence.needs import Needs
 from nectar_audit.evidence.sanitize import sanitizer
-from nectar_audit.facts.dns import Stmt, parse_named_conf
-from nectar_audit.facts.mail import mail_servers
-from nectar_audit.facts.sockets import Listener, listeners
+from nectar_audit.facts.network.dns import Stmt, parse_named_conf
+from nectar_audit.facts.network.mail import mail_servers
+from nectar_audit.facts.system.sockets import Listener, listeners
 from nectar_audit.model import Evidence
 
 if TYPE_CHECKING:
@@ -573,7 +573,7 @@ class _Ctx:
     def args(self, pid: int | None) -> str:
         if self._args is None:
             try:
-                from nectar_audit.facts.processes import processes
+                from nectar_audit.facts.system.processes import processes
 
                 self._args = {p.pid: p.args for p in self.facts.get(processes)}
             except EvidenceError:
@@ -596,7 +596,7 @@ class _Ctx:
         if user == "root":
             return "/root"
         try:
-            from nectar_audit.facts.accounts import accounts
+            from nectar_audit.facts.accounts.users import accounts
 
             acct = self.facts.get(accounts).user(user)
         except EvidenceError:

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from nectar_audit.evidence.bundle import EvidenceError
 from nectar_audit.evidence.needs import Needs
 from nectar_audit.facts.host import host
-from nectar_audit.facts.packages import Package, PackageDb, packages
-from nectar_audit.facts.versions import VersionError, comparator
+from nectar_audit.facts.updates.packages import Package, PackageDb, packages
+from nectar_audit.facts.updates.versions import VersionError, comparator
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts

@@ -1426,7 +1426,7 @@ def firewall_reach(facts: Facts, proto: str, port: int) -> Reach:
     import importlib
 
     try:
-        mod = importlib.import_module("nectar_audit.facts.firewall")
+        mod = importlib.import_module("nectar_audit.facts.firewall.effective")
         fw = facts.get(mod.firewall)
     except (ImportError, AttributeError, EvidenceError):
         return Reach((ANY4, ANY6), "host firewall not evaluated", False)

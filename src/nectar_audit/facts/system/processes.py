@@ -161,7 +161,7 @@ def processes(facts: Facts) -> list[Process]:
     if head == "#ps":
         result = parse_ps(body)
     elif head == "#proc":
-        from nectar_audit.facts.sockets import parse_passwd
+        from nectar_audit.facts.system.sockets import parse_passwd
 
         try:
             passwd = parse_passwd(b.text("/etc/passwd") or "")

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Union
 
 from nectar_audit.evidence.bundle import EvidenceError, StatRecord
 from nectar_audit.evidence.needs import Needs
-from nectar_audit.facts.processes import running
-from nectar_audit.facts.services import services
+from nectar_audit.facts.system.processes import running
+from nectar_audit.facts.system.services import services
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts

@@ -1502,7 +1502,7 @@ def _socket_unit(facts: Facts, cfg: SshdConfig, name: str) -> SocketUnit | None:
     if st is not None and st.is_link and b.file(f"/etc/systemd/system/{name}") is None:
         masked = True
     try:
-        from nectar_audit.facts.services import services
+        from nectar_audit.facts.system.services import services
 
         svc = facts.get(services)
         if svc.enabled_source.startswith("command:"):
@@ -1590,7 +1590,7 @@ def sshd_listeners(facts: Facts) -> ListenInfo:
     running_source = ""
     if facts.bundle.live:
         try:
-            from nectar_audit.facts.sockets import listeners, sockets_source
+            from nectar_audit.facts.system.sockets import listeners, sockets_source
 
             items = facts.get(listeners)
             socket_ports = {p.port for p in ports} if socket is not None else set()

@@ -266,7 +266,7 @@ def services(facts: Facts) -> Services:
         running_known = True
         running_source = "command: systemctl list-units --state=running,listening,waiting"
     elif b.live:
-        from nectar_audit.facts.processes import processes
+        from nectar_audit.facts.system.processes import processes
 
         try:
             procs = facts.get(processes)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from nectar_audit.evidence.bundle import EvidenceError
 from nectar_audit.evidence.needs import Needs, Search
-from nectar_audit.facts.authorized_keys import blob_type, fingerprint, fingerprint_raw, parse_authorized_keys
+from nectar_audit.facts.keys.authorized import blob_type, fingerprint, fingerprint_raw, parse_authorized_keys
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts

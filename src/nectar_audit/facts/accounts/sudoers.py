@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from nectar_audit.evidence.bundle import Bundle, EvidenceError
 from nectar_audit.evidence.needs import Needs
-from nectar_audit.facts.accounts import Accounts, accounts
+from nectar_audit.facts.accounts.users import Accounts, accounts
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING
 from nectar_audit.evidence.bundle import EvidenceError
 from nectar_audit.evidence.needs import Needs
 from nectar_audit.evidence.sanitize import sanitizer
-from nectar_audit.facts.packages import Package, PackageDb, packages
-from nectar_audit.facts.versions import VersionError, dpkg_compare
+from nectar_audit.facts.updates.packages import Package, PackageDb, packages
+from nectar_audit.facts.updates.versions import VersionError, dpkg_compare
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from nectar_audit.evidence.bundle import EvidenceError
 from nectar_audit.evidence.needs import Needs
-from nectar_audit.facts.firewall_ipt import parse_iptables_save
-from nectar_audit.facts.firewall_model import (
+from nectar_audit.facts.firewall.iptables import parse_iptables_save
+from nectar_audit.facts.firewall.model import (
     Action,
     Addr,
     Chain,
@@ -41,9 +41,9 @@ from nectar_audit.facts.firewall_model import (
     open_ranges,
     port_boundaries,
 )
-from nectar_audit.facts.firewall_nft import parse_nft_json, parse_nft_text
-from nectar_audit.facts.firewall_services import INCLUDES, PORTS
-from nectar_audit.facts.services import Services, services
+from nectar_audit.facts.firewall.nft import parse_nft_json, parse_nft_text
+from nectar_audit.facts.firewall.services import INCLUDES, PORTS
+from nectar_audit.facts.system.services import Services, services
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
@@ -426,7 +426,7 @@ def firewalld_ruleset(cfg: FirewalldConfig, custom: dict[str, list[tuple[str, st
     if cfg.default_zone not in zones:
         rs.errors.append(f"default zone {cfg.default_zone} has no definition")
         zones[cfg.default_zone] = Zone(cfg.default_zone, "(missing)", target="default")
-    from nectar_audit.facts.firewall_nft import _net_value  # same parser the nft reader uses
+    from nectar_audit.facts.firewall.nft import _net_value  # same parser the nft reader uses
 
     for z in zones.values():
         zc = Chain(f"filter_IN_{z.name}")
@@ -444,7 +444,7 @@ def firewalld_ruleset(cfg: FirewalldConfig, custom: dict[str, list[tuple[str, st
                 else:
                     preds.append(Addr(f"rich rule source {src}", "saddr", fam or 4, (), neg, unknown=True))
             elif fam:
-                from nectar_audit.facts.firewall_model import NfProto
+                from nectar_audit.facts.firewall.model import NfProto
 
                 preds.append(NfProto(f"rule family ipv{fam}", fam))
             act = Action(action if action in ("accept", "drop", "reject") else "undecided", None, action)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from nectar_audit.evidence.bundle import EvidenceError
 from nectar_audit.evidence.needs import Needs
-from nectar_audit.facts.authorized_keys import KEY_TYPES, parse_authorized_keys
+from nectar_audit.facts.keys.authorized import KEY_TYPES, parse_authorized_keys
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts

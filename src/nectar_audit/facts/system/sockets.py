@@ -369,7 +369,7 @@ def listeners(facts: Facts) -> list[Listener]:
             raise EvidenceError("cannot list listening sockets: neither ss nor /proc/net is available")
         comms: dict[int, str] = {}
         try:
-            from nectar_audit.facts.processes import processes
+            from nectar_audit.facts.system.processes import processes
 
             comms = {p.pid: p.comm for p in facts.get(processes)}
         except EvidenceError:
