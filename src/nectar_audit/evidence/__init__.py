@@ -1,1 +1,40 @@
-"""Raw evidence: what a target gathers in one pass, before any interpretation."""
+"""Evidence: the raw material of an audit, gathered from a host in one pass; imports nothing else of ours.
+
+``Needs`` declares what a fact module reads, ``Bundle`` holds what a target gathered (files, metadata,
+command output, search hits), sanitizers reduce secret-bearing files as they are added, ``script`` builds
+the POSIX sh gatherer (``gather.sh``) and ``stream`` parses what it prints.
+"""
+
+from nectar_audit.evidence.bundle import (
+    MAX_FILE_BYTES,
+    Bundle,
+    CommandRecord,
+    EvidenceError,
+    FileRecord,
+    StatRecord,
+    save_bundle,
+)
+from nectar_audit.evidence.needs import Needs, Search, merge
+from nectar_audit.evidence.sanitize import Sanitizer, sanitize
+from nectar_audit.evidence.script import STAT_FORMAT, build_script, new_boundary
+from nectar_audit.evidence.stream import parse_stat_lines, parse_stream
+
+__all__ = [
+    "MAX_FILE_BYTES",
+    "STAT_FORMAT",
+    "Bundle",
+    "CommandRecord",
+    "EvidenceError",
+    "FileRecord",
+    "Needs",
+    "Sanitizer",
+    "Search",
+    "StatRecord",
+    "build_script",
+    "merge",
+    "new_boundary",
+    "parse_stat_lines",
+    "parse_stream",
+    "sanitize",
+    "save_bundle",
+]

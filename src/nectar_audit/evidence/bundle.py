@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nectar_audit.evidence.needs import Needs
-from nectar_audit.evidence.sanitize import sanitize
+from nectar_audit.evidence.sanitize import Sanitizer, sanitize
 
 BUNDLE_FORMAT = 1
 # Config files are small; a larger file is kept truncated so one huge file cannot exhaust memory.
@@ -69,12 +69,12 @@ def _matcher(pattern: str) -> Callable[[str], object]:
 
 
 @functools.lru_cache(maxsize=8192)
-def _sanitizer_for(sanitizers: tuple[tuple[str, str], ...], path: str) -> str | None:
+def _sanitizer_for(sanitizers: tuple[tuple[str, Sanitizer], ...], path: str) -> Sanitizer | None:
     """The sanitizer of the first pattern matching ``path`` (shell-style, case-sensitive); remembered,
     since every host of a fleet has much the same few hundred paths."""
-    for pattern, name in sanitizers:
+    for pattern, fn in sanitizers:
         if _matcher(pattern)(path):
-            return name
+            return fn
     return None
 
 
@@ -105,10 +105,10 @@ class Bundle:
     # What the OpenStack API says about this host when it was audited as a cloud instance
     # (cloud.gather.instance_record): judged together with the host's own evidence.
     cloud: dict[str, Any] | None = None
-    sanitizers: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    sanitizers: Mapping[str, Sanitizer] = field(default_factory=dict, repr=False, compare=False)
     # search name -> sanitizer: a search hit may sit at any path, so its sanitizer follows the hit.
-    search_sanitizers: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
-    _hit_sanitizers: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    search_sanitizers: Mapping[str, Sanitizer] = field(default_factory=dict, repr=False, compare=False)
+    _hit_sanitizers: dict[str, Sanitizer] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def for_needs(cls, target: str, kind: str, live: bool, needs: Needs, **kw: Any) -> Bundle:
@@ -120,12 +120,12 @@ class Bundle:
     # -- ingestion -----------------------------------------------------------------------------
     def add_search_hits(self, search: str, paths: list[str]) -> None:
         self.searches[search] = paths
-        name = self.search_sanitizers.get(search)
-        if name is not None:
+        fn = self.search_sanitizers.get(search)
+        if fn is not None:
             for path in paths:
-                self._hit_sanitizers.setdefault(path, name)
+                self._hit_sanitizers.setdefault(path, fn)
 
-    def _sanitizer(self, path: str) -> str | None:
+    def _sanitizer(self, path: str) -> Sanitizer | None:
         # A path pattern of another module may match too; a search's own sanitizer is the one that
         # knows what the hit holds (e.g. a private key), so it wins.
         forced = self._hit_sanitizers.get(path)
@@ -138,11 +138,11 @@ class Bundle:
 
     def add_file(self, path: str, data: bytes, limit: int = MAX_FILE_BYTES) -> None:
         """Keep ``data`` (read up to ``limit`` + 1 bytes: more means the file was cut there)."""
-        name = self._sanitizer(path)
+        fn = self._sanitizer(path)
         truncated = len(data) > limit
         data = data[:limit]
-        if name is not None:
-            self.files[path] = FileRecord(content=sanitize(name, data), truncated=truncated)
+        if fn is not None:
+            self.files[path] = FileRecord(content=sanitize(fn, data), truncated=truncated)
             return
         self.files[path] = FileRecord(content=data.decode("utf-8", "replace"), truncated=truncated)
 

@@ -1,17 +1,16 @@
-"""What evidence the fact modules need, declared as data so every target can gather it in one pass.
+"""What evidence a fact module needs, declared as data so every target can gather it in one pass.
 
-Each module under ``nectar_audit.facts`` may define ``NEEDS = Needs(...)``. Targets gather the union:
-the live targets turn it into one POSIX ``sh`` script (``script.py``), the offline root-filesystem
+Each fact module defines ``NEEDS = Needs(...)``; the catalog merges those of the checks a scan runs.
+The live targets turn the union into one POSIX ``sh`` script (``script.py``), the offline root-filesystem
 target reads the same paths in Python (``targets/rootfs.py``).
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
+
+from nectar_audit.evidence.sanitize import Sanitizer
 
 
 @dataclass(frozen=True)
@@ -26,7 +25,8 @@ class Search:
     contains: str
     maxdepth: int = 4
     max_kib: int = 64
-    sanitizer: str | None = None
+    # What a hit holds whatever its path (e.g. a private key): applied to the hit's content.
+    sanitizer: Sanitizer | None = None
 
 
 @dataclass(frozen=True)
@@ -41,21 +41,25 @@ class Needs:
     # name -> POSIX sh snippet, run on live targets only, stdin from /dev/null. Must be read-only.
     commands: Mapping[str, str] = field(default_factory=dict)
     searches: tuple[Search, ...] = ()
-    # fnmatch pattern of a path -> sanitizer name (see sanitize.py), applied when evidence is ingested.
-    sanitize: Mapping[str, str] = field(default_factory=dict)
+    # fnmatch pattern of a path -> the function that reduces the file as it is ingested (sanitize.py).
+    sanitize: Mapping[str, Sanitizer] = field(default_factory=dict)
     # A pattern of ``files`` -> a grep -E expression: live hosts send only the matching lines of those
     # files (dpkg's status, apt's lists: megabytes of which the sanitizer keeps a tenth). It must match
     # every line the file's sanitizer keeps or looks at, so that the sanitizer's result is the same.
     prefilter: Mapping[str, str] = field(default_factory=dict)
 
+    def __or__(self, other: Needs) -> Needs:
+        return merge([self, other])
+
 
 def merge(parts: Iterable[Needs]) -> Needs:
+    """The union of several modules' needs; two different definitions under one name are a bug."""
     files: dict[str, None] = {}
     offline: dict[str, None] = {}
     stats: dict[str, None] = {}
     commands: dict[str, str] = {}
     searches: dict[str, Search] = {}
-    sanitize: dict[str, str] = {}
+    sanitize: dict[str, Sanitizer] = {}
     prefilter: dict[str, str] = {}
     for part in parts:
         files.update(dict.fromkeys(part.files))
@@ -66,8 +70,13 @@ def merge(parts: Iterable[Needs]) -> Needs:
                 raise ValueError(f"two fact modules define command {name!r} differently")
             commands[name] = snippet
         for search in part.searches:
+            if searches.get(search.name, search) != search:
+                raise ValueError(f"two fact modules define search {search.name!r} differently")
             searches[search.name] = search
-        sanitize.update(part.sanitize)
+        for pattern, fn in part.sanitize.items():
+            if sanitize.get(pattern, fn) is not fn:
+                raise ValueError(f"two fact modules sanitize {pattern!r} differently")
+            sanitize[pattern] = fn
         for pattern, expr in part.prefilter.items():
             if prefilter.get(pattern, expr) != expr:
                 raise ValueError(f"two fact modules prefilter {pattern!r} differently")
@@ -84,17 +93,3 @@ def merge(parts: Iterable[Needs]) -> Needs:
         sanitize=sanitize,
         prefilter=prefilter,
     )
-
-
-@lru_cache(maxsize=1)
-def all_needs() -> Needs:
-    """The union of every fact module's NEEDS."""
-    import nectar_audit.facts as facts_pkg
-
-    parts = []
-    for info in sorted(pkgutil.walk_packages(facts_pkg.__path__, facts_pkg.__name__ + "."), key=lambda i: i.name):
-        module = importlib.import_module(info.name)
-        needs = getattr(module, "NEEDS", None)
-        if isinstance(needs, Needs):
-            parts.append(needs)
-    return merge(parts)

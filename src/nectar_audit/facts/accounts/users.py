@@ -26,9 +26,28 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence.bundle import Bundle, EvidenceError, StatRecord
-from nectar_audit.evidence.needs import Needs
-from nectar_audit.evidence.script import parse_stat_lines
+from nectar_audit.evidence import Bundle, EvidenceError, Needs, StatRecord, parse_stat_lines
+from nectar_audit.facts.accounts.logins import (
+    _sanitizer_header,
+    parse_login_rows,
+    sanitize_lastlog,
+    sanitize_lastlog2,
+    sanitize_wtmp,
+    sanitize_wtmpdb,
+)
+from nectar_audit.facts.accounts.passwd import (
+    SPECIAL_SHELLS,
+    Group,
+    ShadowEntry,
+    hash_algorithm,
+    parse_group,
+    parse_passwd,
+    parse_shadow,
+    password_state,
+    sanitize_passwd,
+    sanitize_shadow,
+    shell_gives_session,
+)
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
@@ -50,17 +69,6 @@ KEY_NAMES = (".ssh/authorized_keys", ".ssh/authorized_keys2")
 IMAGE_DEFAULT_USERS = ("ubuntu", "debian", "rocky", "almalinux", "fedora", "centos", "ec2-user", "cloud-user",
                        "cloud")
 
-# Shells that give no interactive session.
-NOLOGIN_SHELLS = frozenset({
-    "/usr/sbin/nologin", "/sbin/nologin", "/usr/bin/nologin", "/bin/nologin",
-    "/bin/false", "/usr/bin/false", "/sbin/false", "/usr/sbin/false",
-    "/bin/true", "/usr/bin/true", "/dev/null",
-})
-# Traditional special-purpose accounts whose "shell" runs one command (sync, shutdown, halt).
-SPECIAL_SHELLS = {"sync": ("/bin/sync", "/usr/bin/sync"),
-                  "shutdown": ("/sbin/shutdown", "/usr/sbin/shutdown"),
-                  "halt": ("/sbin/halt", "/usr/sbin/halt")}
-
 # Homes of accounts outside /home: stat them and their authorized_keys (live only; offline, the globs
 # below cover /root and /home). Bounded to the first 5000 passwd lines so a huge passwd cannot stall sh,
 # and stat'ed 100 homes at a time (set -- "$@" copies the whole list on every line).
@@ -70,9 +78,9 @@ while IFS=: read -r _u _p _i _g _c h _s; do
   n=$((n+1)); [ $n -gt 5000 ] && break
   case $h in /|/home/*|/root|/dev/*|/proc/*|/sys/*|"") continue;; esac
   set -- "$@" "$h" "$h/.ssh/authorized_keys" "$h/.ssh/authorized_keys2"
-  [ $# -lt 300 ] || { na_to 5 stat -c '%f %u %g %s %Y %n' -- "$@" 2>/dev/null; set --; }
+  [ $# -lt 300 ] || { na_to 5 stat -c "$STAT_FORMAT" -- "$@" 2>/dev/null; set --; }
 done </etc/passwd
-[ $# -gt 0 ] && na_to 5 stat -c '%f %u %g %s %Y %n' -- "$@" 2>/dev/null
+[ $# -gt 0 ] && na_to 5 stat -c "$STAT_FORMAT" -- "$@" 2>/dev/null
 :"""
 
 # Homes whose authorized_keys are looked at by globs (offline too); other homes only live, by command.
@@ -85,134 +93,14 @@ NEEDS = Needs(
     stats=("/root", "/home/*", *(f"{g}/{k}" for g in HOME_GLOBS for k in KEY_NAMES),
            PASSWD, SHADOW, GROUP, GSHADOW),
     commands={"accounts.homes": _HOMES_SNIPPET},
-    sanitize={PASSWD: "passwd", SHADOW: "shadow", GSHADOW: "shadow", LASTLOG: "lastlog",
-              LASTLOG2: "lastlog2", WTMP: "wtmp", WTMPDB: "wtmpdb"},
+    sanitize={PASSWD: sanitize_passwd, SHADOW: sanitize_shadow, GSHADOW: sanitize_shadow,
+              LASTLOG: sanitize_lastlog, LASTLOG2: sanitize_lastlog2, WTMP: sanitize_wtmp, WTMPDB: sanitize_wtmpdb},
 )
 
 
 # --------------------------------------------------------------------------------------------------
 # Parsers (pure)
 # --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class PasswdEntry:
-    name: str
-    password: str
-    uid: int
-    gid: int
-    gecos: str
-    home: str
-    shell: str
-    line: int
-
-
-def parse_passwd(text: str) -> list[PasswdEntry]:
-    """passwd(5) lines; malformed lines and NIS ``+``/``-`` markers are skipped."""
-    out: list[PasswdEntry] = []
-    for no, raw in enumerate(text.splitlines(), 1):
-        if not raw or raw.startswith(("#", "+", "-")):
-            continue
-        parts = raw.split(":")
-        if len(parts) != 7 or not parts[0]:
-            continue
-        try:
-            uid, gid = int(parts[2]), int(parts[3])
-        except ValueError:
-            continue
-        if uid < 0 or gid < 0:
-            continue
-        out.append(PasswdEntry(parts[0], parts[1], uid, gid, parts[4], parts[5], parts[6].strip(), no))
-    return out
-
-
-@dataclass(frozen=True)
-class ShadowEntry:
-    name: str
-    password: str  # sanitized: "{hash:sha512crypt}", "!{hash:…}", "!", "!!", "*", "" …
-    lastchg: int | None  # days since 1970-01-01
-    max_days: int | None
-    inactive: int | None
-    expire: int | None  # days since 1970-01-01
-    line: int
-
-
-def _opt_int(text: str) -> int | None:
-    text = text.strip()
-    return int(text) if text.lstrip("-").isdigit() else None
-
-
-_HASH_MARK = re.compile(r"\{hash:([\w-]*)\}")
-
-
-def parse_shadow(text: str) -> dict[str, ShadowEntry]:
-    out: dict[str, ShadowEntry] = {}
-    for no, raw in enumerate(text.splitlines(), 1):
-        if not raw or raw.startswith(("#", "+", "-")):
-            continue
-        # The "shadow" sanitizer writes "{hash:ALGO}", whose colon is not a field separator.
-        parts = _HASH_MARK.sub(r"{hash=\1}", raw).split(":")
-        if len(parts) < 2 or not parts[0] or parts[0] in out:
-            continue
-        parts[1] = parts[1].replace("{hash=", "{hash:")
-        parts += [""] * (9 - len(parts))
-        out[parts[0]] = ShadowEntry(parts[0], parts[1], _opt_int(parts[2]), _opt_int(parts[4]),
-                                    _opt_int(parts[6]), _opt_int(parts[7]), no)
-    return out
-
-
-def password_state(field: str) -> str:
-    """State of a (sanitized or raw) password field: locked | empty | hash | none."""
-    if field == "":
-        return "empty"
-    if field.startswith("!"):
-        rest = field.lstrip("!")
-        return "locked" if rest and not rest.startswith("*") else "none"
-    if field.startswith("*") or field in ("x", "NP", "LK"):
-        return "none"
-    return "hash"
-
-
-def hash_algorithm(field: str) -> str | None:
-    m = re.search(r"\{hash[:=]([\w-]+)\}", field)
-    if m:
-        return m.group(1)
-    body = field.lstrip("!")
-    if body.startswith("$") and body.count("$") >= 2:
-        return {"1": "md5crypt", "5": "sha256crypt", "6": "sha512crypt", "y": "yescrypt",
-                "2b": "bcrypt", "2a": "bcrypt", "2y": "bcrypt", "gy": "gost-yescrypt"}.get(body.split("$")[1],
-                                                                                           "unknown")
-    if len(body) == 13:
-        return "descrypt"
-    return None
-
-
-@dataclass(frozen=True)
-class Group:
-    name: str
-    gid: int
-    explicit_members: tuple[str, ...]  # listed on the /etc/group line
-    members: tuple[str, ...]  # explicit plus accounts whose primary group it is
-    line: int
-    password_state: str = "none"  # from gshadow (or the group line when not "x")
-
-
-def parse_group(text: str) -> list[tuple[str, str, int, tuple[str, ...], int]]:
-    """group(5) lines as (name, password, gid, members, line)."""
-    out: list[tuple[str, str, int, tuple[str, ...], int]] = []
-    for no, raw in enumerate(text.splitlines(), 1):
-        if not raw or raw.startswith(("#", "+", "-")):
-            continue
-        parts = raw.split(":")
-        if len(parts) != 4 or not parts[0]:
-            continue
-        try:
-            gid = int(parts[2])
-        except ValueError:
-            continue
-        members = tuple(m.strip() for m in parts[3].split(",") if m.strip())
-        out.append((parts[0], parts[1], gid, members, no))
-    return out
-
-
 def parse_login_defs(text: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for raw in text.splitlines():
@@ -224,29 +112,6 @@ def parse_login_defs(text: str) -> dict[str, str]:
             out[words[0]] = words[1].strip().strip("\"'")
     return out
 
-
-def parse_login_rows(text: str) -> dict[str, int]:
-    """Rows written by the lastlog/lastlog2/wtmp/wtmpdb sanitizers: ``key time`` (key = uid or name)."""
-    out: dict[str, int] = {}
-    for raw in text.splitlines():
-        if raw.startswith("#"):
-            continue
-        parts = raw.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            continue
-        t = int(parts[1])
-        if t > out.get(parts[0], 0):
-            out[parts[0]] = t
-    return out
-
-
-def _sanitizer_header(text: str, key: str) -> str | None:
-    for raw in text.splitlines():
-        if raw.startswith(f"# {key} "):
-            return raw[len(key) + 3:].strip()
-        if not raw.startswith("#"):
-            break
-    return None
 
 
 # -- cloud-init (YAML subset) ---------------------------------------------------------------------
@@ -364,11 +229,8 @@ class Account:
 
     @property
     def has_login_shell(self) -> bool:
-        shell = self.shell.strip()
-        if not shell or shell in NOLOGIN_SHELLS:
-            return False
-        base = shell.rsplit("/", 1)[-1]
-        return base not in ("nologin", "false", "true")
+        """Not a nologin/false shell (sync/shutdown/halt's one-command shells included)."""
+        return shell_gives_session(self.name, self.shell) or self.special_shell
 
     @property
     def special_shell(self) -> bool:
@@ -391,7 +253,7 @@ class Account:
     @property
     def login_capable(self) -> bool | None:
         """Shell allows a session and a password or key allows authentication; None when undecidable."""
-        if not self.has_login_shell or self.special_shell:
+        if not shell_gives_session(self.name, self.shell):
             return False
         if self.expired():
             return False
