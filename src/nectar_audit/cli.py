@@ -13,11 +13,12 @@ from typing import Callable, TextIO
 import click
 
 from nectar_audit import __version__
+from nectar_audit.catalog import Entry, entries, implemented, needs_for
 from nectar_audit.checklist import BY_ID
 from nectar_audit.cli_options import make_ssh_options, ssh_options, warn_no_host_key_check
 from nectar_audit.config import Config, ConfigError, load_config, normalise_check_id
+from nectar_audit.evidence import Needs
 from nectar_audit.model import HostResult
-from nectar_audit.registry import Entry, entries, implemented
 from nectar_audit.targets import Target, TargetError, parse_target
 
 REPORT_FORMATS = ("text", "json", "html", "junit", "markdown", "prometheus")
@@ -116,23 +117,25 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
         parsed = [parse_target("local")]
     if no_host_key_check and any(getattr(t, "kind", "") == "ssh" for t in parsed):
         warn_no_host_key_check()
+    needs = needs_for(selected)
     if do_probe:  # learn each SSH host's listeners and firewall from its evidence, to choose the ports
-        from nectar_audit.probes.plan import EvidenceTap
+        from nectar_audit.probes import plan
 
-        parsed = [EvidenceTap(t, config) if getattr(t, "kind", "") == "ssh" else t for t in parsed]
+        parsed = [plan.EvidenceTap(t, config) if getattr(t, "kind", "") == "ssh" else t for t in parsed]
+        needs = needs | plan.NEEDS
     def notice(text: str) -> None:
         click.echo(f"nectar-audit: {text}", err=True)
 
     if len(parsed) == 1 and getattr(parsed[0], "kind", "") != "ssh":
         # This machine, an image or a saved bundle: no event loop, threads or worker processes to set up
         # (the fleet machinery alone costs a tenth of a local scan's time).
-        results, interrupted = _audit_here(parsed[0], selected, config, save_evidence, debug, notice)
+        results, interrupted = _audit_here(parsed[0], selected, config, save_evidence, debug, notice, needs)
     else:
         from nectar_audit.fleet import run_fleet
 
         run = run_fleet(parsed, selected, config, concurrency=concurrency, save_evidence=save_evidence,
                         debug=debug, progress=_show_progress(progress, len(parsed), quiet), jobs=jobs,
-                        on_notice=notice)
+                        on_notice=notice, needs=needs)
         results, interrupted = run.results, run.interrupted
     if do_probe and not interrupted:
         from nectar_audit.probes.run import PROBE_WORKERS, run_probes, scan_job
@@ -174,13 +177,13 @@ def finish(results: list[HostResult], interrupted: bool, fmt: str, output: str |
 
 
 def _audit_here(target: Target, selected: list[Entry], config: Config, save_evidence: str | None,
-                debug: bool, notice: Callable[[str], None]) -> tuple[list[HostResult], bool]:
+                debug: bool, notice: Callable[[str], None], needs: Needs) -> tuple[list[HostResult], bool]:
     """One non-SSH target, audited in this process: (results, interrupted by Ctrl-C)."""
     from nectar_audit.engine import INTERRUPTED, audit
-    from nectar_audit.evidence.bundle import save_bundle
+    from nectar_audit.evidence import save_bundle
 
     try:
-        result, bundle = audit(target, selected, config, debug=debug)
+        result, bundle = audit(target, selected, config, debug=debug, needs=needs)
     except KeyboardInterrupt:
         return [HostResult(target=target.name, error=INTERRUPTED)], True
     for text in getattr(target, "notices", ()):
@@ -485,11 +488,14 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
     if no_host_key_check and ssh_user:
         warn_no_host_key_check()
     targets = instance_targets(project, ssh_user, ssh, address)
+    from nectar_audit.cloud.checks.base import NEEDS as CLOUD_NEEDS
     from nectar_audit.fleet import run_fleet
+    from nectar_audit.probes.plan import NEEDS as PROBE_NEEDS
 
     run = run_fleet(targets, selected, config, concurrency=concurrency, save_evidence=save_evidence,
                     debug=debug, progress=_show_progress(progress, len(targets), quiet), jobs=jobs,
-                    on_notice=lambda text: click.echo(f"nectar-audit: {text}", err=True))
+                    on_notice=lambda text: click.echo(f"nectar-audit: {text}", err=True),
+                    needs=needs_for(selected, CLOUD_NEEDS, *([PROBE_NEEDS] if do_probe else [])))
     interrupted = run.interrupted
     if do_probe and not interrupted:
         interrupted = probe_instances(targets, run.results, address, workers=concurrency)

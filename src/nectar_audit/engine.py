@@ -7,26 +7,27 @@ import time
 import traceback
 from collections.abc import Sequence
 
+from nectar_audit import catalog
+from nectar_audit.catalog import Entry, needs_for
 from nectar_audit.config import Config
-from nectar_audit.evidence.bundle import Bundle, EvidenceError
-from nectar_audit.evidence.needs import all_needs
+from nectar_audit.evidence import Bundle, EvidenceError, Needs
 from nectar_audit.facts import Facts
 from nectar_audit.facts.host import host
 from nectar_audit.facts.openstack import CLOUD_ONLY
 from nectar_audit.model import CheckResult, Finding, HostResult, Status, Waiver, worst
-from nectar_audit.registry import Entry
 from nectar_audit.targets.base import Target, TargetError
 
 INTERRUPTED = "not audited: the scan was interrupted (Ctrl-C) before this host finished"
 
 
 def audit(target: Target, entries: Sequence[Entry], config: Config, debug: bool = False,
-          today: dt.date | None = None) -> tuple[HostResult, Bundle | None]:
+          today: dt.date | None = None, needs: Needs | None = None) -> tuple[HostResult, Bundle | None]:
+    """Gather ``needs`` (default: what ``entries`` need) from ``target`` in one pass, then judge."""
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     result = HostResult(target=target.name, started=started.isoformat(timespec="seconds"))
     try:
-        bundle = target.gather(all_needs())
+        bundle = target.gather(needs if needs is not None else needs_for(entries))
     except TargetError as exc:
         result.error = str(exc)
     except Exception as exc:  # a bug in a target is reported on the host, never as a traceback
@@ -67,14 +68,11 @@ def judge(bundle: Bundle, entries: Sequence[Entry], config: Config, result: Host
 def merge_checks(result: HostResult, extra: Sequence[CheckResult], entries: Sequence[Entry] = ()) -> None:
     """Add findings from another vantage (the cloud API, a probe) under the same check ids."""
     by_id = {c.id: c for c in result.checks}
-    meta = {e.id: e for e in entries}
     for add in extra:
         have = by_id.get(add.id)
         if have is None:
-            entry = meta.get(add.id)
-            have = CheckResult(add.id, add.title or (entry.title if entry else add.id),
-                               add.severity or (entry.check.severity if entry and entry.check else "medium"),
-                               [], "")
+            # Title and severity are the check's own, whichever vantage found something.
+            have = CheckResult(add.id, catalog.entry(add.id).title, catalog.severity(add.id), [], "")
             result.checks.append(have)
             by_id[add.id] = have
         have.findings.extend(add.findings)

@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from nectar_audit.catalog import Entry, needs_for
 from nectar_audit.config import Config
 from nectar_audit.engine import INTERRUPTED, judge
-from nectar_audit.evidence.bundle import Bundle, save_bundle
-from nectar_audit.evidence.needs import Needs, all_needs
+from nectar_audit.evidence import Bundle, Needs, save_bundle
 from nectar_audit.model import HostResult
-from nectar_audit.registry import Entry
 from nectar_audit.targets.base import Target, TargetError
 from nectar_audit.targets.ssh_options import DEFAULT_CONCURRENCY
 
@@ -127,7 +126,7 @@ def run_fleet(targets: Sequence[Target], entries: Sequence[Entry], config: Confi
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     runner = _Runner(list(targets), list(entries), config, concurrency, save_evidence, debug,
-                     needs if needs is not None else all_needs(), on_notice,
+                     needs if needs is not None else needs_for(entries), on_notice,
                      default_jobs(len(targets)) if jobs is None else jobs)
     t0 = time.perf_counter()
     with _young_gc_relaxed():

@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nectar_audit.evidence.bundle import Bundle
-from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence import Bundle, Needs
 from nectar_audit.targets import LocalTarget, Target, TargetError, parse_target
 from nectar_audit.targets.ssh import SshTarget
 from nectar_audit.targets.ssh_options import SshOptions

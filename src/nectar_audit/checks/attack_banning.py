@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.facts import Facts
-from nectar_audit.facts.ssh.fail2ban import (
+from nectar_audit.facts import ssh as ssh_facts
+from nectar_audit.facts.ssh import (
     LOG_FILES,
     Banning,
     Fail2ban,
@@ -498,6 +499,7 @@ CHECK = Check(
     id="Check-Security-11",
     severity="medium",
     run=run,
+    needs=ssh_facts.NEEDS,
     why=(
         "Every VM with SSH open to the Internet receives thousands of password guesses a day. A banning tool "
         "reads the log of failed logins and blocks the addresses that keep trying, which stops brute force "

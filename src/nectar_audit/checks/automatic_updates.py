@@ -6,14 +6,16 @@ import datetime as dt
 
 from nectar_audit.checks.base import Check
 from nectar_audit.facts import Facts
+from nectar_audit.facts import host as host_facts
+from nectar_audit.facts import updates as updates_facts
 from nectar_audit.facts.host import host
-from nectar_audit.facts.updates.apt_config import Setting
-from nectar_audit.facts.updates.autoupdate import (
+from nectar_audit.facts.updates import (
     APT_CRON,
     YUM_CRON_JOB,
     AutoConfig,
     CronDaemon,
     DnfAutomatic,
+    Setting,
     TimerState,
     UnattendedUpgrades,
     cron_daemon,
@@ -462,6 +464,7 @@ CHECK = Check(
     id="Check-Security-03",
     severity="high",
     run=run,
+    needs=host_facts.NEEDS | updates_facts.NEEDS,
     why="Most compromises exploit known, already-fixed vulnerabilities; updates that wait for a human are "
     "installed late or never.",
     how="Debian/Ubuntu: unattended-upgrades installed; APT::Periodic::Update-Package-Lists and "

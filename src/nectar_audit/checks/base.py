@@ -6,23 +6,32 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Callable
 
-from nectar_audit.evidence.bundle import EvidenceError
+from nectar_audit.checklist import BY_ID
+from nectar_audit.evidence import EvidenceError, Needs
 from nectar_audit.facts import Facts
 from nectar_audit.facts.host import host
-from nectar_audit.facts.system.sockets import Listener, listeners, sockets_source
+from nectar_audit.facts.system import Listener, listeners, sockets_source
 from nectar_audit.model import Finding, Status
 
 
 @dataclass(frozen=True)
 class Check:
+    """A checklist item's implementation and its metadata, written once (the title is the checklist's)."""
+
     id: str
     severity: str  # high | medium | low
     run: Callable[[Facts], list[Finding]]
+    # The evidence of the fact packs ``run`` uses: a scan of this check gathers only that.
+    needs: Needs
     # For `nectar-audit explain`: why the item matters and how this tool decides it.
     why: str
     how: str
     # Family ("debian", "rhel", "fedora") -> how to fix, in general terms (findings carry exact fixes).
     fix: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def title(self) -> str:
+        return BY_ID[self.id].question
 
 
 def for_family(facts: Facts, fixes: Mapping[str, str]) -> str | None:

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 from nectar_audit.checks.base import Check, for_family, live_listeners
 from nectar_audit.facts import Facts
-from nectar_audit.facts.network.dns import (
-    DnsServer,
-    Scope,
-    firewall_reach,
-    judge,
-    limit,
-    local_networks,
-    match_process,
-    merge_reach,
-)
-from nectar_audit.facts.network.dns import (
+from nectar_audit.facts import net as net_facts
+from nectar_audit.facts import network as network_facts
+from nectar_audit.facts import system as system_facts
+from nectar_audit.facts.net import judge, local_networks
+from nectar_audit.facts.network import DnsServer, Scope, firewall_reach, limit, match_process, merge_reach
+from nectar_audit.facts.network import (
     dns_servers as dns_servers_fact,
 )
-from nectar_audit.facts.system.sockets import Listener
+from nectar_audit.facts.system import Listener
 from nectar_audit.model import Evidence, Finding, Status
 
 _FIX = {
@@ -232,6 +227,7 @@ CHECK = Check(
     id="Check-Security-05",
     severity="high",
     run=run,
+    needs=net_facts.NEEDS | network_facts.NEEDS | system_facts.NEEDS,
     why="An open recursive resolver answers anyone on the Internet: it is used to amplify denial-of-service "
     "attacks (small query, large answer, spoofed source) and leaks what it has cached.",
     how="Finds BIND, unbound, dnsmasq, PowerDNS Recursor and systemd-resolved (binaries and configuration), "

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from nectar_audit.checks.base import Check
-from nectar_audit.evidence.bundle import EvidenceError
+from nectar_audit.evidence import EvidenceError
 from nectar_audit.facts import Facts
-from nectar_audit.facts.network.plaintext import ServiceExposure, exposures, planned_exposures, unidentified
-from nectar_audit.facts.system.sockets import sockets_source
+from nectar_audit.facts import network as network_facts
+from nectar_audit.facts import system as system_facts
+from nectar_audit.facts.network import ServiceExposure, exposures, planned_exposures, unidentified
+from nectar_audit.facts.system import sockets_source
 from nectar_audit.model import Evidence, Finding, Status
 
 NAMES = {
@@ -164,6 +166,7 @@ CHECK = Check(
     id="Check-Security-13",
     severity="medium",
     run=run,
+    needs=network_facts.NEEDS | system_facts.NEEDS,
     why="Anything sent in clear text over the network (passwords, Jupyter tokens, database queries, mail) "
     "can be "
     "read and altered by anyone on the path; cloud networks and the Internet are such paths.",

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.facts import Facts
-from nectar_audit.facts.firewall.effective import Firewall, firewall
-from nectar_audit.facts.firewall.model import PortRange, chain_label
+from nectar_audit.facts import firewall as firewall_facts
+from nectar_audit.facts.firewall import Firewall, PortRange, chain_label, firewall
 from nectar_audit.model import Evidence, Finding, Status
 
 FAMILY_NAME = {4: "IPv4", 6: "IPv6"}
@@ -266,6 +266,7 @@ CHECK = Check(
     id="Check-Security-08",
     severity="high",
     run=run,
+    needs=firewall_facts.NEEDS,
     why="A host firewall limits what the VM exposes even when the cloud security group is too open or a "
     "service is started by mistake. It must cover IPv6 too, and survive a reboot.",
     how="Reads the rules loaded in the kernel (nft -j list ruleset, and iptables-save of both the legacy and "

@@ -6,14 +6,18 @@ import datetime as dt
 from dataclasses import dataclass
 
 from nectar_audit.checks.base import Check, for_family
-from nectar_audit.evidence.bundle import EvidenceError
+from nectar_audit.evidence import EvidenceError
 from nectar_audit.facts import Facts
-from nectar_audit.facts.updates.kernel import InstalledKernel, KernelState, kernel_flavour, kernel_state
-from nectar_audit.facts.updates.pending import (
+from nectar_audit.facts import updates as updates_facts
+from nectar_audit.facts.updates import (
     LISTS,
+    InstalledKernel,
+    KernelState,
     NoPackageLists,
     PendingUpdate,
     apt_kernel_updates,
+    kernel_flavour,
+    kernel_state,
     pending_updates,
 )
 from nectar_audit.model import Evidence, Finding, Status
@@ -240,6 +244,7 @@ CHECK = Check(
     id="Check-Security-04",
     severity="high",
     run=run,
+    needs=updates_facts.NEEDS,
     why="Kernel vulnerabilities give local users (or network packets) full control of the host; an installed "
     "kernel update protects nothing until the host reboots into it.",
     how="The running kernel (uname -r) against the newest installed kernel package of the same flavour, "

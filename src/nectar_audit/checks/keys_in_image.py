@@ -7,9 +7,18 @@ from datetime import datetime, timezone
 
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.facts import Facts
-from nectar_audit.facts.keys.authorized import AuthorizedKey, collect_authorized_keys
-from nectar_audit.facts.keys.cloudinit import CloudInit, cloudinit
-from nectar_audit.facts.keys.private import HostKey, PrivateKey, credential_files, host_keys, private_keys
+from nectar_audit.facts import keys as keys_facts
+from nectar_audit.facts.keys import (
+    AuthorizedKey,
+    CloudInit,
+    HostKey,
+    PrivateKey,
+    cloudinit,
+    collect_authorized_keys,
+    credential_files,
+    host_keys,
+    private_keys,
+)
 from nectar_audit.model import Evidence, Finding, Status
 
 # Host keys written this long before the first per-instance semaphore still count as made at first boot
@@ -419,6 +428,7 @@ CHECK = Check(
     id="Check-Security-10",
     severity="high",
     run=run,
+    needs=keys_facts.NEEDS,
     why=(
         "A key or password stored in an image is copied into every VM launched from it: one leaked image or "
         "one compromised VM exposes them all. SSH host keys baked into an image are shared by every VM made "

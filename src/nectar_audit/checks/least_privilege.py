@@ -5,10 +5,20 @@ from __future__ import annotations
 import re
 
 from nectar_audit.checks.base import Check, for_family
-from nectar_audit.evidence.bundle import EvidenceError, StatRecord
+from nectar_audit.evidence import EvidenceError, StatRecord
 from nectar_audit.facts import Facts
-from nectar_audit.facts.accounts.sudoers import SUDOERS, SUDOERS_D, Grant, SudoRights, sudo_rights
-from nectar_audit.facts.accounts.users import IMAGE_DEFAULT_USERS, Accounts, accounts, home_stats
+from nectar_audit.facts import accounts as accounts_facts
+from nectar_audit.facts.accounts import (
+    IMAGE_DEFAULT_USERS,
+    SUDOERS,
+    SUDOERS_D,
+    Accounts,
+    Grant,
+    SudoRights,
+    accounts,
+    home_stats,
+    sudo_rights,
+)
 from nectar_audit.model import Evidence, Finding, Status
 
 # Membership in these groups is root without sudo, a password or an audit trail.
@@ -463,6 +473,7 @@ CHECK = Check(
     id="Check-Security-16",
     severity="high",
     run=run,
+    needs=accounts_facts.NEEDS,
     why=(
         "An account should hold only the rights its job needs. Passwordless sudo to everything, membership "
         "in "

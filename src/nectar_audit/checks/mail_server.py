@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from nectar_audit.checks.base import Check, for_family, live_listeners
 from nectar_audit.facts import Facts
-from nectar_audit.facts.network.mail import PORTS, MailServer, mail_servers
-from nectar_audit.facts.system.sockets import Listener
+from nectar_audit.facts import network as network_facts
+from nectar_audit.facts import system as system_facts
+from nectar_audit.facts.network import PORTS, MailServer, mail_servers
+from nectar_audit.facts.system import Listener
 from nectar_audit.model import Evidence, Finding, Status
 
 # SMTP, submission, SMTPS, POP3(S), IMAP(S), ManageSieve, LMTP over TCP.
@@ -157,6 +159,7 @@ CHECK = Check(
     id="Check-Security-02",
     severity="high",
     run=run,
+    needs=network_facts.NEEDS | system_facts.NEEDS,
     why="A mail server reachable from the Internet is probed constantly: an open relay or a weak login is "
     "abused for spam within hours, and the cloud's address gets blocklisted. A VM that only sends its "
     "own "

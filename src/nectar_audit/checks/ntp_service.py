@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from nectar_audit.checks.base import Check, for_family, live_listeners
 from nectar_audit.facts import Facts
-from nectar_audit.facts.network.dns import Grant, ListenPlan, Verdict, firewall_reach, judge, limit, local_networks
-from nectar_audit.facts.network.ntp import MONLIST_FIXED, NtpServer, ntp_servers
-from nectar_audit.facts.system.sockets import Listener
+from nectar_audit.facts import net as net_facts
+from nectar_audit.facts import network as network_facts
+from nectar_audit.facts import system as system_facts
+from nectar_audit.facts.net import Grant, ListenPlan, Verdict, judge, local_networks
+from nectar_audit.facts.network import MONLIST_FIXED, NtpServer, firewall_reach, limit, ntp_servers
+from nectar_audit.facts.system import Listener
 from nectar_audit.model import Evidence, Finding, Status
 
 _FIXED = "{}.{}.{}p{}".format(*MONLIST_FIXED)
@@ -298,6 +301,7 @@ CHECK = Check(
     id="Check-Security-06",
     severity="medium",
     run=run,
+    needs=net_facts.NEEDS | network_facts.NEEDS | system_facts.NEEDS,
     why="An NTP server open to everyone is found by scanners within hours; old ntpd's 'monlist' query "
     "returns up "
     "to 600 addresses for one small packet and was used for some of the largest amplification attacks. "

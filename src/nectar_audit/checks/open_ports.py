@@ -13,11 +13,12 @@ import ipaddress
 from collections.abc import Sequence
 
 from nectar_audit.checks.base import Check, for_family
-from nectar_audit.evidence.bundle import EvidenceError
+from nectar_audit.evidence import EvidenceError
 from nectar_audit.facts import Facts
-from nectar_audit.facts.firewall.effective import Firewall, firewall
-from nectar_audit.facts.firewall.model import PortRange, Verdict
-from nectar_audit.facts.system.sockets import Listener, listeners, sockets_source
+from nectar_audit.facts import firewall as firewall_facts
+from nectar_audit.facts import system as system_facts
+from nectar_audit.facts.firewall import Firewall, PortRange, Verdict, firewall
+from nectar_audit.facts.system import Listener, listeners, sockets_source
 from nectar_audit.model import Evidence, Finding, Status
 
 FAMILY_NAME = {4: "IPv4", 6: "IPv6"}
@@ -273,6 +274,7 @@ CHECK = Check(
     id="Check-Security-15",
     severity="medium",
     run=run,
+    needs=firewall_facts.NEEDS | system_facts.NEEDS,
     why="An open firewall port with no service behind it invites whatever starts listening there later; a "
     "service listening on every interface that nobody needs from outside is exposed attack surface.",
     how="Crosses the listening sockets (ss -tulpnH or /proc/net) with the host firewall evaluator of "

@@ -9,6 +9,7 @@ forced to cloud-init's refusal command only print "Please login as the user …"
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 
 from nectar_audit.checks.base import Check
@@ -19,9 +20,13 @@ from nectar_audit.checks.ssh_password_login import (
     set_keyword_fix,
     setting_evidence,
 )
-from nectar_audit.evidence.bundle import EvidenceError
+from nectar_audit.evidence import EvidenceError
 from nectar_audit.facts import Facts
-from nectar_audit.facts.ssh.sshd import (
+from nectar_audit.facts import host as host_facts
+from nectar_audit.facts import keys as keys_facts
+from nectar_audit.facts import net as net_facts
+from nectar_audit.facts import ssh as ssh_facts
+from nectar_audit.facts.ssh import (
     Context,
     Setting,
     SshdConfig,
@@ -68,7 +73,7 @@ class RootKeys:
 
 def _parse_keys(text: str, path: str) -> list[RootKey]:
     try:
-        from nectar_audit.facts.keys.authorized import parse_authorized_keys
+        from nectar_audit.facts.keys import parse_authorized_keys
     except ImportError:  # pragma: no cover - part of the package
         return []
     out = []
@@ -104,11 +109,8 @@ def root_keys(facts: Facts, cfg: SshdConfig, settings: dict[str, Setting]) -> Ro
 
 
 def _gathered(path: str) -> bool:
-    import fnmatch
-
-    from nectar_audit.evidence.needs import all_needs
-
-    return any(fnmatch.fnmatchcase(path, pattern) for pattern in all_needs().files)
+    """Whether a scan of this check reads ``path`` (else its absence proves nothing)."""
+    return any(fnmatch.fnmatchcase(path, pattern) for pattern in CHECK.needs.files)
 
 
 @dataclass
@@ -268,6 +270,7 @@ CHECK = Check(
     id="Check-Security-17",
     severity="high",
     run=run,
+    needs=host_facts.NEEDS | keys_facts.NEEDS | net_facts.NEEDS | ssh_facts.NEEDS,
     why="root is the one account every attacker knows exists, and a root login leaves no trace of who "
     "it was. Log in as a named user and use sudo for administration.",
     how="Root's effective PermitRootLogin is computed for every connection situation a Match block or "

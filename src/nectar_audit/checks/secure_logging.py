@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.facts import Facts
-from nectar_audit.facts.system.logging import Channel, LoggingState, logging_state
+from nectar_audit.facts import system as system_facts
+from nectar_audit.facts.system import Channel, LoggingState, logging_state
 from nectar_audit.model import Evidence, Finding, Status
 
 RSYSLOG_TLS = (
@@ -214,6 +215,7 @@ CHECK = Check(
     id="Check-Security-14",
     severity="medium",
     run=run,
+    needs=system_facts.NEEDS,
     why="An intruder's first move is to erase the logs; logs kept only on the host cannot be trusted after a "
     "compromise, and logs sent in clear text leak what happens on the host.",
     how="A syslog daemon (rsyslog, syslog-ng) runs or journald keeps a persistent journal; auth logs are not "

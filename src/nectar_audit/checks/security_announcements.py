@@ -6,11 +6,12 @@ import datetime as dt
 from dataclasses import dataclass
 
 from nectar_audit.checks.base import Check, for_family
-from nectar_audit.evidence.bundle import EvidenceError
+from nectar_audit.evidence import EvidenceError
 from nectar_audit.facts import Facts
+from nectar_audit.facts import host as host_facts
+from nectar_audit.facts import updates as updates_facts
 from nectar_audit.facts.host import HostInfo, host
-from nectar_audit.facts.updates.apt_config import apt_config
-from nectar_audit.facts.updates.pending import ALIASES, ROOT_FORWARD, pending_updates, root_mail
+from nectar_audit.facts.updates import ALIASES, ROOT_FORWARD, apt_config, pending_updates, root_mail
 from nectar_audit.model import Evidence, Finding, Status
 
 STALE_LISTS_DAYS = 7
@@ -276,6 +277,7 @@ CHECK = Check(
     id="Check-Security-07",
     severity="medium",
     run=run,
+    needs=host_facts.NEEDS | updates_facts.NEEDS,
     why="Security problems are announced on the distribution's lists before most attacks; a host whose owner "
     "does not read them, or whose security updates wait uninstalled, stays exposed.",
     how="Subscription cannot be seen from the host: the check is manual and names the exact lists and feeds "

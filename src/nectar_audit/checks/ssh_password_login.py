@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.facts import Facts
+from nectar_audit.facts import host as host_facts
+from nectar_audit.facts import net as net_facts
+from nectar_audit.facts import ssh as ssh_facts
 from nectar_audit.facts.host import host
-from nectar_audit.facts.ssh.sshd import (
+from nectar_audit.facts.net import Net
+from nectar_audit.facts.ssh import (
     DROPIN_DIR,
     GENERIC_USER,
     Context,
-    IPNetwork,
     Setting,
     SshdConfig,
     access_denied,
@@ -149,7 +152,7 @@ class Cause:
             return user_list(label(u) for u in self.users) + (text(srcs) if srcs else "")
         return user_list(label(u) + (text(sources(u)) if sources(u) else "") for u in self.users)
 
-    def trusted_only(self, networks: Iterable[IPNetwork]) -> bool:
+    def trusted_only(self, networks: Iterable[Net]) -> bool:
         nets = list(networks)
         return all(in_trusted(c.addr, nets) for c in self.contexts)
 
@@ -372,6 +375,7 @@ CHECK = Check(
     id="Check-Security-01",
     severity="high",
     run=run,
+    needs=host_facts.NEEDS | net_facts.NEEDS | ssh_facts.NEEDS,
     why="Passwords can be guessed: every SSH server on the internet sees thousands of password guesses a "
     "week. With key-only login a guessed password is useless.",
     how="For root, every account with a login shell and an account created later, and for every "

@@ -11,7 +11,10 @@ from __future__ import annotations
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.checks.ssh_password_login import ssh_unit
 from nectar_audit.facts import Facts
-from nectar_audit.facts.ssh.sshd import ListenInfo, SshdConfig, includes_dropins, sshd_config, sshd_listeners
+from nectar_audit.facts import host as host_facts
+from nectar_audit.facts import net as net_facts
+from nectar_audit.facts import ssh as ssh_facts
+from nectar_audit.facts.ssh import ListenInfo, SshdConfig, includes_dropins, sshd_config, sshd_listeners
 from nectar_audit.model import Evidence, Finding, Status
 
 FOLLOW = (
@@ -150,6 +153,7 @@ CHECK = Check(
     id="Check-Security-18",
     severity="low",
     run=run,
+    needs=host_facts.NEEDS | net_facts.NEEDS | ssh_facts.NEEDS,
     why="Port 22 is scanned by every bot on the internet; another port (1024 or above, since lower ports "
     "are reserved for system services) cuts the noise of automated login attempts.",
     how="Every port sshd listens on: all Port lines and ListenAddress host:port (sshd -T when live and "

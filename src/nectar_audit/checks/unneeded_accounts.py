@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.facts import Facts
-from nectar_audit.facts.accounts.users import Account, Accounts, accounts
+from nectar_audit.facts import accounts as accounts_facts
+from nectar_audit.facts.accounts import Account, Accounts, accounts
 from nectar_audit.model import Evidence, Finding, Status
 
 NOLOGIN = {"debian": "/usr/sbin/nologin", "rhel": "/sbin/nologin", "fedora": "/usr/sbin/nologin"}
@@ -162,6 +163,7 @@ CHECK = Check(
     id="Check-Security-09",
     severity="high",
     run=run,
+    needs=accounts_facts.NEEDS,
     why=("Every account that can log in is a way in. Default, temporary and forgotten accounts are rarely "
          "watched: a second UID 0 account or an empty password is a back door, and a service account with a "
          "shell turns a compromised service into an interactive login."),

@@ -12,11 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nectar_audit.checks.base import Check, for_family
-from nectar_audit.evidence.bundle import EvidenceError
+from nectar_audit.evidence import EvidenceError
 from nectar_audit.facts import Facts
-from nectar_audit.facts.system.processes import Process, processes
-from nectar_audit.facts.system.services import Services, services, unit_base
-from nectar_audit.facts.system.sockets import Listener, listeners, sockets_source
+from nectar_audit.facts import system as system_facts
+from nectar_audit.facts.system import (
+    Listener,
+    Process,
+    Services,
+    listeners,
+    processes,
+    services,
+    sockets_source,
+    unit_base,
+)
 from nectar_audit.model import Evidence, Finding, Status
 
 
@@ -332,6 +340,7 @@ CHECK = Check(
     id="Check-Security-12",
     severity="medium",
     run=run,
+    needs=system_facts.NEEDS,
     why="Every running network service is attack surface. Legacy clear-text services (telnet, rsh, tftp) "
     "and desktop/LAN services (avahi, cups, Samba, VNC) have no place on a cloud VM unless deliberately "
     "used, and databases or caches reachable from the Internet are a classic data leak.",

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from nectar_audit.cloud.checks.base import HOST_AUDIT_FAILED
 from nectar_audit.cloud.gather import ProjectEvidence, instance_record
-from nectar_audit.evidence.bundle import Bundle
-from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence import Bundle, Needs
 from nectar_audit.facts.openstack import CLOUD_ONLY
 from nectar_audit.targets.base import Target, TargetError
 from nectar_audit.targets.ssh_options import SshOptions

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 
 from nectar_audit.cloud.checks import CLOUD_CHECKS
 from nectar_audit.cloud.checks.base import CloudView
-from nectar_audit.evidence.bundle import EvidenceError
+from nectar_audit.evidence import EvidenceError
 from nectar_audit.facts import Facts
 from nectar_audit.facts.openstack import CLOUD_ONLY, Instance, openstack_instance
 from nectar_audit.model import CheckResult, Finding, Status
@@ -58,7 +58,7 @@ def judge_cloud(facts: Facts, ids: Iterable[str],
     try:
         inst = facts.get(openstack_instance)
     except EvidenceError as exc:
-        return None, [CheckResult("Check-Security-15", "", "high", [Finding(Status.ERROR, str(exc))], str(exc))]
+        return None, [CheckResult("Check-Security-15", "", "", [Finding(Status.ERROR, str(exc))], str(exc))]
     if inst is None:
         return None, []
     section = cloud_section(inst)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable, TypeVar
 
 from nectar_audit.config import Config
-from nectar_audit.evidence.bundle import Bundle
+from nectar_audit.evidence import Bundle
 
 T = TypeVar("T")
 

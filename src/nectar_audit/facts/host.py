@@ -6,7 +6,7 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence import Needs
 from nectar_audit.model import OsInfo
 
 if TYPE_CHECKING:

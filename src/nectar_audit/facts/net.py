@@ -10,12 +10,12 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Union
-from nectar_audit.evidence.bundle import Bundle, EvidenceError
-from nectar_audit.evidence.needs import Needs
-from nectar_audit.evidence.sanitize import sanitizer
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Union
+
+from nectar_audit.evidence import EvidenceError, Needs
 from nectar_audit.model import Evidence
+
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
 
@@ -36,6 +36,9 @@ LOCALNETS_PLACEHOLDER = ipaddress.ip_network("198.18.0.0/15")
 
 FIB_TRIE = "/proc/net/fib_trie"
 IF_INET6 = "/proc/net/if_inet6"
+
+# local_networks reads the host's own addresses (live only).
+NEEDS = Needs(files=(FIB_TRIE, IF_INET6))
 
 # --------------------------------------------------------------------------------------------------
 # Network sets

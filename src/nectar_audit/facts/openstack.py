@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nectar_audit.evidence.bundle import EvidenceError
+from nectar_audit.evidence import EvidenceError
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts

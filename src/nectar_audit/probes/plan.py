@@ -16,17 +16,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nectar_audit.config import Config
-from nectar_audit.evidence.bundle import Bundle
-from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence import Bundle, Needs
 from nectar_audit.facts import Facts
-from nectar_audit.facts.firewall.model import PortRange
-from nectar_audit.facts.system.sockets import Listener
+from nectar_audit.facts import firewall as firewall_facts
+from nectar_audit.facts import system as system_facts
+from nectar_audit.facts.firewall import PortRange, firewall
+from nectar_audit.facts.system import Listener, listeners
 from nectar_audit.probes import DEFAULT_PORTS
 
 MAX_PORTS = 64
 NARROW = 16  # firewall ranges of up to this many ports are probed port by port
 UDP_PROBED = frozenset({53, 123})
 CLIENT_PORTS = frozenset({("udp", 68), ("udp", 546)})  # DHCP clients look like listeners
+
+# The host's own evidence a probe plan reads (its listeners, its firewall), gathered with the scan.
+NEEDS = firewall_facts.NEEDS | system_facts.NEEDS
 
 
 @dataclass(frozen=True)
@@ -84,9 +88,6 @@ def plan_ports(
 
 def plan_from_bundle(bundle: Bundle, config: Config | None = None) -> PortPlan:
     """The plan from a gathered evidence bundle; evidence that cannot be read leaves a note, never an error."""
-    from nectar_audit.facts.firewall.effective import firewall
-    from nectar_audit.facts.system.sockets import listeners
-
     facts = Facts(bundle, config)
     notes: list[str] = []
     socks: list[Listener] | None

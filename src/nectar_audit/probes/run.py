@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nectar_audit.checklist import BY_ID
+from nectar_audit import catalog
 from nectar_audit.model import CheckResult, Evidence, Finding, HostResult, Status
 from nectar_audit.probes import (
     DEFAULT_PORTS,
@@ -31,7 +31,6 @@ from nectar_audit.probes.tls import probe_service
 
 __all__ = ["DEFAULT_PORTS", "observe", "probe_host", "run_probes", "scan_job", "scan_probe", "to_checks"]
 
-SEVERITY = {"01": "high", "05": "high", "06": "medium", "13": "high", "15": "high"}
 # What a trusted vantage cannot settle: who may log in how, recursion and NTP ACLs, what the firewall lets
 # in. Whether a protocol is encrypted (13) is the same for every client.
 VANTAGE_SENSITIVE = frozenset({"01", "05", "06", "15"})
@@ -119,7 +118,8 @@ def to_checks(
         full = f"Check-Security-{cid}"
         findings = by_check[cid]
         worst = max(findings, key=lambda f: f.status.rank)
-        out.append(CheckResult(full, BY_ID[full].question, SEVERITY[cid], findings, worst.message))
+        meta = catalog.entry(full)
+        out.append(CheckResult(full, meta.title, catalog.severity(full), findings, worst.message))
     return out
 
 
@@ -221,7 +221,8 @@ def _interrupted() -> list[CheckResult]:
 
 def _single(status: Status, message: str, evidence: list[Evidence]) -> list[CheckResult]:
     finding = Finding(status, message, evidence)
-    return [CheckResult("Check-Security-15", BY_ID["Check-Security-15"].question, "high", [finding], message)]
+    meta = catalog.entry("15")
+    return [CheckResult(meta.id, meta.title, catalog.severity(meta.id), [finding], message)]
 
 
 def scan_job(target: Any, timeout: float = DEFAULT_TIMEOUT) -> ProbeJob:

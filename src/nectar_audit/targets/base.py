@@ -2,8 +2,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from nectar_audit.evidence.bundle import Bundle
-from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence import Bundle, Needs
 
 
 class TargetError(Exception):

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from nectar_audit.evidence.bundle import Bundle, StatRecord
-from nectar_audit.evidence.needs import Needs, Search
+from nectar_audit.evidence import Bundle, Needs, Search, StatRecord
 from nectar_audit.targets.base import TargetError
 
 _MAX_LINKS = 40

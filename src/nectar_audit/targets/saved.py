@@ -3,8 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nectar_audit.evidence.bundle import Bundle, EvidenceError
-from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence import Bundle, EvidenceError, Needs
 from nectar_audit.targets.base import TargetError
 
 

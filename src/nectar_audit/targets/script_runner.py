@@ -5,9 +5,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Sequence
 
-from nectar_audit.evidence.bundle import Bundle
-from nectar_audit.evidence.needs import Needs
-from nectar_audit.evidence.script import build_script, new_boundary, parse_stream
+from nectar_audit.evidence import Bundle, Needs, build_script, new_boundary, parse_stream
 from nectar_audit.targets.base import TargetError
 
 

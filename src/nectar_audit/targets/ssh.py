@@ -26,9 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from nectar_audit.evidence.bundle import Bundle
-from nectar_audit.evidence.needs import Needs
-from nectar_audit.evidence.script import build_script, new_boundary, parse_stream
+from nectar_audit.evidence import Bundle, Needs, build_script, new_boundary, parse_stream
 from nectar_audit.targets.base import TargetError
 from nectar_audit.targets.ssh_options import HOST_KEYS_ACCEPT_NEW, HOST_KEYS_OFF, SshOptions
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from nectar_audit.facts import Facts
-from nectar_audit.facts.firewall.effective import Firewall, firewall
-from nectar_audit.facts.firewall.model import Verdict
+from nectar_audit.facts import Facts, keys, ssh
+from nectar_audit.facts import firewall as firewall_facts
+from nectar_audit.facts import system as system_facts
+from nectar_audit.facts.firewall import Firewall, Verdict, firewall
 from nectar_audit.facts.openstack import CLOUD_ONLY, PORTED, Instance, Rule
-from nectar_audit.facts.system.sockets import Listener, listeners
+from nectar_audit.facts.system import Listener, listeners
 from nectar_audit.model import Evidence, Finding, Status
 
 API = "OpenStack API"
@@ -17,6 +18,9 @@ HOST_AUDIT_FAILED = "host not audited over SSH: "
 HOST_HINT = "the host itself was not audited (add --ssh-user USER to see what listens)"
 SG_FIX = ("openstack security group rule delete RULE_ID   # or, in the dashboard: Network > Security Groups > "
           "Manage Rules")
+
+# The host evidence the cloud cross-checks read when an instance is audited over SSH too.
+NEEDS = firewall_facts.NEEDS | system_facts.NEEDS | keys.NEEDS | ssh.NEEDS
 
 
 @dataclass

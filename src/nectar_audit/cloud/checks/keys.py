@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from nectar_audit.cloud.checks.base import API, CloudView
-from nectar_audit.facts.keys.authorized import collect_authorized_keys
-from nectar_audit.facts.keys.cloudinit import cloudinit
+from nectar_audit.facts.keys import cloudinit, collect_authorized_keys
 from nectar_audit.model import Evidence, Finding, Status
 
 ID = "Check-Security-10"

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nectar_audit.cloud.checks.base import API, CloudView
-from nectar_audit.facts.network.mail import PORTS as MAIL_PORT_NAMES
+from nectar_audit.facts.network import PORTS as MAIL_PORT_NAMES
 from nectar_audit.facts.openstack import Rule
-from nectar_audit.facts.system.sockets import Listener
+from nectar_audit.facts.system import Listener
 from nectar_audit.model import Evidence, Finding, Status
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from nectar_audit.cloud.checks.base import API, CloudView
-from nectar_audit.facts.ssh.sshd import sshd_listen_ports
+from nectar_audit.facts.ssh import sshd_listen_ports
 from nectar_audit.model import Evidence, Finding, Status
 
 ID = "Check-Security-18"

@@ -22,8 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 
-from nectar_audit.evidence.bundle import Bundle, EvidenceError
-from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence import Bundle, EvidenceError, Needs
 from nectar_audit.facts.accounts.users import Accounts, accounts
 
 if TYPE_CHECKING:

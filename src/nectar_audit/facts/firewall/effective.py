@@ -18,8 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence.bundle import EvidenceError
-from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence import EvidenceError, Needs
 from nectar_audit.facts.firewall.iptables import parse_iptables_save
 from nectar_audit.facts.firewall.model import (
     Action,
@@ -43,7 +42,7 @@ from nectar_audit.facts.firewall.model import (
 )
 from nectar_audit.facts.firewall.nft import parse_nft_json, parse_nft_text
 from nectar_audit.facts.firewall.services import INCLUDES, PORTS
-from nectar_audit.facts.system.services import Services, services
+from nectar_audit.facts.system import Services, services
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
@@ -55,8 +54,8 @@ _RULES_SNIPPET = r"""
 na_fw_run() {
   # stdout alone when the command works: the *-save tools print warnings ("ip6tables-legacy tables
   # present") on stderr, and merged they land in the middle of a rule line. stdout+stderr when it fails.
-  _na_o=$(na_to 10 "$@" 2>/dev/null) && { printf '%s\n' "$_na_o"; return 0; }
-  _na_o=$(na_to 10 "$@" 2>&1); _na_r=$?
+  _na_o=$(with_timeout 10 "$@" 2>/dev/null) && { printf '%s\n' "$_na_o"; return 0; }
+  _na_o=$(with_timeout 10 "$@" 2>&1); _na_r=$?
   printf '%s\n' "$_na_o"; return $_na_r
 }
 nft_out=$(na_fw_run nft -j list ruleset); nft_rc=$?

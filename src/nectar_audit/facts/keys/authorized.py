@@ -25,8 +25,7 @@ import struct
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence.bundle import EvidenceError
-from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence import EvidenceError, Needs
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
@@ -290,7 +289,7 @@ def _owner_map(facts: Facts) -> dict[str, str]:
     """home directory -> user name, from passwd when the accounts fact is available."""
     homes: dict[str, str] = {}
     try:
-        from nectar_audit.facts.accounts.users import accounts
+        from nectar_audit.facts.accounts import accounts
     except ImportError:  # pragma: no cover - accounts is part of the package
         return homes
     try:
@@ -310,8 +309,8 @@ def _central_owners(facts: Facts) -> dict[str, str]:
     paths = [p for pattern in CENTRAL_GLOBS for p in b.glob(pattern)]
     if not paths:
         return {}
-    from nectar_audit.facts.accounts.users import accounts
-    from nectar_audit.facts.ssh.sshd import authorized_keys_paths, sshd_config
+    from nectar_audit.facts.accounts import accounts
+    from nectar_audit.facts.ssh import authorized_keys_paths, sshd_config
 
     try:
         settings = facts.get(sshd_config).global_settings

@@ -20,8 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nectar_audit.evidence.bundle import EvidenceError
-from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence import EvidenceError, Needs
 from nectar_audit.facts.keys.authorized import KEY_TYPES, parse_authorized_keys
 
 if TYPE_CHECKING:
@@ -34,22 +33,6 @@ INSTANCE_ID = "/var/lib/cloud/data/instance-id"
 INSTANCES = "/var/lib/cloud/instances"
 SANITIZED_MARK = "nectar-audit:instance-data"
 
-NEEDS = Needs(
-    files=(CLOUD_CFG, CLOUD_CFG_D, INSTANCE_DATA, INSTANCE_ID),
-    stats=(
-        "/var/lib/cloud/instance",
-        "/var/lib/cloud/instance/boot-finished",
-        INSTANCE_ID,
-        f"{INSTANCES}/*",
-        f"{INSTANCES}/*/sem/*",
-        f"{INSTANCES}/*/boot-finished",
-        INSTANCE_DATA,
-    ),
-    sanitize={
-        INSTANCE_DATA: "instance_data",
-        "/run/cloud-init/instance-data-sensitive.json": "instance_data",
-    },
-)
 
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
@@ -311,3 +294,22 @@ def cloudinit(facts: Facts) -> CloudInit:
             out.instance_id = out.instance_id or data.instance_id
     out.first_boot, out.first_boot_source = _first_boot(facts, out.instance_id)
     return out
+
+
+# The evidence this module reads (after the sanitizers it names).
+NEEDS = Needs(
+    files=(CLOUD_CFG, CLOUD_CFG_D, INSTANCE_DATA, INSTANCE_ID),
+    stats=(
+        "/var/lib/cloud/instance",
+        "/var/lib/cloud/instance/boot-finished",
+        INSTANCE_ID,
+        f"{INSTANCES}/*",
+        f"{INSTANCES}/*/sem/*",
+        f"{INSTANCES}/*/boot-finished",
+        INSTANCE_DATA,
+    ),
+    sanitize={
+        INSTANCE_DATA: sanitize_instance_data,
+        "/run/cloud-init/instance-data-sensitive.json": sanitize_instance_data,
+    },
+)

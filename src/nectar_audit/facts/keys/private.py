@@ -26,8 +26,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nectar_audit.evidence.bundle import EvidenceError
-from nectar_audit.evidence.needs import Needs, Search
+from nectar_audit.evidence import EvidenceError, Needs, Search
 from nectar_audit.facts.keys.authorized import blob_type, fingerprint, fingerprint_raw, parse_authorized_keys
 
 if TYPE_CHECKING:
@@ -93,31 +92,6 @@ _KEY_PATTERNS = (
     "*/.ssh/id_*",
 )
 
-NEEDS = Needs(
-    files=(*CREDENTIAL_GLOBS, "/etc/ssh/ssh_host_*_key.pub", "/root/.ssh/*.pub", "/home/*/.ssh/*.pub"),
-    stats=(
-        "/etc/ssh/ssh_host_*",
-        "/etc/ssl/private/*",
-        "/etc/pki/tls/private/*",
-        "/root/.ssh/*",
-        "/home/*/.ssh/*",
-        "/root",
-        "/home/*",
-    ),
-    searches=(
-        Search(name=SEARCH_NAME, roots=SEARCH_ROOTS, contains="PRIVATE KEY-----", sanitizer="private_key"),
-    ),
-    sanitize={
-        # Public keys stay as they are unless they hold key material (first matching pattern wins).
-        "*.pub": "secret_scan",
-        **dict.fromkeys(_CREDENTIAL_PATTERNS, "credentials"),
-        **dict.fromkeys(_KEY_PATTERNS, "private_key"),
-        # Where the private-key search finds keys under other names: described when they hold a key or a
-        # secret, kept as they are otherwise (certificates, configs). Narrow on purpose: a broad "/home/*"
-        # would shadow other modules' sanitizers. Search hits elsewhere rely on Search.sanitizer.
-        **dict.fromkeys(_SCAN_PATTERNS, "secret_scan"),
-    },
-)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -791,3 +765,41 @@ def host_keys(facts: Facts) -> list[HostKey]:
                 key_type, fp = words[0], fingerprint(words[1])
         out.append(HostKey(path, st.mtime if st else None, pst.mtime if pst else None, fp, key_type))
     return out
+
+
+def sanitize_private_key(data: bytes) -> str:
+    """Private key files -> JSON per key: format, encrypted or not, public fingerprint; no key material."""
+    return sanitize_described(data)
+
+
+def sanitize_credentials(data: bytes) -> str:
+    """openrc, clouds.yaml, .aws/credentials, .git-credentials, .netrc, docker config -> secret names only."""
+    return sanitize_described(data)
+
+
+# The evidence this module reads (after the sanitizers it names).
+NEEDS = Needs(
+    files=(*CREDENTIAL_GLOBS, "/etc/ssh/ssh_host_*_key.pub", "/root/.ssh/*.pub", "/home/*/.ssh/*.pub"),
+    stats=(
+        "/etc/ssh/ssh_host_*",
+        "/etc/ssl/private/*",
+        "/etc/pki/tls/private/*",
+        "/root/.ssh/*",
+        "/home/*/.ssh/*",
+        "/root",
+        "/home/*",
+    ),
+    searches=(
+        Search(name=SEARCH_NAME, roots=SEARCH_ROOTS, contains="PRIVATE KEY-----", sanitizer=sanitize_private_key),
+    ),
+    sanitize={
+        # Public keys stay as they are unless they hold key material (first matching pattern wins).
+        "*.pub": sanitize_secret_scan,
+        **dict.fromkeys(_CREDENTIAL_PATTERNS, sanitize_credentials),
+        **dict.fromkeys(_KEY_PATTERNS, sanitize_private_key),
+        # Where the private-key search finds keys under other names: described when they hold a key or a
+        # secret, kept as they are otherwise (certificates, configs). Narrow on purpose: a broad "/home/*"
+        # would shadow other modules' sanitizers. Search hits elsewhere rely on Search.sanitizer.
+        **dict.fromkeys(_SCAN_PATTERNS, sanitize_secret_scan),
+    },
+)

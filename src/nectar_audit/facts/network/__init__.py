@@ -1,0 +1,61 @@
+"""Network services: DNS recursion, mail, NTP, plaintext listeners, and what the firewall lets reach them.
+
+Other packs and the checks import this pack only from here. ``NEEDS`` is the evidence of every module
+of the pack and of the packs it builds on.
+"""
+
+from __future__ import annotations
+
+from nectar_audit.evidence import merge
+from nectar_audit.facts import accounts, firewall, net, system, updates
+from nectar_audit.facts.network.dns import NEEDS as _dns_needs
+from nectar_audit.facts.network.dns import DnsServer, Scope, dns_servers, match_process
+from nectar_audit.facts.network.mail import NEEDS as _mail_needs
+from nectar_audit.facts.network.mail import PORTS, MailServer, mail_servers
+from nectar_audit.facts.network.ntp import MONLIST_FIXED, NtpServer, ntp_servers
+from nectar_audit.facts.network.ntp import NEEDS as _ntp_needs
+from nectar_audit.facts.network.plaintext import (
+    NEEDS as _plaintext_needs,
+)
+from nectar_audit.facts.network.plaintext import (
+    ServiceExposure,
+    exposures,
+    planned_exposures,
+    unidentified,
+)
+from nectar_audit.facts.network.reach import firewall_reach, limit, merge_reach
+
+NEEDS = merge(
+    [
+        _dns_needs,
+        _mail_needs,
+        _ntp_needs,
+        _plaintext_needs,
+        net.NEEDS,
+        accounts.NEEDS,
+        firewall.NEEDS,
+        system.NEEDS,
+        updates.NEEDS,
+    ]
+)
+
+__all__ = [
+    "MONLIST_FIXED",
+    "NEEDS",
+    "PORTS",
+    "DnsServer",
+    "MailServer",
+    "NtpServer",
+    "Scope",
+    "ServiceExposure",
+    "dns_servers",
+    "exposures",
+    "firewall_reach",
+    "limit",
+    "mail_servers",
+    "match_process",
+    "merge_reach",
+    "ntp_servers",
+    "planned_exposures",
+    "unidentified",
+]

@@ -1,50 +1,31 @@
-"""DNS servers on the host and to whom they recurse: BIND, unbound, dnsmasq, PowerDNS Recursor, resolved.
-
-Public API (checks and other fact modules rely on it):
-
-- ``dns_servers(facts) -> list[DnsServer]``: every DNS server installed (binary or configuration present)
-  with what its configuration says: ``DnsServer.kind`` (bind | unbound | dnsmasq | pdns-recursor |
-  systemd-resolved), ``processes`` (command names of its daemon), ``recursion`` (list of ``Scope``: one
-  per BIND view, else one), ``listen`` (``ListenPlan``: where it will listen), ``problems``.
-- ``Scope``: ``name`` (view name or ""), ``recursion`` (False: recursion off), ``grant`` (``Grant``:
-  who may recurse), ``evidence``.
-- Shared with the NTP module: ``Grant`` (the result of evaluating an access list), ``judge(grant, facts)
-  -> Verdict`` (level none | local | trusted | localnets | untrusted | unknown, against
-  ``facts.config.trusted_networks``), ``local_networks(facts) -> LocalNets | None`` (the host's own
-  addresses and connected subnets, live only), network-set helpers ``subtract``/``intersect``/``collapse``.
-- Parsers (pure): ``parse_named_conf``, ``parse_unbound_conf``, ``parse_dnsmasq_conf``,
-  ``parse_recursor_conf``, ``parse_resolved_conf``, ``parse_fib_trie``, ``parse_if_inet6``.
-"""
-
 from __future__ import annotations
 
-import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Union
+from typing import TYPE_CHECKING, Callable
 
-from nectar_audit.evidence.bundle import Bundle, EvidenceError
-from nectar_audit.evidence.needs import Needs
-from nectar_audit.evidence.sanitize import sanitizer
+from nectar_audit.evidence import Bundle, EvidenceError, Needs
 from nectar_audit.model import Evidence
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
-
-Net = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-Addr = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-
-ANY4 = ipaddress.ip_network("0.0.0.0/0")
-ANY6 = ipaddress.ip_network("::/0")
-LOOPBACK: tuple[Net, ...] = (
-    ipaddress.ip_network("127.0.0.0/8"),
-    ipaddress.ip_network("::1/128"),
-    ipaddress.ip_network("::ffff:127.0.0.0/104"),
+from nectar_audit.facts.net import (
+    ANY4,
+    ANY6,
+    LOCALNETS_PLACEHOLDER,
+    LOOPBACK,
+    Grant,
+    ListenPlan,
+    LocalNets,
+    Net,
+    collapse,
+    intersect,
+    local_networks,
+    longest_prefix_grant,
+    parse_net,
+    subtract,
 )
-# Stands for "the subnets of this host's interfaces" when they cannot be known (offline images):
-# benchmark space (RFC 2544) that no real configuration allows on purpose.
-LOCALNETS_PLACEHOLDER = ipaddress.ip_network("198.18.0.0/15")
 
 BIND_CONFS = ("/etc/bind/named.conf", "/etc/named.conf")
 UNBOUND_CONF = "/etc/unbound/unbound.conf"
@@ -54,8 +35,7 @@ DNSMASQ_DEBIAN_INIT = "/usr/share/dnsmasq/init-system-common"
 RECURSOR_CONFS = ("/etc/powerdns/recursor.conf", "/etc/pdns-recursor/recursor.conf")
 RECURSOR_YML = ("/etc/powerdns/recursor.yml", "/etc/pdns-recursor/recursor.yml")
 RESOLVED_CONF = "/etc/systemd/resolved.conf"
-FIB_TRIE = "/proc/net/fib_trie"
-IF_INET6 = "/proc/net/if_inet6"
+
 
 BINARIES = {
     "bind": ("/usr/sbin/named",),
@@ -91,31 +71,6 @@ _BIND_FILES = (
 )
 _SECRET_FILES = ("/etc/bind/*", "/etc/named.conf", "/etc/named/*", "/etc/powerdns/*", "/etc/pdns-recursor/*")
 
-NEEDS = Needs(
-    files=(
-        *_BIND_FILES,
-        UNBOUND_CONF,
-        "/etc/unbound/unbound.conf.d/*.conf",
-        "/etc/unbound/conf.d/*.conf",
-        "/etc/unbound/local.d/*.conf",
-        DNSMASQ_CONF,
-        "/etc/dnsmasq.d/*",
-        DNSMASQ_DEFAULT,
-        DNSMASQ_DEBIAN_INIT,
-        *RECURSOR_CONFS,
-        *RECURSOR_YML,
-        "/etc/powerdns/recursor.d/*.conf",
-        "/etc/pdns-recursor/recursor.d/*.conf",
-        RESOLVED_CONF,
-        "/etc/systemd/resolved.conf.d/*.conf",
-        "/usr/lib/systemd/resolved.conf.d/*.conf",
-        "/run/systemd/resolved.conf.d/*.conf",
-        FIB_TRIE,
-        IF_INET6,
-    ),
-    stats=tuple(p for paths in BINARIES.values() for p in paths),
-    sanitize={pattern: "dns-secrets" for pattern in _SECRET_FILES},
-)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -126,326 +81,11 @@ _SECRET_RE = re.compile(
 )
 
 
-@sanitizer("dns-secrets")
-def _dns_secrets(data: bytes) -> str:
+def sanitize_dns_secrets(data: bytes) -> str:
     """Blank key material (``secret "…"``, ``api-key=…``) and keep everything else, line for line."""
     text = data.decode("utf-8", "replace")
     return _SECRET_RE.sub(lambda m: m.group("k") + '"<redacted>"', text)
 
-
-# --------------------------------------------------------------------------------------------------
-# Network sets
-def _split(nets: Iterable[Net]) -> tuple[list[ipaddress.IPv4Network], list[ipaddress.IPv6Network]]:
-    v4: list[ipaddress.IPv4Network] = []
-    v6: list[ipaddress.IPv6Network] = []
-    for n in nets:
-        if isinstance(n, ipaddress.IPv4Network):
-            v4.append(n)
-        else:
-            v6.append(n)
-    return v4, v6
-
-
-Interval = tuple[int, int]
-
-
-def _intervals(nets: Iterable[Net]) -> dict[int, list[Interval]]:
-    """Per IP version, the sorted, merged [first, last] address ranges of ``nets``."""
-    raw: dict[int, list[Interval]] = {4: [], 6: []}
-    for n in nets:
-        raw[n.version].append((int(n.network_address), int(n.broadcast_address)))
-    out: dict[int, list[Interval]] = {}
-    for version, ranges in raw.items():
-        merged: list[Interval] = []
-        for lo, hi in sorted(ranges):
-            if merged and lo <= merged[-1][1] + 1:
-                if hi > merged[-1][1]:
-                    merged[-1] = (merged[-1][0], hi)
-            else:
-                merged.append((lo, hi))
-        out[version] = merged
-    return out
-
-
-def _networks(ivs: dict[int, list[Interval]]) -> list[Net]:
-    out: list[Net] = []
-    for version in (4, 6):
-        cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
-        for lo, hi in ivs.get(version, []):
-            out.extend(ipaddress.summarize_address_range(cls(lo), cls(hi)))
-    return out
-
-
-def collapse(nets: Iterable[Net]) -> list[Net]:
-    return _networks(_intervals(nets))
-
-
-def _difference(a: list[Interval], b: list[Interval]) -> list[Interval]:
-    out: list[Interval] = []
-    j = 0
-    for lo, hi in a:
-        cur = lo
-        while j < len(b) and b[j][1] < cur:
-            j += 1
-        k = j
-        while k < len(b) and b[k][0] <= hi:
-            if b[k][0] > cur:
-                out.append((cur, b[k][0] - 1))
-            cur = max(cur, b[k][1] + 1)
-            if cur > hi:
-                break
-            k += 1
-        if cur <= hi:
-            out.append((cur, hi))
-    return out
-
-
-def _intersection(a: list[Interval], b: list[Interval]) -> list[Interval]:
-    out: list[Interval] = []
-    i = j = 0
-    while i < len(a) and j < len(b):
-        lo, hi = max(a[i][0], b[j][0]), min(a[i][1], b[j][1])
-        if lo <= hi:
-            out.append((lo, hi))
-        if a[i][1] < b[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
-
-
-def subtract(nets: Iterable[Net], minus: Iterable[Net]) -> list[Net]:
-    """The addresses of ``nets`` that are in none of ``minus``."""
-    a, b = _intervals(nets), _intervals(minus)
-    return _networks({v: _difference(a[v], b[v]) for v in (4, 6)})
-
-
-def intersect(a: Iterable[Net], b: Iterable[Net]) -> list[Net]:
-    x, y = _intervals(a), _intervals(b)
-    return _networks({v: _intersection(x[v], y[v]) for v in (4, 6)})
-
-
-def overlaps(a: Iterable[Net], b: Iterable[Net]) -> bool:
-    x, y = _intervals(a), _intervals(b)
-    return any(_intersection(x[v], y[v]) for v in (4, 6))
-
-
-def parse_net(text: str) -> Net | None:
-    """``10.0.0.0/8``, ``10/8`` (BIND shorthand), ``192.168.1.1``, ``fe80::/10``; None if not a network."""
-    text = text.strip().strip("[]")
-    addr, slash, plen = text.partition("/")
-    if "%" in addr:
-        addr = addr.split("%", 1)[0]
-    if (
-        ":" not in addr
-        and addr
-        and all(p.isdigit() for p in addr.split("."))
-        and addr.count(".") < 3
-        and slash
-    ):
-        addr = ".".join(([*addr.split("."), "0", "0", "0"])[:4])
-    try:
-        return ipaddress.ip_network(f"{addr}{slash}{plen}", strict=False)
-    except ValueError:
-        return None
-
-
-def net_text(nets: Sequence[Net]) -> str:
-    if set(nets) >= {ANY4, ANY6}:
-        rest = [n for n in nets if n not in (ANY4, ANY6)]
-        return ", ".join(["any", *map(str, rest)])
-    return ", ".join(map(str, nets))
-
-
-# --------------------------------------------------------------------------------------------------
-# The host's own addresses and connected subnets (BIND's localhost / localnets)
-@dataclass(frozen=True)
-class LocalNets:
-    addresses: tuple[Addr, ...]
-    networks: tuple[Net, ...]  # connected subnets, loopback included
-
-    @property
-    def own(self) -> tuple[Net, ...]:
-        """The host's own addresses as /32 and /128 networks (computed once)."""
-        cached: tuple[Net, ...] | None = self.__dict__.get("_own")
-        if cached is None:
-            cached = tuple(collapse(ipaddress.ip_network(a) for a in self.addresses))
-            object.__setattr__(self, "_own", cached)
-        return cached
-
-
-def parse_fib_trie(text: str) -> tuple[list[Addr], list[Net]]:
-    """/proc/net/fib_trie: local addresses (``/32 host LOCAL``) and connected subnets (``link UNICAST``)."""
-    addrs: list[Addr] = []
-    nets: list[Net] = []
-    leaf: str | None = None
-    for line in text.splitlines():
-        s = line.strip()
-        if s.startswith("|--"):
-            leaf = s[3:].strip()
-            continue
-        m = re.match(r"/(\d+)\s+(\w+)\s+(\w+)", s)
-        if not m or leaf is None:
-            continue
-        try:
-            if m.group(3) == "LOCAL" and m.group(1) == "32":
-                addrs.append(ipaddress.ip_address(leaf))
-            elif m.group(2) == "link" and m.group(3) == "UNICAST":
-                nets.append(ipaddress.ip_network(f"{leaf}/{m.group(1)}", strict=False))
-        except ValueError:
-            continue
-    return sorted(set(addrs), key=str), collapse(nets)
-
-
-def parse_if_inet6(text: str) -> tuple[list[Addr], list[Net]]:
-    """/proc/net/if_inet6: ``addr-hex ifindex prefixlen-hex scope flags name``."""
-    addrs: list[Addr] = []
-    nets: list[Net] = []
-    for line in text.splitlines():
-        words = line.split()
-        if len(words) < 6 or len(words[0]) != 32:
-            continue
-        try:
-            addr = ipaddress.IPv6Address(int(words[0], 16))
-            plen = int(words[2], 16)
-            addrs.append(addr)
-            nets.append(ipaddress.ip_network(f"{addr}/{plen}", strict=False))
-        except ValueError:
-            continue
-    return addrs, collapse(nets)
-
-
-def local_networks(facts: Facts) -> LocalNets | None:
-    """The host's addresses and connected subnets (live only; None when they cannot be known)."""
-    b = facts.bundle
-    if not b.live:
-        return None
-    try:
-        trie = b.text(FIB_TRIE)
-        inet6 = b.text(IF_INET6)
-    except EvidenceError:
-        return None
-    if not trie:
-        return None
-    a4, n4 = parse_fib_trie(trie)
-    a6, n6 = parse_if_inet6(inet6 or "")
-    if not a4 and not a6:
-        return None
-    # Link-local subnets reach only the same link, whose hosts the routable subnets already stand for.
-    nets = [n for n in (*n4, *n6) if not n.is_link_local]
-    return LocalNets(tuple([*a4, *a6]), tuple(collapse([*nets, *LOOPBACK[:2]])))
-
-
-# --------------------------------------------------------------------------------------------------
-# Access grants and their verdict
-@dataclass(frozen=True)
-class Grant:
-    """Who a service answers, from evaluating an access list (BIND ACL, unbound access-control, ...).
-
-    ``networks``: everything allowed, ``localnets`` expanded (or the placeholder when unknown);
-    ``explicit``: what is allowed with ``localnets`` taken as empty; ``unknown``: elements that could
-    not be evaluated (undefined ACL names, geoip, files not gathered); ``keys``: TSIG keys granted.
-    ``items``: (element text, where, networks it granted) of the elements that granted something.
-    """
-
-    networks: tuple[Net, ...]
-    explicit: tuple[Net, ...]
-    localnets: bool = False
-    unknown: tuple[str, ...] = ()
-    keys: tuple[str, ...] = ()
-    items: tuple[tuple[str, str, tuple[Net, ...]], ...] = ()
-
-    @staticmethod
-    def of(nets: Iterable[Net], text: str = "", where: str = "") -> Grant:
-        nl = tuple(collapse(nets))
-        return Grant(nl, nl, items=((text, where, nl),) if text else ())
-
-    @staticmethod
-    def nobody() -> Grant:
-        return Grant((), ())
-
-
-@dataclass(frozen=True)
-class Verdict:
-    level: str  # none | local | trusted | localnets | untrusted | unknown
-    text: str  # human description of who is allowed
-
-    @property
-    def rank(self) -> int:
-        return ("none", "local", "trusted", "localnets", "unknown", "untrusted").index(self.level)
-
-
-IntervalSet = dict[int, list[Interval]]
-
-
-def _minus(nets: Iterable[Net], safe: Iterable[Net]) -> IntervalSet:
-    a, b = _intervals(nets), _intervals(safe)
-    return {v: _difference(a[v], b[v]) for v in (4, 6)}
-
-
-def _hits(nets: Iterable[Net], ivs: IntervalSet) -> bool:
-    x = _intervals(nets)
-    return any(_intersection(x[v], ivs[v]) for v in (4, 6))
-
-
-def _is_wide(ivs: IntervalSet) -> bool:
-    """Covers most of the IPv4 or the IPv6 address space ("any", give or take a few exceptions)."""
-    return (sum(hi - lo + 1 for lo, hi in ivs[4]) >= 2**31
-            or sum(hi - lo + 1 for lo, hi in ivs[6]) >= 2**127)
-
-
-def _few(ivs: IntervalSet, limit: int = 16) -> tuple[Net, ...]:
-    return tuple(_networks({v: ivs[v][:limit] for v in (4, 6)}))
-
-
-def judge(grant: Grant, trusted: Sequence[Net], local: LocalNets | None) -> Verdict:
-    own = local.own if local else []
-    safe = [*LOOPBACK, *trusted, *own]
-    rest_explicit = _minus(grant.explicit, safe)
-    if any(rest_explicit.values()):
-        return Verdict("untrusted", _grant_text(grant, rest_explicit))
-    rest_all = _minus(grant.networks, safe)
-    if any(rest_all.values()):
-        if local is None or _hits([LOCALNETS_PLACEHOLDER], rest_all):
-            txt = "localnets (the subnets of this host's interfaces)"
-        else:
-            shown = [n for n in local.networks if not n.is_loopback and not n.is_link_local
-                     and _hits([n], rest_all)]
-            kinds = "public" if any(n.is_global for n in shown) else "private"
-            label = net_text(shown) if shown else "link-local"
-            txt = f"localnets = {label} ({kinds} subnet{'s' if len(shown) > 1 else ''})"
-        return Verdict("localnets", txt)
-    if grant.unknown:
-        return Verdict("unknown", "undecidable: " + ", ".join(grant.unknown))
-    if not grant.networks and not grant.keys:
-        return Verdict("none", "nobody")
-    if any(_minus(grant.networks, [*LOOPBACK, *own]).values()):
-        shown_nets = [n for n in subtract(grant.networks, LOOPBACK) if n not in own]
-        return Verdict("trusted", f"trusted networks only ({net_text(shown_nets)})")
-    return Verdict("local", "this host only (loopback)")
-
-
-def _grant_text(grant: Grant, rest: IntervalSet) -> str:
-    hit = [(t, nets) for t, _, nets in grant.items if _hits(nets, rest)]
-    shown = list(dict.fromkeys(t for t, _ in hit))
-    items = ", ".join(shown)
-    if _is_wide(rest):
-        return f"any host ({items})" if items and items != "any" else "any host"
-    if shown and all(" " not in t for t in shown):
-        return items  # BIND-style elements: networks and ACL names
-    nets = collapse(n for _, ns in hit for n in ns) if hit else list(_few(rest))
-    return net_text(subtract(nets, LOOPBACK))
-
-
-# --------------------------------------------------------------------------------------------------
-# Listening plans
-@dataclass(frozen=True)
-class ListenPlan:
-    """Where a server will listen per its configuration: ``beyond_loopback`` True/False/None (unknown)."""
-
-    beyond_loopback: bool | None
-    text: str
-    evidence: tuple[Evidence, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -876,26 +516,6 @@ def _unbound_entries(
 _UNBOUND_RECURSE = {"allow", "allow_setrd", "allow_snoop", "allow_cookie"}
 _UNBOUND_DEFAULT_ACL = (("127.0.0.0/8", "allow"), ("::1", "allow"), ("::ffff:127.0.0.1", "allow"))
 
-
-def longest_prefix_grant(rules: list[tuple[Net, bool, str, str]]) -> Grant:
-    """Allowed set under longest-prefix-match rules (net, allows, text, where); later duplicates win."""
-    by_net: dict[Net, tuple[bool, str, str]] = {}
-    for net, allows, text, where in rules:
-        by_net[net] = (allows, text, where)
-    allowed: list[Net] = []
-    items: list[tuple[str, str, tuple[Net, ...]]] = []
-    nets = list(by_net)
-    for net, (allows, text, where) in by_net.items():
-        if not allows:
-            continue
-        inner = [m for m in nets if m != net and m.version == net.version and m.subnet_of(net)]  # type: ignore[arg-type]
-        region = subtract([net], inner)
-        # A more specific rule that allows again is handled by its own iteration.
-        if region:
-            allowed.extend(region)
-            items.append((text, where, tuple(region)))
-    nl = tuple(collapse(allowed))
-    return Grant(nl, nl, items=tuple(items))
 
 
 def unbound_server(bundle: Bundle, installed: tuple[str, ...]) -> DnsServer:
@@ -1410,60 +1030,27 @@ def match_process(kind: str, comm: str | None) -> bool:
     return comm is not None and any(comm == p or comm == p[:15] for p in PROCESSES[kind])
 
 
-# --------------------------------------------------------------------------------------------------
-# Host firewall limits (facts/firewall.py, when present)
-@dataclass(frozen=True)
-class Reach:
-    """Who the host firewall lets reach a port: ``networks`` (ANY4/ANY6 when open), ``text``, ``known``."""
-
-    networks: tuple[Net, ...]
-    text: str
-    known: bool
-
-
-def firewall_reach(facts: Facts, proto: str, port: int) -> Reach:
-    """Sources the host firewall admits to ``proto``/``port`` (IPv4 and IPv6); open when it cannot tell."""
-    import importlib
-
-    try:
-        mod = importlib.import_module("nectar_audit.facts.firewall.effective")
-        fw = facts.get(mod.firewall)
-    except (ImportError, AttributeError, EvidenceError):
-        return Reach((ANY4, ANY6), "host firewall not evaluated", False)
-    nets: list[Net] = []
-    texts: list[str] = []
-    known = True
-    for family, anynet in ((4, ANY4), (6, ANY6)):
-        try:
-            v = fw.evaluate(proto, port, family)
-        except (EvidenceError, ValueError, TypeError, AttributeError):
-            return Reach((ANY4, ANY6), "host firewall not evaluated", False)
-        allowed = getattr(v, "allowed", None)
-        sources = tuple(getattr(v, "sources", ()) or ())
-        describe = v.describe() if hasattr(v, "describe") else str(v)
-        texts.append(f"IPv{family} {proto}/{port}: {describe}")
-        if allowed is False and sources:
-            nets.extend(n for n in (parse_net(s) for s in sources) if n is not None)
-        elif allowed is False:
-            continue
-        else:
-            nets.append(anynet)
-            known = known and allowed is True
-    return Reach(tuple(collapse(nets)), "; ".join(texts), known)
-
-
-def merge_reach(reaches: Sequence[Reach]) -> Reach:
-    """Sources the host firewall admits over any of several protocols (DNS: UDP and TCP port 53)."""
-    nets = collapse(n for r in reaches for n in r.networks)
-    texts = [r.text for r in reaches if r.text != "host firewall not evaluated"]
-    if not texts:
-        return Reach(tuple(nets), "host firewall not evaluated", False)
-    return Reach(tuple(nets), "; ".join(texts), all(r.known for r in reaches))
-
-
-def limit(grant: Grant, reach: Reach) -> Grant:
-    """A grant cut down to the sources the firewall admits."""
-    nets = tuple(intersect(grant.networks, [*reach.networks, *LOOPBACK]))
-    explicit = tuple(intersect(grant.explicit, [*reach.networks, *LOOPBACK]))
-    items = tuple((t, w, tuple(intersect(n, [*reach.networks, *LOOPBACK]))) for t, w, n in grant.items)
-    return Grant(nets, explicit, grant.localnets, grant.unknown, grant.keys, items)
+# The evidence this module reads (after the sanitizers it names).
+NEEDS = Needs(
+    files=(
+        *_BIND_FILES,
+        UNBOUND_CONF,
+        "/etc/unbound/unbound.conf.d/*.conf",
+        "/etc/unbound/conf.d/*.conf",
+        "/etc/unbound/local.d/*.conf",
+        DNSMASQ_CONF,
+        "/etc/dnsmasq.d/*",
+        DNSMASQ_DEFAULT,
+        DNSMASQ_DEBIAN_INIT,
+        *RECURSOR_CONFS,
+        *RECURSOR_YML,
+        "/etc/powerdns/recursor.d/*.conf",
+        "/etc/pdns-recursor/recursor.d/*.conf",
+        RESOLVED_CONF,
+        "/etc/systemd/resolved.conf.d/*.conf",
+        "/usr/lib/systemd/resolved.conf.d/*.conf",
+        "/run/systemd/resolved.conf.d/*.conf",
+    ),
+    stats=tuple(p for paths in BINARIES.values() for p in paths),
+    sanitize=dict.fromkeys(_SECRET_FILES, sanitize_dns_secrets),
+)

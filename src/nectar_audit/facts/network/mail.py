@@ -20,9 +20,8 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence.bundle import Bundle
-from nectar_audit.evidence.needs import Needs
-from nectar_audit.facts.network.dns import LOOPBACK, ListenPlan, parse_net
+from nectar_audit.evidence import Bundle, Needs
+from nectar_audit.facts.net import LOOPBACK, ListenPlan, parse_net
 from nectar_audit.model import Evidence
 
 if TYPE_CHECKING:
@@ -65,36 +64,6 @@ _DOVECOT_BINS = tuple(
     for p in ("imap", "pop3", "submission", "managesieve")
 )
 
-NEEDS = Needs(
-    files=(
-        POSTFIX_MAIN,
-        POSTFIX_MASTER,
-        EXIM_DEBIAN,
-        *EXIM_CONFS,
-        EXIM_LOCALMACROS,
-        SENDMAIL_CF,
-        SENDMAIL_MC,
-        *SMTPD_CONFS,
-        DOVECOT_CONF,
-        "/etc/dovecot/conf.d/*.conf",
-        "/etc/dovecot/local.conf",
-        "/usr/share/dovecot/protocols.d/*.protocol",
-    ),
-    stats=(*(p for paths in BINARIES.values() for p in paths), *_DOVECOT_BINS),
-    # Exim's and Dovecot's files may hold passwords (SQL/LDAP lookups, authenticators): blank them.
-    sanitize={
-        p: "mail-secrets"
-        for p in (
-            *EXIM_CONFS,
-            EXIM_LOCALMACROS,
-            "/etc/dovecot/*",
-            "/etc/dovecot/conf.d/*",
-            SMTPD_CONFS[0],
-            SMTPD_CONFS[1],
-            SMTPD_CONFS[2],
-        )
-    },
-)
 
 # Well-known ports of the mail protocols (TCP).
 PORTS = {
@@ -118,15 +87,11 @@ _SECRET_LINE = re.compile(
 )
 
 
-def _mail_secrets(data: bytes) -> str:
+def sanitize_mail_secrets(data: bytes) -> str:
     text = data.decode("utf-8", "replace")
     text = _SECRET_LINE.sub(lambda m: m.group(1) + "<redacted>", text)
     return re.sub(r"(?i)(password=)\S+", r"\1<redacted>", text)
 
-
-from nectar_audit.evidence.sanitize import sanitizer as _sanitizer  # noqa: E402
-
-_sanitizer("mail-secrets")(_mail_secrets)
 
 
 @dataclass(frozen=True)
@@ -843,3 +808,36 @@ def service_for(facts: Facts, port: int) -> tuple[MailServer, MailService] | Non
             if svc.port == port:
                 return srv, svc
     return None
+
+
+# The evidence this module reads (after the sanitizers it names).
+NEEDS = Needs(
+    files=(
+        POSTFIX_MAIN,
+        POSTFIX_MASTER,
+        EXIM_DEBIAN,
+        *EXIM_CONFS,
+        EXIM_LOCALMACROS,
+        SENDMAIL_CF,
+        SENDMAIL_MC,
+        *SMTPD_CONFS,
+        DOVECOT_CONF,
+        "/etc/dovecot/conf.d/*.conf",
+        "/etc/dovecot/local.conf",
+        "/usr/share/dovecot/protocols.d/*.protocol",
+    ),
+    stats=(*(p for paths in BINARIES.values() for p in paths), *_DOVECOT_BINS),
+    # Exim's and Dovecot's files may hold passwords (SQL/LDAP lookups, authenticators): blank them.
+    sanitize={
+        p: sanitize_mail_secrets
+        for p in (
+            *EXIM_CONFS,
+            EXIM_LOCALMACROS,
+            "/etc/dovecot/*",
+            "/etc/dovecot/conf.d/*",
+            SMTPD_CONFS[0],
+            SMTPD_CONFS[1],
+            SMTPD_CONFS[2],
+        )
+    },
+)

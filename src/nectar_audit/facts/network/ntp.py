@@ -18,22 +18,20 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence.bundle import Bundle, EvidenceError
-from nectar_audit.evidence.needs import Needs
-from nectar_audit.facts.network.dns import (
+from nectar_audit.evidence import Bundle, EvidenceError, Needs
+from nectar_audit.facts.net import (
     ANY4,
     ANY6,
     LOOPBACK,
     Grant,
     ListenPlan,
     Net,
-    Reach,
     collapse,
-    limit,
     longest_prefix_grant,
     parse_net,
     subtract,
 )
+from nectar_audit.facts.network.reach import Reach, limit
 from nectar_audit.model import Evidence
 
 if TYPE_CHECKING:
@@ -61,7 +59,7 @@ NEEDS = Needs(
     ),
     stats=(*TIMESYNCD, *NTPD_BIN, *CHRONYD_BIN, *OPENNTPD_BIN),
     commands={
-        VERSION_COMMAND: "command -v ntpd >/dev/null 2>&1 || exit 127\nna_to 5 ntpd --version 2>&1 | "
+        VERSION_COMMAND: "command -v ntpd >/dev/null 2>&1 || exit 127\nwith_timeout 5 ntpd --version 2>&1 | "
         "head -n 3"
     },
 )
@@ -521,7 +519,7 @@ def _version(facts: Facts) -> tuple[str, str | None, str]:
         if kind:
             return kind, ver, f"command: ntpd --version ({rec.stdout.strip().splitlines()[0][:80]})"
     try:
-        from nectar_audit.facts.updates.packages import packages
+        from nectar_audit.facts.updates import packages
 
         db = facts.get(packages)
     except (EvidenceError, ImportError):

@@ -25,12 +25,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable
 
-from nectar_audit.evidence.bundle import Bundle, EvidenceError
-from nectar_audit.evidence.needs import Needs
-from nectar_audit.evidence.sanitize import sanitizer
+from nectar_audit.evidence import Bundle, EvidenceError, Needs
 from nectar_audit.facts.network.dns import Stmt, parse_named_conf
 from nectar_audit.facts.network.mail import mail_servers
-from nectar_audit.facts.system.sockets import Listener, listeners
+from nectar_audit.facts.system import Listener, listeners
 from nectar_audit.model import Evidence
 
 if TYPE_CHECKING:
@@ -63,24 +61,6 @@ JUPYTER = (
 )
 _SECRET_FILES = (*REDIS, *PROFTPD, MONGOD, ELASTIC, *JUPYTER, *MEMCACHED)
 
-NEEDS = Needs(
-    files=(
-        *VSFTPD,
-        *PROFTPD,
-        PUREFTPD_TLS,
-        *REDIS,
-        *MEMCACHED,
-        MONGOD,
-        ELASTIC,
-        RSTUDIO,
-        SHINY,
-        *TIGERVNC,
-        *NGINX,
-        *APACHE,
-        *JUPYTER,
-    ),
-    sanitize={p: "service-secrets" for p in _SECRET_FILES},
-)
 
 _SECRET_LINE = re.compile(
     r"(?im)^(?P<k>[^#\n]*?(?:pass(?:word)?|token|secret|masterauth|requirepass|sqlconnectinfo|credential|api_?key)"
@@ -88,8 +68,7 @@ _SECRET_LINE = re.compile(
 )
 
 
-@sanitizer("service-secrets")
-def _service_secrets(data: bytes) -> str:
+def sanitize_service_secrets(data: bytes) -> str:
     """Blank the value of every line that names a password, token or secret; keep the rest line for line."""
     return _SECRET_LINE.sub(lambda m: m.group("k") + "<redacted>", data.decode("utf-8", "replace"))
 
@@ -573,7 +552,7 @@ class _Ctx:
     def args(self, pid: int | None) -> str:
         if self._args is None:
             try:
-                from nectar_audit.facts.system.processes import processes
+                from nectar_audit.facts.system import processes
 
                 self._args = {p.pid: p.args for p in self.facts.get(processes)}
             except EvidenceError:
@@ -596,7 +575,7 @@ class _Ctx:
         if user == "root":
             return "/root"
         try:
-            from nectar_audit.facts.accounts.users import accounts
+            from nectar_audit.facts.accounts import accounts
 
             acct = self.facts.get(accounts).user(user)
         except EvidenceError:
@@ -1014,3 +993,24 @@ def planned_exposures(facts: Facts) -> list[ServiceExposure]:
                 )
             )
     return out
+
+
+# The evidence this module reads (after the sanitizers it names).
+NEEDS = Needs(
+    files=(
+        *VSFTPD,
+        *PROFTPD,
+        PUREFTPD_TLS,
+        *REDIS,
+        *MEMCACHED,
+        MONGOD,
+        ELASTIC,
+        RSTUDIO,
+        SHINY,
+        *TIGERVNC,
+        *NGINX,
+        *APACHE,
+        *JUPYTER,
+    ),
+    sanitize=dict.fromkeys(_SECRET_FILES, sanitize_service_secrets),
+)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import ipaddress
-import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Union
-from nectar_audit.evidence.bundle import Bundle, EvidenceError
-from nectar_audit.evidence.needs import Needs
-from nectar_audit.evidence.sanitize import sanitizer
-from nectar_audit.model import Evidence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from nectar_audit.evidence import EvidenceError
+from nectar_audit.facts.firewall import firewall
+
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
-from nectar_audit.facts.net import ANY4, ANY6, Grant, LOOPBACK, Net, collapse, intersect, parse_net
+from nectar_audit.facts.net import ANY4, ANY6, LOOPBACK, Grant, Net, collapse, intersect, parse_net
 
 
 # --------------------------------------------------------------------------------------------------
@@ -29,12 +27,9 @@ class Reach:
 
 def firewall_reach(facts: Facts, proto: str, port: int) -> Reach:
     """Sources the host firewall admits to ``proto``/``port`` (IPv4 and IPv6); open when it cannot tell."""
-    import importlib
-
     try:
-        mod = importlib.import_module("nectar_audit.facts.firewall.effective")
-        fw = facts.get(mod.firewall)
-    except (ImportError, AttributeError, EvidenceError):
+        fw = facts.get(firewall)
+    except EvidenceError:
         return Reach((ANY4, ANY6), "host firewall not evaluated", False)
     nets: list[Net] = []
     texts: list[str] = []

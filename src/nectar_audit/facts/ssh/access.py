@@ -3,17 +3,15 @@ cloud-init's refusal command, where authorized_keys are read."""
 
 from __future__ import annotations
 
-import fnmatch
 import ipaddress
 import re
-import shlex
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
-from nectar_audit.evidence.bundle import Bundle, EvidenceError
-from nectar_audit.evidence.needs import Needs
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from nectar_audit.facts.net import Net
+
 if TYPE_CHECKING:
-    from nectar_audit.facts import Facts
+    pass
 from nectar_audit.facts.ssh.files import DROPIN_DIR, SSHDIR
 from nectar_audit.facts.ssh.keywords import DEFAULTS
 from nectar_audit.facts.ssh.match import Context, _user_at_host_match, match_pattern
@@ -61,7 +59,7 @@ def auth_chains(settings: Mapping[str, Setting]) -> list[list[str]]:
     return [chain.split(",") for chain in am.value.split()]
 
 
-def in_trusted(addr: str, networks: Iterable[IPNetwork]) -> bool:
+def in_trusted(addr: str, networks: Iterable[Net]) -> bool:
     """Loopback, or inside one of the configured trusted networks."""
     try:
         ip = ipaddress.ip_address(addr)

@@ -25,8 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence.bundle import EvidenceError
-from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence import EvidenceError, Needs
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
@@ -105,7 +104,7 @@ for c in /proc/[0-9]*/comm; do
 done
 [ -n "$run" ] || { echo '#not-running'; exit 0; }
 command -v fail2ban-client >/dev/null 2>&1 || { echo '#no-client'; exit 0; }
-out=$(na_to 5 fail2ban-client status 2>&1); rc=$?
+out=$(with_timeout 5 fail2ban-client status 2>&1); rc=$?
 printf '#status %s\n%s\n' "$rc" "$out"
 [ "$rc" = 0 ] || exit 0
 list=${out##*Jail list:}
@@ -115,7 +114,7 @@ IFS=',	 '
 for j in $list; do
   case $j in *ssh*) ;; *) continue;; esac
   n=$((n+1)); [ $n -gt 4 ] && break
-  o=$(na_to 5 fail2ban-client status "$j" 2>&1); r=$?
+  o=$(with_timeout 5 fail2ban-client status "$j" 2>&1); r=$?
   printf '#jail %s %s\n%s\n' "$j" "$r" "$o"
 done
 :"""
@@ -140,10 +139,10 @@ for f in /var/log/auth.log.1 /var/log/auth.log /var/log/secure-*[0-9] /var/log/s
 done
 if [ $# -gt 0 ]; then
   echo "#files $*"
-  na_to 5 awk '{_AWK}' "$@"
+  with_timeout 5 awk '{_AWK}' "$@"
 elif command -v journalctl >/dev/null 2>&1; then
   echo '#journal'
-  na_to 5 journalctl -q --no-pager -o short-iso --since=-7d -t sshd -t sshd-session 2>/dev/null | awk '{_AWK}'
+  with_timeout 5 journalctl -q --no-pager -o short-iso --since=-7d -t sshd -t sshd-session 2>/dev/null | awk '{_AWK}'
 else
   echo '#none'
 fi
@@ -794,7 +793,7 @@ def _files_under(facts: Facts, prefix: str, errors: list[str]) -> dict[str, str]
 
 def _enabled(facts: Facts, unit: str) -> bool | None:
     try:
-        from nectar_audit.facts.system.services import services
+        from nectar_audit.facts.system import services
 
         return facts.get(services).is_enabled(unit)
     except Exception:
@@ -805,7 +804,7 @@ def _running(facts: Facts, *names: str) -> bool | None:
     if not facts.bundle.live:
         return None
     try:
-        from nectar_audit.facts.system.processes import running
+        from nectar_audit.facts.system import running
 
         return running(facts, *names)
     except Exception:

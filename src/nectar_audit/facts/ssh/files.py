@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import fnmatch
-import ipaddress
-import re
-import shlex
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
-from nectar_audit.evidence.bundle import Bundle, EvidenceError
-from nectar_audit.evidence.needs import Needs
+from typing import TYPE_CHECKING
+
 if TYPE_CHECKING:
-    from nectar_audit.facts import Facts
+    pass
 
 
 SSHDIR = "/etc/ssh"

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
-import fnmatch
-import ipaddress
-import re
-import shlex
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
-from nectar_audit.evidence.bundle import Bundle, EvidenceError
-from nectar_audit.evidence.needs import Needs
+from typing import TYPE_CHECKING
+
 if TYPE_CHECKING:
-    from nectar_audit.facts import Facts
-from nectar_audit.facts.accounts.passwd import PasswdEntry
+    pass
+from nectar_audit.facts.accounts import PasswdEntry
 from nectar_audit.facts.ssh.files import GENERIC_USER, MAX_CONTEXTS, PROBE_ADDR, PROBE_ADDR6
-from nectar_audit.facts.ssh.keywords import ACCUMULATE, DEFAULTS, DISPLAY_NAMES, GLOBAL_ONLY, MATCH_CRITERIA, _FLAG_VALUES, normalize_value
-from nectar_audit.facts.ssh.match import Context, Criterion, address_representatives, criterion_matches, host_representatives, match_pattern
+from nectar_audit.facts.ssh.keywords import (
+    _FLAG_VALUES,
+    ACCUMULATE,
+    DEFAULTS,
+    DISPLAY_NAMES,
+    GLOBAL_ONLY,
+    MATCH_CRITERIA,
+    normalize_value,
+)
+from nectar_audit.facts.ssh.match import (
+    Context,
+    Criterion,
+    address_representatives,
+    criterion_matches,
+    host_representatives,
+    match_pattern,
+)
 from nectar_audit.facts.ssh.units import ListenPort, _listenaddress_port, _port_of
 
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
 import re
-import shlex
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
-from nectar_audit.evidence.bundle import Bundle, EvidenceError
-from nectar_audit.evidence.needs import Needs
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 if TYPE_CHECKING:
-    from nectar_audit.facts import Facts
+    pass
 from nectar_audit.facts.ssh.files import MAIN_CONFIG, MAX_INCLUDE_DEPTH, SSHDIR
 from nectar_audit.facts.ssh.keywords import ALIASES, GLOBAL_ONLY, MATCH_CRITERIA, VALID_VALUES, canonical
 from nectar_audit.facts.ssh.match import Criterion, addr_match_list

@@ -29,24 +29,39 @@ covers other addresses and everything offline or without root.
 
 from __future__ import annotations
 
-import fnmatch
-import ipaddress
-import re
 import shlex
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
-from nectar_audit.evidence.bundle import Bundle, EvidenceError
-from nectar_audit.evidence.needs import Needs
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from nectar_audit.evidence import Bundle, EvidenceError, Needs
+
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
-from nectar_audit.facts.accounts.passwd import parse_accounts
-from nectar_audit.facts.ssh.files import CMDLINE_FILES, CRYPTO_POLICY, DROPIN_DIR, GENERATORS, MAIN_CONFIG, MAX_RUNTIME_USERS, SOCKET_UNITS, SSHDIR, SSHD_BINARIES, T_COMMAND, _ENABLE_LINKS, _UNIT_DIRS
+from nectar_audit.facts.accounts import parse_accounts
+from nectar_audit.facts.ssh.files import (
+    _ENABLE_LINKS,
+    _UNIT_DIRS,
+    CMDLINE_FILES,
+    CRYPTO_POLICY,
+    DROPIN_DIR,
+    GENERATORS,
+    MAIN_CONFIG,
+    MAX_RUNTIME_USERS,
+    SOCKET_UNITS,
+    SSHD_BINARIES,
+    SSHDIR,
+    T_COMMAND,
+)
 from nectar_audit.facts.ssh.keywords import canonical
 from nectar_audit.facts.ssh.model import Directive, Problem, SshdConfig, runtime_values
-from nectar_audit.facts.ssh.parser import _QuoteError, argv_split, parse_sshd_T, parse_sshd_config, split_line
-from nectar_audit.facts.ssh.units import ListenInfo, ListenPort, SocketUnit, listen_stream_port, parse_unit_listen_streams
-
+from nectar_audit.facts.ssh.parser import _QuoteError, argv_split, parse_sshd_config, parse_sshd_T, split_line
+from nectar_audit.facts.ssh.units import (
+    ListenInfo,
+    ListenPort,
+    SocketUnit,
+    listen_stream_port,
+    parse_unit_listen_streams,
+)
 
 # One sh process loop: real sshd -T for root and every login-capable account (shell not nologin/false),
 # asked about a connection from a non-local address. Root only: sshd -T needs the host keys.
@@ -80,7 +95,7 @@ fi
     n=$((n+1)); if [ "$n" -gt 34 ]; then echo '@@truncated'; break; fi
     echo "@@user $u"
     if [ "$n" -gt 1 ] && [ "$m" = 0 ] && [ "$r" = 0 ]; then echo '@@same root'; echo '@@rc 0'; continue; fi
-    na_to 5 "$s" -T -C "user=$u,host=$a,addr=$a"
+    with_timeout 5 "$s" -T -C "user=$u,host=$a,addr=$a"
     r=$?; echo "@@rc $r"
   done; }"""
 
@@ -268,7 +283,7 @@ def _socket_unit(facts: Facts, cfg: SshdConfig, name: str) -> SocketUnit | None:
     if st is not None and st.is_link and b.file(f"/etc/systemd/system/{name}") is None:
         masked = True
     try:
-        from nectar_audit.facts.system.services import services
+        from nectar_audit.facts.system import services
 
         svc = facts.get(services)
         if svc.enabled_source.startswith("command:"):
@@ -356,7 +371,7 @@ def sshd_listeners(facts: Facts) -> ListenInfo:
     running_source = ""
     if facts.bundle.live:
         try:
-            from nectar_audit.facts.system.sockets import listeners, sockets_source
+            from nectar_audit.facts.system import listeners, sockets_source
 
             items = facts.get(listeners)
             socket_ports = {p.port for p in ports} if socket is not None else set()

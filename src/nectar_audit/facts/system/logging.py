@@ -18,8 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Union
 
-from nectar_audit.evidence.bundle import EvidenceError, StatRecord
-from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence import EvidenceError, Needs, StatRecord
 from nectar_audit.facts.system.processes import running
 from nectar_audit.facts.system.services import services
 

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence.bundle import EvidenceError
-from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence import EvidenceError, Needs
+from nectar_audit.facts.accounts import uid_names
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
@@ -161,10 +161,8 @@ def processes(facts: Facts) -> list[Process]:
     if head == "#ps":
         result = parse_ps(body)
     elif head == "#proc":
-        from nectar_audit.facts.system.sockets import parse_passwd
-
         try:
-            passwd = parse_passwd(b.text("/etc/passwd") or "")
+            passwd = uid_names(b.text("/etc/passwd") or "")
         except EvidenceError:
             passwd = {}
         result = parse_proc_status(body, passwd)

@@ -15,8 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence.bundle import EvidenceError
-from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence import EvidenceError, Needs
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
@@ -26,9 +25,9 @@ SYSTEMCTL_COMMAND = "services.systemctl"
 _SNIPPET = r"""
 if [ -d /run/systemd/system ]; then
   echo '#enabled'
-  na_to 10 systemctl list-unit-files --state=enabled --no-legend --no-pager 2>&1 || echo "#rc $?"
+  with_timeout 10 systemctl list-unit-files --state=enabled --no-legend --no-pager 2>&1 || echo "#rc $?"
   echo '#running'
-  na_to 10 systemctl list-units --type=service,socket,timer --state=running,listening,waiting \
+  with_timeout 10 systemctl list-units --type=service,socket,timer --state=running,listening,waiting \
     --no-legend --no-pager --plain 2>&1 || echo "#rc $?"
 else
   echo '#nosystemd'

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence.bundle import EvidenceError
-from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence import EvidenceError, Needs
+from nectar_audit.facts.accounts import uid_names
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
@@ -321,15 +321,6 @@ def _dedupe(items: list[Listener]) -> list[Listener]:
     return sorted(seen.values(), key=lambda x: (x.proto, x.port, x.family, x.address, x.pid or 0))
 
 
-def parse_passwd(text: str) -> dict[int, str]:
-    out: dict[int, str] = {}
-    for line in text.splitlines():
-        parts = line.split(":")
-        if len(parts) >= 3 and parts[2].isdigit():
-            out.setdefault(int(parts[2]), parts[0])
-    return out
-
-
 def split_sections(stdout: str) -> tuple[str, str, bool]:
     """(format "ss"|"proc"|"", body, bindv6only) of the sockets command's output."""
     fmt = ""
@@ -359,7 +350,7 @@ def listeners(facts: Facts) -> list[Listener]:
         raise EvidenceError("the listening sockets were not gathered")
     fmt, body, bindv6only = split_sections(rec.stdout)
     try:
-        passwd = parse_passwd(b.text("/etc/passwd") or "")
+        passwd = uid_names(b.text("/etc/passwd") or "")
     except EvidenceError:
         passwd = {}
     if fmt == "ss":

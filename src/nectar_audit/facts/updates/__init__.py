@@ -1,0 +1,86 @@
+"""Packages and their versions, apt's configuration, automatic and pending updates, the kernel.
+
+Other packs and the checks import this pack only from here. ``NEEDS`` is the evidence of every module
+of the pack and of the packs it builds on.
+"""
+
+from __future__ import annotations
+
+from nectar_audit.evidence import merge
+from nectar_audit.facts import host, system
+from nectar_audit.facts.updates.apt_config import NEEDS as _apt_config_needs
+from nectar_audit.facts.updates.apt_config import Setting, apt_config
+from nectar_audit.facts.updates.autoupdate import (
+    APT_CRON,
+    YUM_CRON_JOB,
+    AutoConfig,
+    CronDaemon,
+    DnfAutomatic,
+    TimerState,
+    UnattendedUpgrades,
+    cron_daemon,
+    dnf_automatic,
+    periodic_enabled,
+    unattended_upgrades,
+)
+from nectar_audit.facts.updates.autoupdate import (
+    NEEDS as _autoupdate_needs,
+)
+from nectar_audit.facts.updates.kernel import (
+    NEEDS as _kernel_needs,
+)
+from nectar_audit.facts.updates.kernel import (
+    InstalledKernel,
+    KernelState,
+    kernel_flavour,
+    kernel_state,
+)
+from nectar_audit.facts.updates.packages import NEEDS as _packages_needs
+from nectar_audit.facts.updates.packages import packages
+from nectar_audit.facts.updates.pending import (
+    ALIASES,
+    LISTS,
+    ROOT_FORWARD,
+    NoPackageLists,
+    PendingUpdate,
+    apt_kernel_updates,
+    pending_updates,
+    root_mail,
+)
+from nectar_audit.facts.updates.pending import (
+    NEEDS as _pending_needs,
+)
+
+NEEDS = merge(
+    [_apt_config_needs, _autoupdate_needs, _kernel_needs, _packages_needs, _pending_needs, host.NEEDS, system.NEEDS]
+)
+
+__all__ = [
+    "ALIASES",
+    "APT_CRON",
+    "LISTS",
+    "NEEDS",
+    "ROOT_FORWARD",
+    "YUM_CRON_JOB",
+    "AutoConfig",
+    "CronDaemon",
+    "DnfAutomatic",
+    "InstalledKernel",
+    "KernelState",
+    "NoPackageLists",
+    "PendingUpdate",
+    "Setting",
+    "TimerState",
+    "UnattendedUpgrades",
+    "apt_config",
+    "apt_kernel_updates",
+    "cron_daemon",
+    "dnf_automatic",
+    "kernel_flavour",
+    "kernel_state",
+    "packages",
+    "pending_updates",
+    "periodic_enabled",
+    "root_mail",
+    "unattended_upgrades",
+]

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence import Needs
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
@@ -27,7 +27,7 @@ DUMP_COMMAND = "apt-config dump"
 
 NEEDS = Needs(
     files=(f"{PARTS_DIR}/*", MAIN_FILE),
-    commands={"apt.config": f"command -v apt-config >/dev/null 2>&1 || exit 127\nna_to 10 {DUMP_COMMAND}"},
+    commands={"apt.config": f"command -v apt-config >/dev/null 2>&1 || exit 127\nwith_timeout 10 {DUMP_COMMAND}"},
 )
 
 _SPACE = " \t\n\r\f\v"

@@ -32,16 +32,15 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence.bundle import EvidenceError
-from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence import EvidenceError, Needs
 from nectar_audit.facts.host import host, parse_os_release
-from nectar_audit.facts.system.services import services
+from nectar_audit.facts.system import services
 from nectar_audit.facts.updates.apt_config import AptConfig, Setting, apt_config
 from nectar_audit.facts.updates.packages import packages
 from nectar_audit.facts.updates.pending import ReleaseInfo, apt_releases
 
 if TYPE_CHECKING:
-    from nectar_audit.evidence.bundle import Bundle
+    from nectar_audit.evidence import Bundle
     from nectar_audit.facts import Facts
 
 UU_LOG = "/var/log/unattended-upgrades/unattended-upgrades.log"

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from functools import cmp_to_key
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence.bundle import EvidenceError
-from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence import EvidenceError, Needs
 from nectar_audit.facts.host import host
 from nectar_audit.facts.updates.packages import Package, PackageDb, packages
 from nectar_audit.facts.updates.versions import VersionError, comparator
@@ -37,7 +36,7 @@ NEEDS = Needs(
         # The kernel's boot time (constant, unlike now - uptime which jitters between two gathers).
         "kernel.btime": "sed -n 's/^btime //p' /proc/stat",
         "kernel.livepatch": (
-            f"command -v canonical-livepatch >/dev/null 2>&1 || exit 127\nna_to 5 {LIVEPATCH_STATUS}"
+            f"command -v canonical-livepatch >/dev/null 2>&1 || exit 127\nwith_timeout 5 {LIVEPATCH_STATUS}"
         )
     },
 )

@@ -14,9 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence.bundle import EvidenceError
-from nectar_audit.evidence.needs import Needs
-from nectar_audit.evidence.sanitize import sanitizer
+from nectar_audit.evidence import EvidenceError, Needs
 from nectar_audit.facts.updates.versions import comparator
 
 if TYPE_CHECKING:
@@ -39,24 +37,6 @@ _RPM_DBS = (
 # The fields of dpkg's status parse_dpkg_status reads: all the sanitizer keeps, and the host sends.
 _STATUS_KEYS = "Package|Status|Version|Architecture|Source"
 
-NEEDS = Needs(
-    files=(DPKG_STATUS,),
-    sanitize={DPKG_STATUS: "dpkg-status"},
-    # The lines dpkg_status_fields keeps (a superset: it drops the rest again): a ninth of the file.
-    prefilter={DPKG_STATUS: f"^(({_STATUS_KEYS}):|[[:space:]]*$)"},
-    stats=_RPM_DBS,
-    commands={
-        "packages.rpm": (
-            # dpkg's database decides where it is there (the fact reads it first): a Debian host with
-            # rpm installed for building other roots need not list that database.
-            f'[ -s {DPKG_STATUS} ] && exit 3\n'
-            "for d in " + " ".join(_RPM_DBS) + '; do [ -e "$d" ] && found=1; done\n'
-            '[ -n "$found" ] || exit 3\n'
-            "command -v rpm >/dev/null 2>&1 || exit 127\n"
-            f"na_to 30 {RPM_COMMAND}"
-        ),
-    },
-)
 
 # dpkg states in which the package's files are on disk and configured (or nearly so).
 _INSTALLED_STATES = ("installed", "triggers-pending", "triggers-awaited")
@@ -115,8 +95,7 @@ _KEPT = re.compile(rf"^(?:(?:{_STATUS_KEYS}):.*|[ \t]*)(?:\n|\Z)", re.M)
 _NOT_KEPT = re.compile(rf"^(?!(?:{_STATUS_KEYS}):|[ \t]*(?:\n|\Z))", re.M)
 
 
-@sanitizer("dpkg-status")
-def dpkg_status_fields(data: bytes) -> str:
+def sanitize_dpkg_status(data: bytes) -> str:
     """Only the fields parse_dpkg_status reads, and the blank lines between stanzas: a fifth of the
     file, which a fleet otherwise keeps in memory (and pickles to its judges) once per host."""
     text = data.decode("utf-8", "replace")
@@ -206,3 +185,24 @@ def packages(facts: Facts) -> PackageDb:
             )
         raise EvidenceError(f"{rpm_db[0]} exists but the rpm command is not available to list it")
     raise EvidenceError(f"no package database found ({DPKG_STATUS} or an rpm database)")
+
+
+# The evidence this module reads (after the sanitizers it names).
+NEEDS = Needs(
+    files=(DPKG_STATUS,),
+    sanitize={DPKG_STATUS: sanitize_dpkg_status},
+    # The lines dpkg_status_fields keeps (a superset: it drops the rest again): a ninth of the file.
+    prefilter={DPKG_STATUS: f"^(({_STATUS_KEYS}):|[[:space:]]*$)"},
+    stats=_RPM_DBS,
+    commands={
+        "packages.rpm": (
+            # dpkg's database decides where it is there (the fact reads it first): a Debian host with
+            # rpm installed for building other roots need not list that database.
+            f'[ -s {DPKG_STATUS} ] && exit 3\n'
+            "for d in " + " ".join(_RPM_DBS) + '; do [ -e "$d" ] && found=1; done\n'
+            '[ -n "$found" ] || exit 3\n'
+            "command -v rpm >/dev/null 2>&1 || exit 127\n"
+            f"with_timeout 30 {RPM_COMMAND}"
+        ),
+    },
+)

@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence.bundle import EvidenceError
-from nectar_audit.evidence.needs import Needs
-from nectar_audit.evidence.sanitize import sanitizer
+from nectar_audit.evidence import EvidenceError, Needs
 from nectar_audit.facts.updates.packages import Package, PackageDb, packages
 from nectar_audit.facts.updates.versions import VersionError, dpkg_compare
 
@@ -99,87 +97,6 @@ PASSWD = "/etc/passwd"
 MAX_ALIAS_DEPTH = 10  # sendmail's MaxAliasRecursion; postfix stops a little later
 SENDMAIL = ("/usr/sbin/sendmail", "/usr/lib/sendmail")
 
-NEEDS = Needs(
-    files=(
-        f"{LISTS}/*_InRelease",
-        f"{LISTS}/*_Release",
-        SECURITY_PACKAGES_GLOB,
-        ALIASES,
-        ROOT_FORWARD,
-        HOME_FORWARDS,
-        PASSWD,
-    ),
-    # Live hosts filter every list with the apt.kernel_lists command instead of sending tens of MB.
-    offline_files=(ALL_PACKAGES_GLOB,),
-    stats=(LISTS, f"{LISTS}/*", *STAMPS, *SENDMAIL),
-    commands={
-        # Lists kept compressed (apt's KeepCompressed) are read through apt's own decompressor,
-        # reduced in the pipe to the fields the brief sanitizer keeps: ~20 ms instead of a resolver run.
-        "apt.security_lists": (
-            f'for f in {SECURITY_PACKAGES_GLOB}; do [ -f "$f" ] && exit 3; done\n'
-            f"[ -x {APT_HELPER} ] || exit 127\n"
-            "n=0\n"
-            f'for f in {SECURITY_PACKAGES_GLOB}.*; do\n'
-            '  [ -f "$f" ] || continue\n'
-            '  echo "#file $f"; n=1\n'
-            f'  na_to 20 {APT_HELPER} cat-file "$f" | grep -E "^(Package|Version|Architecture|Source):|^$"\n'
-            "done\n"
-            '[ "$n" = 1 ] || exit 4'
-        ),
-        # Every list, plain or compressed (apt's KeepCompressed), reduced on the host to its kernel
-        # stanzas: Debian's main list is ~50 MB with its kernels past the 16 MiB a file record keeps.
-        "apt.kernel_lists": (
-            "n=0\n"
-            "set --\n"
-            f'for f in {ALL_PACKAGES_GLOB}; do [ -f "$f" ] && set -- "$@" "$f"; done\n'
-            'if [ $# -gt 0 ]; then\n'
-            "  n=1\n"
-            f'  k=$(na_to 20 {_KERNEL_GREP} -H -- "$@" | {_KERNEL_AWK_FILES})\n'
-            '  case "$k" in\n'
-            '    *"#cut"*) for f do echo "#file $f"; na_to 20 ' + _KERNEL_AWK + ' "$f"; done ;;\n'
-            "    *) printf '%s\\n\\n' \"$k\" ;;\n"
-            "  esac\n"
-            "fi\n"
-            f'for f in {ALL_PACKAGES_GLOB}.*; do\n'
-            f'  [ -f "$f" ] && [ -x {APT_HELPER} ] || continue\n'
-            f'  k=$(na_to 20 {APT_HELPER} cat-file "$f" | {_KERNEL_GREP} | {_KERNEL_AWK_STDIN})\n'
-            '  echo "#file $f"; n=1\n'
-            '  case "$k" in\n'
-            f'    *"#cut"*) na_to 20 {APT_HELPER} cat-file "$f" | ' + _KERNEL_AWK + " ;;\n"
-            "    ?*) printf '%s\\n\\n' \"$k\" ;;\n"
-            "  esac\n"
-            "done\n"
-            '[ "$n" = 1 ] || exit 4'
-        ),
-        "apt.simulate": (
-            "command -v apt-get >/dev/null 2>&1 || exit 127\n"
-            f'for f in {SECURITY_PACKAGES_GLOB}; do [ -f "$f" ] && exit 3; done\n'
-            f'if [ -x {APT_HELPER} ]; then for f in {SECURITY_PACKAGES_GLOB}.*; do [ -f "$f" ] && exit 3; done; fi\n'
-            f"na_to 30 {APT_SIMULATE}"
-        ),
-        "dnf.updates": (
-            "command -v dnf >/dev/null 2>&1 || exit 127\n"
-            # Only where dnf manages this system: Debian ships dnf too (for building other roots), and
-            # asking it costs half a second for nothing.
-            "( . /etc/os-release 2>/dev/null || . /usr/lib/os-release 2>/dev/null\n"
-            '  case " $ID $ID_LIKE " in *" rhel "*|*" fedora "*|*" centos "*) exit 0;; esac; exit 1 ) || exit 127\n'
-            f"echo '#security'; na_to 90 {DNF_SECURITY} 2>&1; echo \"#rc $?\"\n"
-            f"echo '#kernel'; na_to 90 {DNF_KERNEL} 2>&1; echo \"#rc $?\""
-        ),
-    },
-    # Superset of what the sanitizers keep, and of the lines release_header stops at.
-    prefilter={
-        f"{LISTS}/*_InRelease": _RELEASE_ERE,
-        f"{LISTS}/*_Release": _RELEASE_ERE,
-        SECURITY_PACKAGES_GLOB: "^[[:space:]]*$|" + _KERNEL_FIELDS_ERE,
-    },
-    sanitize={
-        f"{LISTS}/*_InRelease": "apt-release-header",
-        f"{LISTS}/*_Release": "apt-release-header",
-        SECURITY_PACKAGES_GLOB: "apt-packages-brief",  # first: a pattern's first match wins
-        ALL_PACKAGES_GLOB: "apt-packages-kernel",
-    },
-)
 
 # -- sanitizers: keep what the checks need, drop the bulk ----------------------------------------
 
@@ -192,7 +109,6 @@ def _lines(data: bytes) -> list[str]:
     return lines
 
 
-@sanitizer("apt-release-header")
 def release_header(data: bytes) -> str:
     """The identifying fields of a Release/InRelease file (its checksum lists and signature dropped)."""
     out = []
@@ -205,7 +121,6 @@ def release_header(data: bytes) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
-@sanitizer("apt-packages-brief")
 def packages_brief(data: bytes) -> str:
     """A Packages list reduced to the Package/Version/Architecture/Source of every stanza."""
     text = data.decode("utf-8", "replace")
@@ -216,7 +131,6 @@ def packages_brief(data: bytes) -> str:
     return "\n".join(out) + "\n"
 
 
-@sanitizer("apt-packages-kernel")
 def packages_kernel(data: bytes) -> str:
     """A Packages list reduced to its kernel stanzas' Package/Version/Architecture/Source: a few KiB of
     a list that is tens of MiB (Debian main)."""
@@ -922,3 +836,87 @@ def root_mail(facts: Facts) -> RootMail:
         chain=tuple(chain),
         loop="; ".join(loops) or None,
     )
+
+
+# The evidence this module reads (after the sanitizers it names).
+NEEDS = Needs(
+    files=(
+        f"{LISTS}/*_InRelease",
+        f"{LISTS}/*_Release",
+        SECURITY_PACKAGES_GLOB,
+        ALIASES,
+        ROOT_FORWARD,
+        HOME_FORWARDS,
+        PASSWD,
+    ),
+    # Live hosts filter every list with the apt.kernel_lists command instead of sending tens of MB.
+    offline_files=(ALL_PACKAGES_GLOB,),
+    stats=(LISTS, f"{LISTS}/*", *STAMPS, *SENDMAIL),
+    commands={
+        # Lists kept compressed (apt's KeepCompressed) are read through apt's own decompressor,
+        # reduced in the pipe to the fields the brief sanitizer keeps: ~20 ms instead of a resolver run.
+        "apt.security_lists": (
+            f'for f in {SECURITY_PACKAGES_GLOB}; do [ -f "$f" ] && exit 3; done\n'
+            f"[ -x {APT_HELPER} ] || exit 127\n"
+            "n=0\n"
+            f'for f in {SECURITY_PACKAGES_GLOB}.*; do\n'
+            '  [ -f "$f" ] || continue\n'
+            '  echo "#file $f"; n=1\n'
+            f'  with_timeout 20 {APT_HELPER} cat-file "$f" | grep -E "^(Package|Version|Architecture|Source):|^$"\n'
+            "done\n"
+            '[ "$n" = 1 ] || exit 4'
+        ),
+        # Every list, plain or compressed (apt's KeepCompressed), reduced on the host to its kernel
+        # stanzas: Debian's main list is ~50 MB with its kernels past the 16 MiB a file record keeps.
+        "apt.kernel_lists": (
+            "n=0\n"
+            "set --\n"
+            f'for f in {ALL_PACKAGES_GLOB}; do [ -f "$f" ] && set -- "$@" "$f"; done\n'
+            'if [ $# -gt 0 ]; then\n'
+            "  n=1\n"
+            f'  k=$(with_timeout 20 {_KERNEL_GREP} -H -- "$@" | {_KERNEL_AWK_FILES})\n'
+            '  case "$k" in\n'
+            '    *"#cut"*) for f do echo "#file $f"; with_timeout 20 ' + _KERNEL_AWK + ' "$f"; done ;;\n'
+            "    *) printf '%s\\n\\n' \"$k\" ;;\n"
+            "  esac\n"
+            "fi\n"
+            f'for f in {ALL_PACKAGES_GLOB}.*; do\n'
+            f'  [ -f "$f" ] && [ -x {APT_HELPER} ] || continue\n'
+            f'  k=$(with_timeout 20 {APT_HELPER} cat-file "$f" | {_KERNEL_GREP} | {_KERNEL_AWK_STDIN})\n'
+            '  echo "#file $f"; n=1\n'
+            '  case "$k" in\n'
+            f'    *"#cut"*) with_timeout 20 {APT_HELPER} cat-file "$f" | ' + _KERNEL_AWK + " ;;\n"
+            "    ?*) printf '%s\\n\\n' \"$k\" ;;\n"
+            "  esac\n"
+            "done\n"
+            '[ "$n" = 1 ] || exit 4'
+        ),
+        "apt.simulate": (
+            "command -v apt-get >/dev/null 2>&1 || exit 127\n"
+            f'for f in {SECURITY_PACKAGES_GLOB}; do [ -f "$f" ] && exit 3; done\n'
+            f'if [ -x {APT_HELPER} ]; then for f in {SECURITY_PACKAGES_GLOB}.*; do [ -f "$f" ] && exit 3; done; fi\n'
+            f"with_timeout 30 {APT_SIMULATE}"
+        ),
+        "dnf.updates": (
+            "command -v dnf >/dev/null 2>&1 || exit 127\n"
+            # Only where dnf manages this system: Debian ships dnf too (for building other roots), and
+            # asking it costs half a second for nothing.
+            "( . /etc/os-release 2>/dev/null || . /usr/lib/os-release 2>/dev/null\n"
+            '  case " $ID $ID_LIKE " in *" rhel "*|*" fedora "*|*" centos "*) exit 0;; esac; exit 1 ) || exit 127\n'
+            f"echo '#security'; with_timeout 90 {DNF_SECURITY} 2>&1; echo \"#rc $?\"\n"
+            f"echo '#kernel'; with_timeout 90 {DNF_KERNEL} 2>&1; echo \"#rc $?\""
+        ),
+    },
+    # Superset of what the sanitizers keep, and of the lines release_header stops at.
+    prefilter={
+        f"{LISTS}/*_InRelease": _RELEASE_ERE,
+        f"{LISTS}/*_Release": _RELEASE_ERE,
+        SECURITY_PACKAGES_GLOB: "^[[:space:]]*$|" + _KERNEL_FIELDS_ERE,
+    },
+    sanitize={
+        f"{LISTS}/*_InRelease": release_header,
+        f"{LISTS}/*_Release": release_header,
+        SECURITY_PACKAGES_GLOB: packages_brief,  # first: a pattern's first match wins
+        ALL_PACKAGES_GLOB: packages_kernel,
+    },
+)
