@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
+from nectar_audit.catalog import entries
 from nectar_audit.engine import run_check
 from nectar_audit.evidence.bundle import Bundle, CommandRecord, FileRecord, StatRecord
 from nectar_audit.facts import Facts
 from nectar_audit.model import CheckResult
-from nectar_audit.registry import entries
+from tests import SAMPLES
 
-SAMPLES = Path(__file__).parent / "samples"
 NOW = "2026-12-01T12:00:00+00:00"
 NOW_TS = 1796126400  # NOW as a Unix time
 

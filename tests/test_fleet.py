@@ -17,6 +17,7 @@ from typing import Any
 from click.testing import CliRunner
 from rich.console import Console
 
+from nectar_audit.catalog import Entry
 from nectar_audit.checks.base import Check
 from nectar_audit.cli import main
 from nectar_audit.config import Config
@@ -25,13 +26,12 @@ from nectar_audit.evidence.needs import Needs
 from nectar_audit.facts import Facts
 from nectar_audit.fleet import INTERRUPTED, run_fleet
 from nectar_audit.model import CheckResult, Finding, HostResult, Status, Waiver
-from nectar_audit.registry import Entry
 from nectar_audit.reports import fleet_summary
 from nectar_audit.targets.base import TargetError
-from tests._sshlab import loopback_silent_server
+from tests import REPO
+from tests.lab.sshd_hosts import loopback_silent_server
 
 NEEDS = Needs()
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _bundle(name: str, hostname: str) -> Bundle:
@@ -92,7 +92,7 @@ def _check(cid: str, status_for: dict[str, Status]) -> Entry:
             raise RuntimeError("check bug")
         return [Finding(status_for.get(host, Status.PASS), f"{cid} on {host}")]
 
-    return Entry(cid, "question?", "mod", Check(cid, "high", run, why="w", how="h"))
+    return Entry(cid, "question?", "mod", Check(cid, "high", run, needs=Needs(), why="w", how="h"))
 
 
 ENTRIES = [_check("Check-Security-01", {"h-b": Status.FAIL, "h-c": Status.FAIL}),
@@ -121,7 +121,7 @@ def test_isolation_order_and_concurrency_bound() -> None:
 
 
 def test_judging_in_worker_processes_gives_the_same_results() -> None:
-    from nectar_audit.registry import implemented
+    from nectar_audit.catalog import implemented
 
     entries = implemented()
     targets: list[Any] = [AsyncFake(f"h{i}") for i in range(9)] + [AsyncFake("x", outcome="unreachable")]

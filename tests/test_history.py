@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from nectar_audit import history
 from nectar_audit.cli import main
 from nectar_audit.model import HostResult, Status
-from tests.report_samples import check
+from tests.reports.samples import check
 
 pytest.importorskip("sqlalchemy")
 

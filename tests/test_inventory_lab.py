@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from nectar_audit.cli import main
-from tests import _sshlab as S
 from tests import lab
+from tests.lab import sshd_hosts as S
 
 pytestmark = pytest.mark.lab
 

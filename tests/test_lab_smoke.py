@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tests import lab
+from tests import REPO, lab
 from tests.lab import netns as lab_netns
 from tests.lab import rootfs as lab_rootfs
 from tests.lab import state as lab_state
 
-REPO = Path(__file__).resolve().parent.parent
 SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"]
 

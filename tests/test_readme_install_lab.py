@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import lab
+from tests import REPO, lab
 from tests.lab import wheelhouse
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 

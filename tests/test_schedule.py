@@ -24,9 +24,9 @@ from click.testing import CliRunner, Result
 from nectar_audit import __version__, history
 from nectar_audit import schedule as sch
 from nectar_audit.cli import main, scan
+from tests import REPO
 from tests.lab import require, require_binary, require_root
 
-REPO = Path(__file__).resolve().parent.parent
 SRC = REPO / "src"
 # Arguments that need every kind of escaping on their way through a unit file or a crontab.
 NASTY = ["plain", "two words", 'dq"uote', "sq'uote", "100%", "%h%n", "$HOME", "${X}", "back\\slash", ";", "&&",

@@ -38,7 +38,7 @@ ROOT_PACKAGES: tuple[str, ...] = (
     "linux-image-cloud-amd64",
     "iproute2",
     "procps",
-    # systemd-journald for check 14's journald lab (tests/test_journald_lab.py). Not systemd-sysv: the
+    # systemd-journald for check 14's journald lab (tests/checks/test_14_journald_lab.py). Not systemd-sysv: the
     # hosts' init stays the lab's shell, systemd is only there as binaries, units and configuration.
     "systemd",
     # The README's install command makes a virtualenv (tests/test_readme_install_lab.py); a lab host

@@ -81,7 +81,7 @@ APT_HELPER = "/usr/lib/apt/apt-helper"
 APT_SIMULATE = "apt-get -s -q -o Debug::NoLocking=true dist-upgrade"
 # Not -q: under -q, dnf 4 with skip_if_unavailable=True skips a repository that has no cached metadata
 # without a word and exits 0 (an empty list that proves nothing); without it dnf says so on stderr, and
-# prints when the metadata was last checked. Both seen with dnf 4.14 in tests/test_dnf_real.py.
+# prints when the metadata was last checked. Both seen with dnf 4.14 in tests/facts/updates/test_dnf_real.py.
 DNF_SECURITY = "dnf --cacheonly updateinfo list --security"
 DNF_KERNEL = "dnf -q --cacheonly list --upgrades 'kernel*'"
 _NO_CACHE = re.compile(r"Cache-only enabled but no cache for '([^']+)'")

@@ -1,0 +1,181 @@
+"""Check-Security-15 (open ports without a service, host side) on bundles built from real dumps."""
+
+from __future__ import annotations
+
+import stat
+
+from nectar_audit.checks.open_ports import run
+from nectar_audit.config import Config
+from nectar_audit.evidence.bundle import Bundle, CommandRecord, StatRecord
+from nectar_audit.facts import Facts
+from nectar_audit.facts.system.sockets import SS_COMMAND
+from nectar_audit.model import Finding, Status
+from tests.checks.test_08_host_firewall import ROCKY, live_bundle, rules_output, sample, ufw_files
+
+SSHD = (
+    'tcp LISTEN 0 128 0.0.0.0:22 0.0.0.0:* users:(("sshd",pid=812,fd=3)) ino:11 sk:1 <->\n'
+    'tcp LISTEN 0 128 [::]:22 [::]:* users:(("sshd",pid=812,fd=4)) ino:12 sk:2 v6only:1 <->\n'
+)
+DHCP = 'udp UNCONN 0 0 0.0.0.0:68 0.0.0.0:* users:(("dhclient",pid=500,fd=7)) ino:13 sk:3 <->\n'
+
+
+def ufw_host(ss: str, config: Config | None = None) -> Facts:
+    rules = rules_output(
+        None,
+        iptables_nft_save=sample("ufw-iptables-nft-save.v4"),
+        ip6tables_nft_save=sample("ufw-ip6tables-nft-save.v6"),
+    )
+    b = live_bundle(rules, "ufw.service enabled enabled\n", files=ufw_files())
+    b.commands[SS_COMMAND] = CommandRecord("#ss\n" + ss + "#bindv6only 0\n")
+    return Facts(b, config or Config())
+
+
+def msgs(findings: list[Finding]) -> dict[str, Status]:
+    return {f.message: f.status for f in findings}
+
+
+def test_open_ports_without_listener() -> None:
+    findings = run(ufw_host(SSHD + DHCP, Config(allowed_ports=("22/tcp",))))
+    m = msgs(findings)
+    assert m["Port 2222/tcp is open in the firewall (IPv4) but nothing listens on it"] is Status.FAIL
+    assert m["Port 5432/tcp is open to 10.0.0.0/8 (IPv4) but nothing listens on it"] is Status.WARN
+    assert (
+        m["Ports 60000-61000/udp are open in the firewall (IPv4 and IPv6) but nothing listens on any"]
+        is Status.WARN
+    )
+    fail = next(f for f in findings if f.status is Status.FAIL)
+    assert fail.evidence[0].source == "command: iptables-nft-save"
+    assert (
+        fail.evidence[0].detail == "IPv4: ip filter ufw-user-limit-accept: -A ufw-user-limit-accept -j ACCEPT"
+    )
+    assert fail.remediation == "ufw delete allow 2222/tcp   (see `ufw status numbered`)"
+    table = findings[-1]
+    assert table.message == "Listeners × firewall (2 beyond loopback)"
+    assert [e.detail for e in table.evidence] == [
+        "0.0.0.0:22/tcp by sshd (pid 812, user 0) → IPv4: open (ip filter ufw-user-input: "
+        "-A ufw-user-input -p tcp "
+        "-m tcp --dport 22 -j ACCEPT)",
+        "[::]:22/tcp by sshd (pid 812, user 0) → IPv6: open (ip6 filter ufw6-user-input: "
+        "-A ufw6-user-input -p tcp "
+        "-m tcp --dport 22 -j ACCEPT)",
+    ]
+    assert not any(k.startswith("Port 22/tcp") for k in m)
+
+
+def test_listener_review() -> None:
+    ss = SSHD + (
+        'tcp LISTEN 0 128 *:60500 *:* users:(("mosh-server",pid=900,fd=4)) ino:14 sk:4 v6only:0 <->\n'
+        'tcp LISTEN 0 128 0.0.0.0:5000 0.0.0.0:* users:(("python3",pid=901,fd=4)) ino:15 sk:5 <->\n'
+        'tcp LISTEN 0 128 127.0.0.1:2222 0.0.0.0:* users:(("sshd",pid=902,fd=4)) ino:16 sk:6 <->\n'
+    )
+    # Without an allowlist: one manual review of what the firewall lets in (5000/tcp is blocked).
+    m = msgs(run(ufw_host(ss)))
+    assert (
+        m[
+            "No ports.allowed list in the config: review the 2 listener(s) the firewall lets in: "
+            "0.0.0.0:22/tcp "
+            "(sshd), [::]:22/tcp (sshd)"
+        ]
+        is Status.MANUAL
+    )
+    assert (
+        m[
+            "Port 2222/tcp is open in the firewall (IPv4) but nothing listens on it; only a loopback "
+            "listener: "
+            "127.0.0.1:2222/tcp by sshd (pid 902, user 0)"
+        ]
+        is Status.FAIL
+    )
+    # With one: a warning per reachable listener that is not in it.
+    findings = run(
+        ufw_host(
+            SSHD + 'udp UNCONN 0 0 *:60500 *:* users:(("mosh-server",pid=900,fd=4)) ino:14 sk:4 '
+            "v6only:0 <->\n",
+            Config(allowed_ports=("22/tcp",)),
+        )
+    )
+    warn = [f for f in findings if f.message.startswith("[::]:60500/udp")]
+    assert len(warn) == 1 and warn[0].status is Status.WARN
+    assert warn[0].message == (
+        "[::]:60500/udp (mosh-server) listens beyond loopback, the firewall lets it in, and it "
+        "is not in ports.allowed"
+    )
+    assert '"60500/udp" to ports.allowed' in (warn[0].remediation or "")
+    assert "IPv4: open" in warn[0].evidence[0].detail and "IPv6: open" in warn[0].evidence[0].detail
+
+
+def test_everything_fine() -> None:
+    ss = SSHD + (
+        'tcp LISTEN 0 128 0.0.0.0:2222 0.0.0.0:* users:(("sshd",pid=903,fd=4)) ino:14 sk:4 <->\n'
+        'tcp LISTEN 0 128 0.0.0.0:5432 0.0.0.0:* users:(("postgres",pid=904,fd=4)) ino:15 sk:5 <->\n'
+        'udp UNCONN 0 0 *:60001 *:* users:(("mosh-server",pid=905,fd=4)) ino:16 sk:6 v6only:0 <->\n'
+    )
+    cfg = Config(allowed_ports=("22/tcp", "2222/tcp", "5432/tcp", "60001/udp"))
+    findings = run(ufw_host(ss, cfg))
+    assert [f.status for f in findings] == [Status.PASS, Status.PASS]
+    assert findings[0].message == (
+        "Every port the firewall opens has a listener, and the 5 non-loopback listener(s) "
+        "are allowed or blocked"
+    )
+
+
+def test_no_firewall_every_listener_is_reachable() -> None:
+    b = live_bundle(rules_output(None), "")
+    b.commands[SS_COMMAND] = CommandRecord("#ss\n" + SSHD + "#bindv6only 0\n")
+    findings = run(Facts(b, Config(allowed_ports=("443/tcp",))))
+    assert [f.status for f in findings].count(Status.WARN) == 2
+    assert "IPv4: open (no filter chain on the input path)" in findings[0].evidence[0].detail
+
+
+def test_offline_lists_ports_opened_at_boot() -> None:
+    b = Bundle("root:/img", "rootfs", False)
+    b.add_file("/etc/os-release", ROCKY)
+    b.add_file("/etc/firewalld/firewalld.conf", sample("firewalld/firewalld.conf").encode())
+    b.add_file("/etc/firewalld/zones/public.xml", sample("firewalld/zones/public.xml").encode())
+    b.stats["/etc/systemd/system/multi-user.target.wants/firewalld.service"] = StatRecord(
+        stat.S_IFLNK | 0o777, 0, 0, 40, 0
+    )
+    (f,) = run(Facts(b))
+    assert f.status is Status.MANUAL
+    assert f.message == (
+        "Offline image: the firewall restored at boot opens 22/tcp, 8080/tcp; check that a required "
+        "service listens on each (no live sockets in an offline image)"
+    )
+    b2 = Bundle("root:/img", "rootfs", False)
+    (f,) = run(Facts(b2))
+    assert f.status is Status.MANUAL and f.message.startswith(
+        "Offline image: no firewall is restored at boot"
+    )
+
+
+def test_listener_open_only_to_trusted_networks() -> None:
+    import ipaddress
+
+    pg = 'tcp LISTEN 0 128 0.0.0.0:5432 0.0.0.0:* users:(("postgres",pid=904,fd=4)) ino:15 sk:5 <->\n'
+    base = {"allowed_ports": ("22/tcp",)}
+    m = msgs(run(ufw_host(SSHD + pg, Config(**base))))  # type: ignore[arg-type]
+    assert (
+        m[
+            "0.0.0.0:5432/tcp (postgres) listens beyond loopback, the firewall lets it in, and it is not in "
+            "ports.allowed"
+        ]
+        is Status.WARN
+    )
+    trusted = Config(trusted_networks=(ipaddress.ip_network("10.0.0.0/8"),), **base)  # type: ignore[arg-type]
+    findings = run(ufw_host(SSHD + pg, trusted))
+    assert not any(f.status is Status.WARN and "5432" in f.message for f in findings)
+    assert any("IPv4: only from 10.0.0.0/8" in e.detail for e in findings[-1].evidence)
+
+
+def test_wide_range_opened_on_purpose() -> None:
+    rules = (
+        "# Generated by iptables-save v1.8.9 (nf_tables)\n*filter\n:INPUT DROP [0:0]\n"
+        "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n"
+        "-A INPUT -p tcp -m tcp --dport 1024:65535 -j ACCEPT\nCOMMIT\n"
+    )
+    b = live_bundle(rules_output(None, iptables_nft_save=rules), "")
+    b.commands[SS_COMMAND] = CommandRecord("#ss\n" + SSHD + "#bindv6only 0\n")
+    m = msgs(run(Facts(b, Config(allowed_ports=("22/tcp",)))))
+    want = "Ports 1024-65535/tcp (64512 ports) are open in the firewall (IPv4): open only the ports of "
+    want += "required services"
+    assert m[want] is Status.WARN
