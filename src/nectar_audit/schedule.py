@@ -30,6 +30,9 @@ from typing import Callable, Union
 
 import click
 
+from nectar_audit.config import ConfigError, load_config, parse_config_file
+from nectar_audit.targets import TargetError, parse_target
+
 NAME = "nectar-audit"
 SERVICE = f"{NAME}.service"
 TIMER = f"{NAME}.timer"
@@ -833,7 +836,6 @@ def check_scan_args(scan: click.Command, extra: Sequence[str]) -> bool:
     job does not run in this directory), a malformed target. Returns whether this machine is audited."""
     from click.core import ParameterSource
 
-    from nectar_audit.targets import TargetError, parse_target
 
     try:
         ctx = scan.make_context("scan", list(extra))
@@ -870,8 +872,6 @@ def check_scan_args(scan: click.Command, extra: Sequence[str]) -> bool:
 def check_config(path: str | None, host: Host) -> tuple[str | None, str]:
     """(the absolute --config path, a note on the config the job will use); a config that does not
     parse now is an error now."""
-    from nectar_audit.config import ConfigError, load_config, parse_config_file
-
     try:
         if path is None:
             if not host.live:

@@ -26,6 +26,7 @@ from nectar_audit.facts import host as host_facts
 from nectar_audit.facts import keys as keys_facts
 from nectar_audit.facts import net as net_facts
 from nectar_audit.facts import ssh as ssh_facts
+from nectar_audit.facts.keys import parse_authorized_keys
 from nectar_audit.facts.ssh import (
     Context,
     Setting,
@@ -72,10 +73,6 @@ class RootKeys:
 
 
 def _parse_keys(text: str, path: str) -> list[RootKey]:
-    try:
-        from nectar_audit.facts.keys import parse_authorized_keys
-    except ImportError:  # pragma: no cover - part of the package
-        return []
     out = []
     for k in parse_authorized_keys(text):
         out.append(RootKey(f"{path}:{k.line}", k.key_type, k.fingerprint or "?", k.comment, k.forced_command))

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 from nectar_audit.cloud.checks.base import HOST_AUDIT_FAILED
 from nectar_audit.cloud.gather import ProjectEvidence, instance_record
 from nectar_audit.evidence import Bundle, Needs
-from nectar_audit.facts.openstack import CLOUD_ONLY
+from nectar_audit.facts.openstack import CLOUD_ONLY, PORTED, parse_instance
+from nectar_audit.model import CheckResult, Evidence, Finding, Status
+from nectar_audit.probes.run import PROBE_WORKERS, ProbeOutcome, probe_checks, run_probes
 from nectar_audit.targets.base import Target, TargetError
 from nectar_audit.targets.ssh_options import SshOptions
 
@@ -128,8 +130,6 @@ MAX_PROBED_PORTS = 64  # per address: a range rule (1000-2000) must not turn a p
 def probed_ports(record: dict[str, Any]) -> dict[int, str]:
     """port -> why it is probed: the ports the instance's security groups open (single ports first,
     a few of each range, at most MAX_PROBED_PORTS)."""
-    from nectar_audit.facts.openstack import PORTED, parse_instance
-
     inst = parse_instance(record)
     singles: dict[int, str] = {}
     ranged: dict[int, str] = {}
@@ -148,8 +148,6 @@ def probe_instances(targets: Sequence[InstanceTarget], results: Sequence[Any], p
                     timeout: float = 2.0, workers: int = 16) -> bool:
     """Probe each instance's address on the ports its security groups open; findings are merged.
     True when Ctrl-C stopped the probes (instances not finished say so)."""
-    from nectar_audit.probes.run import PROBE_WORKERS, run_probes
-
     jobs: list[tuple[HostResult, ProbeJob]] = []
     for target, result in zip(targets, results):
         address = ssh_address(target.record, prefer)
@@ -162,8 +160,6 @@ def probe_instances(targets: Sequence[InstanceTarget], results: Sequence[Any], p
 def _instance_job(address: str, ports: dict[int, str], timeout: float) -> ProbeJob:
     import threading
 
-    from nectar_audit.model import CheckResult, Evidence, Finding, Status
-    from nectar_audit.probes.run import ProbeOutcome, probe_checks
 
     def job(stop: threading.Event) -> ProbeOutcome:
         try:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nectar_audit import catalog
+from nectar_audit.engine import merge_checks
 from nectar_audit.model import CheckResult, Evidence, Finding, HostResult, Status
 from nectar_audit.probes import (
     DEFAULT_PORTS,
@@ -140,8 +141,6 @@ def run_probes(jobs: Sequence[tuple[HostResult, ProbeJob]], workers: int) -> boo
     packets), merging each host's outcome in this thread as it finishes, so that no probe still running
     can change a report written after Ctrl-C. Ctrl-C stops them: no probe opens another socket, the
     hosts not finished get a note instead of partial results, and True is returned."""
-    from nectar_audit.engine import merge_checks
-
     if not jobs:
         return False
     stop = threading.Event()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from nectar_audit.evidence import merge
 from nectar_audit.facts import host
-from nectar_audit.facts.accounts.passwd import PasswdEntry, parse_accounts, uid_names
+from nectar_audit.facts.accounts.passwd import PasswdEntry, parse_accounts, sh_no_session_case, uid_names
 from nectar_audit.facts.accounts.sudoers import (
     NEEDS as _sudoers_needs,
 )
@@ -45,6 +45,7 @@ __all__ = [
     "accounts",
     "home_stats",
     "parse_accounts",
+    "sh_no_session_case",
     "sudo_rights",
     "uid_names",
 ]

@@ -104,7 +104,7 @@ def parse_login_rows(text: str) -> dict[str, int]:
     return out
 
 
-def _sanitizer_header(text: str, key: str) -> str | None:
+def records_header(text: str, key: str) -> str | None:
     for raw in text.splitlines():
         if raw.startswith(f"# {key} "):
             return raw[len(key) + 3:].strip()

@@ -9,12 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-# Shells that give no interactive session.
-NOLOGIN_SHELLS = frozenset({
-    "/usr/sbin/nologin", "/sbin/nologin", "/usr/bin/nologin", "/bin/nologin",
-    "/bin/false", "/usr/bin/false", "/sbin/false", "/usr/sbin/false",
-    "/bin/true", "/usr/bin/true", "/dev/null",
-})
+# Shells that give no interactive session: any nologin, false or true, and /dev/null.
+NOLOGIN_NAMES = ("nologin", "false", "true")
+NOLOGIN_SHELLS = frozenset({"/dev/null", *(f"{d}/{n}" for d in ("/bin", "/sbin", "/usr/bin", "/usr/sbin")
+                                           for n in NOLOGIN_NAMES)})
 # Traditional special-purpose accounts whose "shell" runs one command (sync, shutdown, halt).
 SPECIAL_SHELLS = {"sync": ("/bin/sync", "/usr/bin/sync"),
                   "shutdown": ("/sbin/shutdown", "/usr/sbin/shutdown"),
@@ -25,9 +23,16 @@ def shell_gives_session(name: str, shell: str) -> bool:
     """Whether ``shell`` gives ``name`` an interactive session: not nologin/false/true/``/dev/null``, and
     not the one-command shell of sync/shutdown/halt. sshd authenticates such accounts all the same."""
     shell = shell.strip() or "/bin/sh"  # an empty field means /bin/sh to login(1) and sshd
-    if shell in NOLOGIN_SHELLS or shell.rsplit("/", 1)[-1] in ("nologin", "false", "true"):
+    if shell in NOLOGIN_SHELLS or shell.rsplit("/", 1)[-1] in NOLOGIN_NAMES:
         return False
     return shell not in SPECIAL_SHELLS.get(name, ())
+
+
+def sh_no_session_case() -> str:
+    """The same rule as a POSIX ``case "$user:$shell" in ...)`` pattern, for loops over passwd on the host."""
+    pats = [f"*:*/{n}" for n in NOLOGIN_NAMES] + ["*:/dev/null"]
+    pats += [f"{name}:{shell}" for name, shells in SPECIAL_SHELLS.items() for shell in shells]
+    return "|".join(pats)
 
 
 @dataclass(frozen=True)

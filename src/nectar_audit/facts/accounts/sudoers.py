@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Callable, Optional
 
 from nectar_audit.evidence import Bundle, EvidenceError, Needs
 from nectar_audit.facts.accounts.users import Accounts, accounts
+from nectar_audit.facts.host import host
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
@@ -698,8 +699,6 @@ def sudo_installed(bundle: Bundle) -> bool | None:
 
 
 def sudoers(facts: Facts) -> Policy:
-    from nectar_audit.facts.host import host
-
     bundle = facts.bundle
     try:
         hostname = facts.get(host).hostname
@@ -1011,8 +1010,6 @@ def resolve(policy: Policy, accts: Accounts | None, hostname: str | None = None,
 
 
 def sudo_rights(facts: Facts) -> SudoRights:
-    from nectar_audit.facts.host import host
-
     policy = facts.get(sudoers)
     try:
         accts: Accounts | None = facts.get(accounts)

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING
 
 from nectar_audit.evidence import Bundle, EvidenceError, Needs, StatRecord, parse_stat_lines
 from nectar_audit.facts.accounts.logins import (
-    _sanitizer_header,
     parse_login_rows,
+    records_header,
     sanitize_lastlog,
     sanitize_lastlog2,
     sanitize_wtmp,
@@ -48,6 +48,7 @@ from nectar_audit.facts.accounts.passwd import (
     sanitize_shadow,
     shell_gives_session,
 )
+from nectar_audit.facts.openstack import parse_instance
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
@@ -493,7 +494,6 @@ def _image_default_user(bundle: Bundle) -> tuple[str, str] | None:
     """An official Nectar image's ``default_user`` property, when the host was audited as an instance."""
     if bundle.cloud is None:
         return None
-    from nectar_audit.facts.openstack import parse_instance
 
     try:
         image = parse_instance(bundle.cloud).image
@@ -562,7 +562,7 @@ def _logins(bundle: Bundle,
     text = _read_optional(bundle, LASTLOG, errors)
     if text is not None and not text.startswith("<withheld"):
         sources.append(LASTLOG)
-        records = _sanitizer_header(text, "records")
+        records = records_header(text, "records")
         rec = bundle.file(LASTLOG)
         if rec is not None and rec.truncated and records is not None and records.isdigit():
             unknown.update(u.name for u in users if u.uid >= int(records))

@@ -27,6 +27,7 @@ from nectar_audit.facts.firewall.model import (
     CtState,
     Iface,
     L4Proto,
+    NfProto,
     Port,
     PortRange,
     Pred,
@@ -40,7 +41,7 @@ from nectar_audit.facts.firewall.model import (
     open_ranges,
     port_boundaries,
 )
-from nectar_audit.facts.firewall.nft import parse_nft_json, parse_nft_text
+from nectar_audit.facts.firewall.nft import net_value, parse_nft_json, parse_nft_text
 from nectar_audit.facts.firewall.services import INCLUDES, PORTS
 from nectar_audit.facts.system import Services, services
 
@@ -425,7 +426,6 @@ def firewalld_ruleset(cfg: FirewalldConfig, custom: dict[str, list[tuple[str, st
     if cfg.default_zone not in zones:
         rs.errors.append(f"default zone {cfg.default_zone} has no definition")
         zones[cfg.default_zone] = Zone(cfg.default_zone, "(missing)", target="default")
-    from nectar_audit.facts.firewall.nft import _net_value  # same parser the nft reader uses
 
     for z in zones.values():
         zc = Chain(f"filter_IN_{z.name}")
@@ -436,15 +436,13 @@ def firewalld_ruleset(cfg: FirewalldConfig, custom: dict[str, list[tuple[str, st
                 neg = src.startswith("not ")
                 addr = src[4:] if neg else src
                 for f in (fam,) if fam else (4, 6):
-                    net = _net_value(addr, f)
+                    net = net_value(addr, f)
                     if net is not None:
                         preds.append(Addr(f"rich rule source {src}", "saddr", f, (net,), neg))
                         break
                 else:
                     preds.append(Addr(f"rich rule source {src}", "saddr", fam or 4, (), neg, unknown=True))
             elif fam:
-                from nectar_audit.facts.firewall.model import NfProto
-
                 preds.append(NfProto(f"rule family ipv{fam}", fam))
             act = Action(action if action in ("accept", "drop", "reject") else "undecided", None, action)
             if ports:
@@ -466,7 +464,7 @@ def firewalld_ruleset(cfg: FirewalldConfig, custom: dict[str, list[tuple[str, st
             for port, proto in ps:
                 daddr: tuple[Pred, ...] = ()
                 if svc == "dhcpv6-client":
-                    daddr = (Addr("ip6 daddr fe80::/64", "daddr", 6, (_net_value("fe80::/64", 6),), False),)  # type: ignore[arg-type]
+                    daddr = (Addr("ip6 daddr fe80::/64", "daddr", 6, (net_value("fe80::/64", 6),), False),)  # type: ignore[arg-type]
                 zc.rules.append(
                     Rule(
                         (*daddr, *_port_preds(port, proto)),
@@ -486,8 +484,8 @@ def firewalld_ruleset(cfg: FirewalldConfig, custom: dict[str, list[tuple[str, st
         elif target in ("%%REJECT%%", "REJECT", "DEFAULT"):
             zc.rules.append(Rule((), Action("reject"), f"{z.source}: target {z.target} (reject)"))
         if z.sources:
-            nets4 = [n for s in z.sources if (n := _net_value(s, 4)) is not None]
-            nets6 = [n for s in z.sources if (n := _net_value(s, 6)) is not None]
+            nets4 = [n for s in z.sources if (n := net_value(s, 4)) is not None]
+            nets6 = [n for s in z.sources if (n := net_value(s, 6)) is not None]
             if nets4:
                 inp.rules.append(
                     Rule(

@@ -264,7 +264,7 @@ def _port_value(x: Json) -> tuple[int, int] | None:
     return None
 
 
-def _net_value(x: Json, family: int) -> IPNetwork | None:
+def net_value(x: Json, family: int) -> IPNetwork | None:
     try:
         if isinstance(x, str):
             net = ipaddress.ip_network(x, strict=False)
@@ -291,7 +291,7 @@ def _nets(values: list[Json], family: int) -> list[IPNetwork] | None:
                 continue
             except (ValueError, TypeError):
                 return None
-        n = _net_value(x, family)
+        n = net_value(x, family)
         if n is None:
             return None
         out.append(n)

@@ -26,6 +26,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from nectar_audit.evidence import EvidenceError, Needs
+from nectar_audit.facts.accounts import accounts
+from nectar_audit.facts.ssh import authorized_keys_paths, sshd_config
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
@@ -289,10 +291,6 @@ def _owner_map(facts: Facts) -> dict[str, str]:
     """home directory -> user name, from passwd when the accounts fact is available."""
     homes: dict[str, str] = {}
     try:
-        from nectar_audit.facts.accounts import accounts
-    except ImportError:  # pragma: no cover - accounts is part of the package
-        return homes
-    try:
         accts = facts.get(accounts)
     except Exception:
         return homes
@@ -309,8 +307,6 @@ def _central_owners(facts: Facts) -> dict[str, str]:
     paths = [p for pattern in CENTRAL_GLOBS for p in b.glob(pattern)]
     if not paths:
         return {}
-    from nectar_audit.facts.accounts import accounts
-    from nectar_audit.facts.ssh import authorized_keys_paths, sshd_config
 
     try:
         settings = facts.get(sshd_config).global_settings

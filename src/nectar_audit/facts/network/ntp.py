@@ -32,6 +32,7 @@ from nectar_audit.facts.net import (
     subtract,
 )
 from nectar_audit.facts.network.reach import Reach, limit
+from nectar_audit.facts.updates import packages
 from nectar_audit.model import Evidence
 
 if TYPE_CHECKING:
@@ -519,8 +520,6 @@ def _version(facts: Facts) -> tuple[str, str | None, str]:
         if kind:
             return kind, ver, f"command: ntpd --version ({rec.stdout.strip().splitlines()[0][:80]})"
     try:
-        from nectar_audit.facts.updates import packages
-
         db = facts.get(packages)
     except (EvidenceError, ImportError):
         return "", None, ""

@@ -26,9 +26,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable
 
 from nectar_audit.evidence import Bundle, EvidenceError, Needs
+from nectar_audit.facts.accounts import accounts
 from nectar_audit.facts.network.dns import Stmt, parse_named_conf
 from nectar_audit.facts.network.mail import mail_servers
-from nectar_audit.facts.system import Listener, listeners
+from nectar_audit.facts.system import Listener, listeners, processes
 from nectar_audit.model import Evidence
 
 if TYPE_CHECKING:
@@ -552,8 +553,6 @@ class _Ctx:
     def args(self, pid: int | None) -> str:
         if self._args is None:
             try:
-                from nectar_audit.facts.system import processes
-
                 self._args = {p.pid: p.args for p in self.facts.get(processes)}
             except EvidenceError:
                 self._args = {}
@@ -575,8 +574,6 @@ class _Ctx:
         if user == "root":
             return "/root"
         try:
-            from nectar_audit.facts.accounts import accounts
-
             acct = self.facts.get(accounts).user(user)
         except EvidenceError:
             acct = None

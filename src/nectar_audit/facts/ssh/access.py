@@ -8,15 +8,17 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from nectar_audit.facts.net import Net
-
 if TYPE_CHECKING:
+    from nectar_audit.facts.net import Net
     pass
 from nectar_audit.facts.ssh.files import DROPIN_DIR, SSHDIR
 from nectar_audit.facts.ssh.keywords import DEFAULTS
-from nectar_audit.facts.ssh.match import Context, _user_at_host_match, match_pattern
+from nectar_audit.facts.ssh.match import Context, match_pattern, user_at_host_match
 from nectar_audit.facts.ssh.model import Setting, SshdConfig
 from nectar_audit.facts.ssh.parser import glob_paths
+
+if TYPE_CHECKING:
+    from nectar_audit.facts.net import Net
 
 
 # --------------------------------------------------------------------------------------------------
@@ -29,13 +31,13 @@ def access_denied(settings: Mapping[str, Setting], ctx: Context) -> Setting | No
     if refuse is not None and refuse.value == "yes":
         return refuse
     deny = settings.get("denyusers")
-    if deny is not None and any(_user_at_host_match(ctx.user, ctx, p) for p in deny.value.split()):
+    if deny is not None and any(user_at_host_match(ctx.user, ctx, p) for p in deny.value.split()):
         return deny
     allow = settings.get("allowusers")
     if (
         allow is not None
         and allow.value
-        and not any(_user_at_host_match(ctx.user, ctx, p) for p in allow.value.split())
+        and not any(user_at_host_match(ctx.user, ctx, p) for p in allow.value.split())
     ):
         return allow
     dgroups = settings.get("denygroups")

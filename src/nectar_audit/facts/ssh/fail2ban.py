@@ -26,6 +26,9 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from nectar_audit.evidence import EvidenceError, Needs
+from nectar_audit.facts.host import host
+from nectar_audit.facts.ssh.sshd import sshd_listeners
+from nectar_audit.facts.system import running, services
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
@@ -793,8 +796,6 @@ def _files_under(facts: Facts, prefix: str, errors: list[str]) -> dict[str, str]
 
 def _enabled(facts: Facts, unit: str) -> bool | None:
     try:
-        from nectar_audit.facts.system import services
-
         return facts.get(services).is_enabled(unit)
     except Exception:
         return None
@@ -804,8 +805,6 @@ def _running(facts: Facts, *names: str) -> bool | None:
     if not facts.bundle.live:
         return None
     try:
-        from nectar_audit.facts.system import running
-
         return running(facts, *names)
     except Exception:
         return None
@@ -876,8 +875,6 @@ class Banning:
 
 def _sshd_ports(facts: Facts) -> tuple[list[int], str]:
     try:
-        from nectar_audit.facts.ssh.sshd import sshd_listeners
-
         info = facts.get(sshd_listeners)
         ports = info.all_ports
         if ports:
@@ -971,8 +968,6 @@ def _other_tools(facts: Facts) -> list[OtherTool]:
 
 
 def banning(facts: Facts) -> Banning:
-    from nectar_audit.facts.host import host
-
     b = facts.bundle
     try:
         h = facts.get(host)

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
-
-
 SSHDIR = "/etc/ssh"
 MAIN_CONFIG = "/etc/ssh/sshd_config"
 DROPIN_DIR = "/etc/ssh/sshd_config.d"
@@ -29,7 +23,7 @@ CMDLINE_FILES = {"/etc/default/ssh": "SSHD_OPTS", "/etc/sysconfig/sshd": "OPTION
 CRYPTO_POLICY = "/etc/crypto-policies/back-ends/opensshserver.config"
 SSHD_BINARIES = ("/usr/sbin/sshd", "/usr/bin/sshd", "/sbin/sshd", "/usr/local/sbin/sshd")
 SOCKET_UNITS = ("ssh.socket", "sshd.socket")
-_UNIT_DIRS = (
+UNIT_DIRS = (
     "/etc/systemd/system",
     "/run/systemd/system",
     "/run/systemd/generator",
@@ -40,7 +34,7 @@ GENERATORS = (
     "/usr/lib/systemd/system-generators/sshd-socket-generator",
     "/lib/systemd/system-generators/sshd-socket-generator",
 )
-_ENABLE_LINKS = {
+ENABLE_LINKS = {
     "ssh.socket": (
         "/etc/systemd/system/sockets.target.wants/ssh.socket",
         "/etc/systemd/system/ssh.service.requires/ssh.socket",

@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
-
 
 # --------------------------------------------------------------------------------------------------
 # Keywords
@@ -80,11 +75,11 @@ ACCUMULATE = frozenset(
     }
 )
 # yes/no style keywords whose value sshd reads case-insensitively.
-_FLAG_VALUES = frozenset({"yes", "no"})
+FLAG_VALUES = frozenset({"yes", "no"})
 # Values sshd accepts for the keywords the checks read; anything else stops sshd ("unsupported option").
 VALID_VALUES: dict[str, frozenset[str]] = {
     **{
-        kw: _FLAG_VALUES
+        kw: FLAG_VALUES
         for kw in (
             "passwordauthentication",
             "kbdinteractiveauthentication",
@@ -170,6 +165,6 @@ def normalize_value(keyword: str, args: Sequence[str]) -> str:
     low = value.lower()
     if keyword == "permitrootlogin":
         return "prohibit-password" if low == "without-password" else low
-    if low in _FLAG_VALUES:
+    if low in FLAG_VALUES:
         return low
     return value

@@ -5,10 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    pass
 from nectar_audit.facts.ssh.files import PROBE_ADDR, PROBE_ADDR6
 
 
@@ -129,7 +126,7 @@ def addr_match_list(addr: str | None, patterns: str) -> int:
     return ret
 
 
-def _user_at_host_match(user: str, ctx: Context, pattern: str) -> bool:
+def user_at_host_match(user: str, ctx: Context, pattern: str) -> bool:
     """DenyUsers/AllowUsers entry ``user`` or ``user@host`` (host: patterns or CIDR) against ctx."""
     if "@" in pattern:
         upat, hpat = pattern.split("@", 1)

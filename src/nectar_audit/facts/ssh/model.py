@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    pass
 from nectar_audit.facts.accounts import PasswdEntry
 from nectar_audit.facts.ssh.files import GENERIC_USER, MAX_CONTEXTS, PROBE_ADDR, PROBE_ADDR6
 from nectar_audit.facts.ssh.keywords import (
-    _FLAG_VALUES,
     ACCUMULATE,
     DEFAULTS,
     DISPLAY_NAMES,
+    FLAG_VALUES,
     GLOBAL_ONLY,
     MATCH_CRITERIA,
     normalize_value,
@@ -27,7 +24,7 @@ from nectar_audit.facts.ssh.match import (
     host_representatives,
     match_pattern,
 )
-from nectar_audit.facts.ssh.units import ListenPort, _listenaddress_port, _port_of
+from nectar_audit.facts.ssh.units import ListenPort, listenaddress_port, port_of
 
 
 # --------------------------------------------------------------------------------------------------
@@ -342,7 +339,7 @@ class SshdConfig:
             cmd = f"command: {self.runtime_command(user)}"
             found: list[ListenPort] = []
             for value in lines.get("listenaddress", []):
-                port = _port_of(value.split()[0]) if value.split() else None
+                port = port_of(value.split()[0]) if value.split() else None
                 if port is not None and port not in [f.port for f in found]:
                     found.append(ListenPort(port, cmd, f"listenaddress {value}"))
             if not found:
@@ -365,7 +362,7 @@ class SshdConfig:
         if not listens:
             out = plain
         for d in listens:
-            port = _listenaddress_port(d.args[0]) if d.args else None
+            port = listenaddress_port(d.args[0]) if d.args else None
             if port is not None:
                 out.append(ListenPort(port, d.where, d.text))
             else:
@@ -417,7 +414,7 @@ def _runtime_value(keyword: str, values: list[str]) -> str:
     if keyword in ACCUMULATE or len(values) > 1:
         return " ".join(values)
     value = values[0] if values else ""
-    if keyword == "permitrootlogin" or value.lower() in _FLAG_VALUES:
+    if keyword == "permitrootlogin" or value.lower() in FLAG_VALUES:
         return normalize_value(keyword, value.split(" "))
     return value
 

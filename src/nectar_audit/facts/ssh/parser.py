@@ -6,10 +6,7 @@ import fnmatch
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    pass
 from nectar_audit.facts.ssh.files import MAIN_CONFIG, MAX_INCLUDE_DEPTH, SSHDIR
 from nectar_audit.facts.ssh.keywords import ALIASES, GLOBAL_ONLY, MATCH_CRITERIA, VALID_VALUES, canonical
 from nectar_audit.facts.ssh.match import Criterion, addr_match_list
@@ -19,7 +16,7 @@ from nectar_audit.facts.ssh.model import Directive, MatchBlock, Problem, SshdCon
 # --------------------------------------------------------------------------------------------------
 # The config parser
 # --------------------------------------------------------------------------------------------------
-class _QuoteError(ValueError):
+class QuoteError(ValueError):
     pass
 
 
@@ -50,7 +47,7 @@ def argv_split(text: str) -> list[str]:
                 arg.append(c)
             i += 1
         if quote:
-            raise _QuoteError("invalid quotes")
+            raise QuoteError("invalid quotes")
         args.append("".join(arg))
     return args
 
@@ -87,7 +84,7 @@ def glob_paths(pattern: str, candidates: Iterable[str]) -> list[str]:
 def _parse_match(rest: str) -> tuple[list[Criterion], str | None]:
     try:
         raw = argv_split(rest)
-    except _QuoteError:
+    except QuoteError:
         return [], "invalid quotes"
     # OpenSSH up to 9.3 splits Match arguments at "=" too (strdelim): "Match User=alice".
     words: list[str] = []
@@ -164,7 +161,7 @@ class _Parser:
                 continue
             try:
                 args = tuple(argv_split(rest))
-            except _QuoteError:
+            except QuoteError:
                 self.problem(where, "invalid quotes")
                 continue
             if not args:

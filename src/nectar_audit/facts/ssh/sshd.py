@@ -37,13 +37,12 @@ from nectar_audit.evidence import Bundle, EvidenceError, Needs
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
-from nectar_audit.facts.accounts import parse_accounts
+from nectar_audit.facts.accounts import parse_accounts, sh_no_session_case
 from nectar_audit.facts.ssh.files import (
-    _ENABLE_LINKS,
-    _UNIT_DIRS,
     CMDLINE_FILES,
     CRYPTO_POLICY,
     DROPIN_DIR,
+    ENABLE_LINKS,
     GENERATORS,
     MAIN_CONFIG,
     MAX_RUNTIME_USERS,
@@ -51,10 +50,11 @@ from nectar_audit.facts.ssh.files import (
     SSHD_BINARIES,
     SSHDIR,
     T_COMMAND,
+    UNIT_DIRS,
 )
 from nectar_audit.facts.ssh.keywords import canonical
 from nectar_audit.facts.ssh.model import Directive, Problem, SshdConfig, runtime_values
-from nectar_audit.facts.ssh.parser import _QuoteError, argv_split, parse_sshd_config, parse_sshd_T, split_line
+from nectar_audit.facts.ssh.parser import QuoteError, argv_split, parse_sshd_config, parse_sshd_T, split_line
 from nectar_audit.facts.ssh.units import (
     ListenInfo,
     ListenPort,
@@ -62,6 +62,7 @@ from nectar_audit.facts.ssh.units import (
     listen_stream_port,
     parse_unit_listen_streams,
 )
+from nectar_audit.facts.system import listeners, services, sockets_source
 
 # One sh process loop: real sshd -T for root and every login-capable account (shell not nologin/false),
 # asked about a connection from a non-local address. Root only: sshd -T needs the host keys.
@@ -87,17 +88,17 @@ fi
 { echo root; echo nectar-new-user
   while IFS=: read -r u _ _ _ _ _ sh || [ -n "$u" ]; do
     case "$u" in ''|root|nectar-new-user|[+-]*|*[!A-Za-z0-9._@-]*) continue;; esac
-    case "$sh" in */nologin|*/false|*/true|/bin/sync|/usr/bin/sync|*/shutdown|*/halt) continue;; esac
+    case "$u:$sh" in NO_SESSION) continue;; esac
     echo "$u"
   done </etc/passwd
 } | { n=0; r=1
   while read -r u; do
-    n=$((n+1)); if [ "$n" -gt 34 ]; then echo '@@truncated'; break; fi
+    n=$((n+1)); if [ "$n" -gt MAX_ASKED ]; then echo '@@truncated'; break; fi
     echo "@@user $u"
     if [ "$n" -gt 1 ] && [ "$m" = 0 ] && [ "$r" = 0 ]; then echo '@@same root'; echo '@@rc 0'; continue; fi
     with_timeout 5 "$s" -T -C "user=$u,host=$a,addr=$a"
     r=$?; echo "@@rc $r"
-  done; }"""
+  done; }""".replace("NO_SESSION", sh_no_session_case()).replace("MAX_ASKED", str(MAX_RUNTIME_USERS + 2))
 
 NEEDS = Needs(
     files=(
@@ -114,8 +115,8 @@ NEEDS = Needs(
         "/root/.ssh/authorized_keys",
         "/root/.ssh/authorized_keys2",
         "/etc/ssh/authorized_keys/root",  # AuthorizedKeysFile /etc/ssh/authorized_keys/%u
-        *(f"{d}/{u}" for d in _UNIT_DIRS for u in SOCKET_UNITS),
-        *(f"{d}/{u}.d/*.conf" for d in _UNIT_DIRS for u in SOCKET_UNITS),
+        *(f"{d}/{u}" for d in UNIT_DIRS for u in SOCKET_UNITS),
+        *(f"{d}/{u}.d/*.conf" for d in UNIT_DIRS for u in SOCKET_UNITS),
     ),
     stats=(
         *SSHD_BINARIES,
@@ -123,7 +124,7 @@ NEEDS = Needs(
         f"{SSHDIR}/*/*",
         f"{SSHDIR}/*/*/*",
         *GENERATORS,
-        *(p for links in _ENABLE_LINKS.values() for p in links),
+        *(p for links in ENABLE_LINKS.values() for p in links),
         *(f"/etc/systemd/system/{u}" for u in SOCKET_UNITS),
     ),
     commands={T_COMMAND: _T_SNIPPET},
@@ -241,7 +242,7 @@ def apply_command_line(cfg: SshdConfig, path: str, text: str, variable: str) -> 
                 keyword, rest = split_line(value)
                 try:
                     words = tuple(argv_split(rest))
-                except _QuoteError:
+                except QuoteError:
                     continue
                 if keyword and words:
                     d = Directive(canonical(keyword), keyword, words, path, lineno, order)
@@ -275,7 +276,7 @@ def _stat_exists(b: Bundle, path: str) -> bool:
 
 def _socket_unit(facts: Facts, cfg: SshdConfig, name: str) -> SocketUnit | None:
     b = facts.bundle
-    links = [p for p in _ENABLE_LINKS[name] if _stat_exists(b, p)]
+    links = [p for p in ENABLE_LINKS[name] if _stat_exists(b, p)]
     enabled = bool(links)
     source = links[0] if links else ""
     masked = False
@@ -283,8 +284,6 @@ def _socket_unit(facts: Facts, cfg: SshdConfig, name: str) -> SocketUnit | None:
     if st is not None and st.is_link and b.file(f"/etc/systemd/system/{name}") is None:
         masked = True
     try:
-        from nectar_audit.facts.system import services
-
         svc = facts.get(services)
         if svc.enabled_source.startswith("command:"):
             enabled = name in svc.enabled
@@ -308,7 +307,7 @@ def _socket_unit(facts: Facts, cfg: SshdConfig, name: str) -> SocketUnit | None:
     if unit_path is None:
         return None
     dropins: dict[str, str] = {}
-    for d in _UNIT_DIRS:
+    for d in UNIT_DIRS:
         for path in b.glob(f"{d}/{name}.d/*.conf"):
             dropins.setdefault(path.rsplit("/", 1)[1], path)
     generator = any(p in b.stats for p in GENERATORS) and name == "ssh.socket"
@@ -371,8 +370,6 @@ def sshd_listeners(facts: Facts) -> ListenInfo:
     running_source = ""
     if facts.bundle.live:
         try:
-            from nectar_audit.facts.system import listeners, sockets_source
-
             items = facts.get(listeners)
             socket_ports = {p.port for p in ports} if socket is not None else set()
             held = sorted(

@@ -5,10 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
 
 
 # --------------------------------------------------------------------------------------------------
@@ -71,7 +67,7 @@ def listen_stream_port(value: str) -> int | None:
     return port if 0 < port < 65536 else None
 
 
-def _listenaddress_port(value: str) -> int | None:
+def listenaddress_port(value: str) -> int | None:
     """ListenAddress host[:port]; a bare IPv6 address (2+ colons, no brackets) has no port."""
     if "[" not in value and value.count(":") >= 2:
         return None
@@ -82,7 +78,7 @@ def _listenaddress_port(value: str) -> int | None:
     return port if 0 < port < 65536 else None
 
 
-def _port_of(endpoint: str) -> int | None:
+def port_of(endpoint: str) -> int | None:
     m = re.search(r":(\d+)$", endpoint)
     return int(m.group(1)) if m else None
 

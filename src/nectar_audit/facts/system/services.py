@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nectar_audit.evidence import EvidenceError, Needs
+from nectar_audit.facts.system.processes import processes
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
@@ -265,8 +266,6 @@ def services(facts: Facts) -> Services:
         running_known = True
         running_source = "command: systemctl list-units --state=running,listening,waiting"
     elif b.live:
-        from nectar_audit.facts.system.processes import processes
-
         try:
             procs = facts.get(processes)
         except EvidenceError as exc:

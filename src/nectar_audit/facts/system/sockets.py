@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from nectar_audit.evidence import EvidenceError, Needs
 from nectar_audit.facts.accounts import uid_names
+from nectar_audit.facts.system.processes import processes
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
@@ -360,8 +361,6 @@ def listeners(facts: Facts) -> list[Listener]:
             raise EvidenceError("cannot list listening sockets: neither ss nor /proc/net is available")
         comms: dict[int, str] = {}
         try:
-            from nectar_audit.facts.system.processes import processes
-
             comms = {p.pid: p.comm for p in facts.get(processes)}
         except EvidenceError:
             comms = {}

@@ -58,15 +58,15 @@ YUM_CRON_CONF = "/etc/yum/yum-cron.conf"
 YUM_CRON_JOB = "/etc/cron.daily/0yum-daily.cron"
 CRON_BINARIES = ("/usr/sbin/cron", "/usr/sbin/crond")
 CRON_UNITS = ("cron.service", "crond.service", "cronie.service")
-_UNIT_DIRS = ("/lib/systemd/system", "/usr/lib/systemd/system", "/etc/systemd/system")
+UNIT_DIRS = ("/lib/systemd/system", "/usr/lib/systemd/system", "/etc/systemd/system")
 
 NEEDS = Needs(
     files=(UU_LOG, DNF4_CONF, DNF5_PLUGIN_CONF, DNF5_DEFAULTS, YUM_CRON_CONF),
     stats=(
         f"{PERIODIC}/*",
-        *(f"{d}/apt-daily*.timer" for d in _UNIT_DIRS[:2]),
-        *(f"{d}/dnf*-automatic*.timer" for d in _UNIT_DIRS[:2]),
-        *(f"{d}/yum-cron.service" for d in _UNIT_DIRS[:2]),
+        *(f"{d}/apt-daily*.timer" for d in UNIT_DIRS[:2]),
+        *(f"{d}/dnf*-automatic*.timer" for d in UNIT_DIRS[:2]),
+        *(f"{d}/yum-cron.service" for d in UNIT_DIRS[:2]),
         APT_CRON,
         YUM_CRON_JOB,
         *CRON_BINARIES,
@@ -307,7 +307,7 @@ def _distro_names(facts: Facts) -> tuple[str, str, str, str]:
 def _timer(facts: Facts, name: str) -> TimerState:
     svc = facts.get(services)
     b = facts.bundle
-    present = any(f"{d}/{name}" in b.stats for d in _UNIT_DIRS) or name in svc.enabled
+    present = any(f"{d}/{name}" in b.stats for d in UNIT_DIRS) or name in svc.enabled
     return TimerState(name, svc.is_enabled(name), svc.is_masked(name), present)
 
 
@@ -608,7 +608,7 @@ def dnf_automatic(facts: Facts) -> DnfAutomatic:
         # runs dnf5 automatic with dnf5's configuration.
         configs["dnf-automatic.timer"] = dnf5
     yum_text = b.text(YUM_CRON_CONF)
-    yum_units = any(f"{d}/yum-cron.service" in b.stats for d in _UNIT_DIRS[:2])
+    yum_units = any(f"{d}/yum-cron.service" in b.stats for d in UNIT_DIRS[:2])
     tool = "none"
     cron = None
     if yum_text is not None or yum_units:
