@@ -336,7 +336,7 @@ def test_gather_script_homes_snippet_stats_every_home_in_batches(tmp_path: Path)
     import shlex
     import subprocess
 
-    from nectar_audit.evidence import STAT_FORMAT
+    from nectar_audit.evidence import STAT_FORMAT, parse_stat_lines
     from nectar_audit.facts.accounts.users import NEEDS
 
     homes = [tmp_path / "srv" / f"u{i}" for i in range(250)]
@@ -350,7 +350,7 @@ def test_gather_script_homes_snippet_stats_every_home_in_batches(tmp_path: Path)
     out = subprocess.run(["sh", "-c", prelude + snippet], text=True, capture_output=True,
                          timeout=60, check=False)
     assert out.returncode == 0, out.stderr
-    stated = {line.split(" ", 5)[5] for line in out.stdout.splitlines()}
+    stated = set(parse_stat_lines(out.stdout))
     assert stated == {str(h) for h in homes} | {str(h / ".ssh" / "authorized_keys") for h in homes}
 
 

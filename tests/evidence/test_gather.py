@@ -240,7 +240,8 @@ def test_batch_reads_each_file_once_and_never_evaluates_names(tmp_path: Path) ->
     proc = subprocess.run(["/bin/sh", "-s"], input=build_script(needs, boundary).encode(),
                           capture_output=True, check=True, cwd=tmp_path)
     headers = [ln for ln in proc.stdout.decode().splitlines() if ln.startswith(f"{boundary} F ")]
-    assert sorted(headers) == sorted(f"{boundary} F {conf}/{name}" for name in nasty)
+    paths = [f"{conf}/{name}" for name in nasty]
+    assert sorted(headers) == sorted(f"{boundary} F {len(p.encode())}:{p}" for p in paths)
     bundle = Bundle.for_needs("t", "exec", True, needs)
     parse_stream(proc.stdout, boundary, bundle)
     for i, name in enumerate(nasty):

@@ -25,11 +25,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nectar_audit.evidence import build_script, new_boundary, parse_stream
+from nectar_audit.evidence import StreamParser, build_script, new_boundary, parse_stream
 from nectar_audit.evidence.bundle import Bundle
 from nectar_audit.evidence.needs import Needs
 from nectar_audit.targets import LocalTarget, RootFsTarget, SavedTarget, TargetError, parse_target
-from nectar_audit.targets import ssh as ssh_module
 from nectar_audit.targets.ssh import (
     HOST_KEYS_ACCEPT_NEW,
     HOST_KEYS_OFF,
@@ -281,11 +280,9 @@ def test_misbehaving_hosts_become_clear_errors(sshd: FakeSshd, tmp_path: Path, u
         _target(sshd, user, _opts(sshd, tmp_path)).gather(SMALL)
 
 
-def test_a_flood_without_record_boundaries_is_cut_short(sshd: FakeSshd, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ssh_module, "_MAX_PENDING", 100_000)
-    with pytest.raises(TargetError, match=r"without a record boundary: this is not nectar-audit evidence"):
-        _target(sshd, "flood", _opts(sshd, tmp_path)).gather(SMALL)
+def test_a_flood_without_record_boundaries_is_cut_short(sshd: FakeSshd, tmp_path: Path) -> None:
+    with pytest.raises(TargetError, match=r"sent more than 0.1 MiB of evidence .*none of it was evidence"):
+        _target(sshd, "flood", _opts(sshd, tmp_path, max_evidence_mib=0.1)).gather(SMALL)
 
 
 def _local_stream(needs: Needs) -> tuple[bytes, str]:
@@ -307,7 +304,7 @@ def test_streamed_parsing_equals_whole_parsing(cuts: list[int]) -> None:
     whole = Bundle("t", "ssh", True)
     parse_stream(data, boundary, whole)
     streamed = Bundle("t", "ssh", True)
-    feeder = ssh_module._Feeder(boundary, streamed)
+    feeder = StreamParser(boundary, streamed)
     pos = 0
     for size in cuts:
         feeder.feed(data[pos:pos + size])

@@ -1,1 +1,1 @@
-"""One module per checklist item; each defines ``CHECK = Check(...)``, its metadata written once. ``catalog`` lists them."""
+"""One module per checklist item, each defining ``CHECK = Check(...)`` (its metadata, written once); see ``catalog``."""

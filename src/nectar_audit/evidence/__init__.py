@@ -17,11 +17,12 @@ from nectar_audit.evidence.bundle import (
 from nectar_audit.evidence.needs import Needs, Search, merge
 from nectar_audit.evidence.sanitize import Sanitizer, sanitize
 from nectar_audit.evidence.script import STAT_FORMAT, build_script, new_boundary
-from nectar_audit.evidence.stream import parse_stat_lines, parse_stream
+from nectar_audit.evidence.stream import Budget, StreamParser, parse_stat_lines, parse_stream
 
 __all__ = [
     "MAX_FILE_BYTES",
     "STAT_FORMAT",
+    "Budget",
     "Bundle",
     "CommandRecord",
     "EvidenceError",
@@ -30,6 +31,7 @@ __all__ = [
     "Sanitizer",
     "Search",
     "StatRecord",
+    "StreamParser",
     "build_script",
     "merge",
     "new_boundary",

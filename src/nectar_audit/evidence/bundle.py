@@ -83,6 +83,7 @@ class CommandRecord:
     stdout: str
     stderr: str = ""
     rc: int = 0
+    truncated: bool = False  # the output was longer than a command record may be
 
     @property
     def missing(self) -> bool:
@@ -102,6 +103,11 @@ class Bundle:
     commands: dict[str, CommandRecord] = field(default_factory=dict)
     searches: dict[str, list[str]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    # Why the evidence is incomplete (the host's budget was spent), and which parts of the gather had
+    # finished by then (files, stats, commands, searches): what is missing from an unfinished part is
+    # unknown, not absent.
+    cut: str | None = None
+    complete: set[str] = field(default_factory=set)
     # What the OpenStack API says about this host when it was audited as a cloud instance
     # (cloud.gather.instance_record): judged together with the host's own evidence.
     cloud: dict[str, Any] | None = None
@@ -146,8 +152,19 @@ class Bundle:
             return
         self.files[path] = FileRecord(content=data.decode("utf-8", "replace"), truncated=truncated)
 
+    def add_hit_file(self, path: str, data: bytes, limit: int = MAX_FILE_BYTES) -> None:
+        """A search hit's content: never replaces a file gathered for another purpose (a name that only
+        looks like /etc/sudoers must not stand in for it)."""
+        if path not in self.files:
+            self.add_file(path, data, limit)
+
     def add_unreadable(self, path: str, reason: str) -> None:
         self.files[path] = FileRecord(error=reason)
+
+    def _unknown(self, part: str, what: str) -> None:
+        """Raise when ``what`` is missing only because the host's evidence was cut before ``part`` ended."""
+        if self.cut is not None and part not in self.complete:
+            raise EvidenceError(f"{what} is not known: {self.cut}")
 
     # -- queries -------------------------------------------------------------------------------
     @property
@@ -157,12 +174,16 @@ class Bundle:
         return self.uid == 0
 
     def file(self, path: str) -> FileRecord | None:
-        return self.files.get(path)
+        rec = self.files.get(path)
+        if rec is None:
+            self._unknown("files", path)
+        return rec
 
     def text(self, path: str) -> str | None:
         """Content of ``path``; None when absent; EvidenceError when present but unreadable."""
         rec = self.files.get(path)
         if rec is None:
+            self._unknown("files", path)
             return None
         if rec.error is not None:
             raise EvidenceError(self.unreadable_reason(path, rec.error))
@@ -175,15 +196,27 @@ class Bundle:
 
     def glob(self, pattern: str) -> list[str]:
         """Gathered file paths matching a shell-style pattern, sorted like sh expands them."""
+        self._unknown("files", f"the files matching {pattern}")
         match = _matcher(pattern)
         return sorted(p for p in self.files if match(p))
 
     def stat_glob(self, pattern: str) -> list[str]:
+        self._unknown("stats", f"the metadata of {pattern}")
         match = _matcher(pattern)
         return sorted(p for p in self.stats if match(p))
 
     def command(self, name: str) -> CommandRecord | None:
-        return self.commands.get(name)
+        rec = self.commands.get(name)
+        if rec is None:
+            self._unknown("commands", f"the output of {name}")
+        return rec
+
+    def hits(self, search: str) -> list[str] | None:
+        """A search's hits; None when it did not run (offline targets run it too)."""
+        found = self.searches.get(search)
+        if found is None:
+            self._unknown("searches", f"the hits of {search}")
+        return found
 
     def iter_files(self) -> Iterator[tuple[str, FileRecord]]:
         yield from sorted(self.files.items())
@@ -202,10 +235,14 @@ class Bundle:
                 for p, r in sorted(self.files.items())
             },
             "stats": {p: [s.mode, s.uid, s.gid, s.size, s.mtime] for p, s in sorted(self.stats.items())},
-            "commands": {n: vars(c) for n, c in sorted(self.commands.items())},
+            "commands": {n: {k: v for k, v in vars(c).items() if k != "truncated" or v}
+                         for n, c in sorted(self.commands.items())},
             "searches": self.searches,
             "errors": self.errors,
         }
+        if self.cut is not None:
+            data["cut"] = self.cut
+            data["complete"] = sorted(self.complete)
         if self.cloud is not None:
             data["cloud"] = self.cloud
         return data
@@ -229,11 +266,14 @@ class Bundle:
                 },
                 stats={str(p): StatRecord(*(int(x) for x in s)) for p, s in data.get("stats", {}).items()},
                 commands={
-                    str(n): CommandRecord(str(c["stdout"]), str(c.get("stderr", "")), int(c.get("rc", 0)))
+                    str(n): CommandRecord(str(c["stdout"]), str(c.get("stderr", "")), int(c.get("rc", 0)),
+                                          bool(c.get("truncated", False)))
                     for n, c in data.get("commands", {}).items()
                 },
                 searches={str(k): [str(p) for p in v] for k, v in data.get("searches", {}).items()},
                 errors=[str(e) for e in data.get("errors", [])],
+                cut=None if data.get("cut") is None else str(data["cut"]),
+                complete={str(c) for c in data.get("complete", [])},
                 cloud=dict(data["cloud"]) if isinstance(data.get("cloud"), dict) else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -4,8 +4,10 @@
 # Reads only; writes nothing but its scratch directory, which it removes.
 #
 # Output is a framed stream: each record starts with "\n$BOUNDARY KIND NAME\n" and ends with
-# "\n$BOUNDARY E STATUS"; the boundary is random per run, so file contents never need escaping.
-# Kinds: F file, U unreadable file, C command output, S a command's stderr, X a search's hits.
+# "\n$BOUNDARY E STATUS"; the boundary is random per run, so file contents never need escaping. A name
+# the host chose (a file's) is written as "BYTES:NAME" (LC_ALL=C: ${#p} counts bytes), so a newline in
+# it is data. Kinds: F file, U unreadable file, H a search hit's content, C command output, S a
+# command's stderr, X a search's hits (NUL-separated).
 
 LC_ALL=C; export LC_ALL
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH; export PATH
@@ -30,13 +32,19 @@ headers=0
 readable_file() {
   [ -f "$1" ] || return 1
   [ -r "$1" ] && return 0
-  printf '\n%s U %s\nPermission denied\n%s E 1\n' "$BOUNDARY" "$1" "$BOUNDARY"; return 1
+  printf '\n%s U %s:%s\nPermission denied\n%s E 1\n' "$BOUNDARY" "${#1}" "$1" "$BOUNDARY"; return 1
+}
+
+# The end of a part of the gather ($1: files, stats, commands, searches): what a cut-off stream
+# lacks from a part that ended is absent, not unknown.
+part_done() {
+  printf '\n%s C __done__\n%s\n%s E 0\n' "$BOUNDARY" "$1" "$BOUNDARY"
 }
 
 # The end of a file record one command read ($1 its status): on failure, its complaint.
 end_file_record() {
   printf '\n%s E %s\n' "$BOUNDARY" "$1"
-  [ "$1" = 0 ] || { printf '\n%s U %s\n' "$BOUNDARY" "$2"; cat "$SCRATCH/err"; printf '\n%s E 1\n' "$BOUNDARY"; }
+  [ "$1" = 0 ] || { printf '\n%s U %s:%s\n' "$BOUNDARY" "${#2}" "$2"; cat "$SCRATCH/err"; printf '\n%s E 1\n' "$BOUNDARY"; }
 }
 
 # Files under /var (logs, package lists, sparse lastlog) are read one by one with a size cap; every
@@ -61,11 +69,11 @@ $p
     readable_file "$p" || continue
     case $p in
       /var/*|*"'"*)
-        printf '\n%s F %s\n' "$BOUNDARY" "$p"
+        printf '\n%s F %s:%s\n' "$BOUNDARY" "${#p}" "$p"
         head -c "$MAX_FILE_BYTES" "$p" 2>"$SCRATCH/err"; end_file_record $? "$p" ;;
       *)
         headers=$((headers+1))
-        printf '\n%s F %s\n' "$BOUNDARY" "$p" >"$SCRATCH/h$headers"
+        printf '\n%s F %s:%s\n' "$BOUNDARY" "${#p}" "$p" >"$SCRATCH/h$headers"
         batch="$batch \"\$SCRATCH/h$headers\" '$p' \"\$SCRATCH/footer\"" ;;
     esac
   done
@@ -82,7 +90,7 @@ grep_files() {
   expr=$1; shift
   for p do
     readable_file "$p" || continue
-    printf '\n%s F %s\n' "$BOUNDARY" "$p"
+    printf '\n%s F %s:%s\n' "$BOUNDARY" "${#p}" "$p"
     grep -E -e "$expr" -- "$p" 2>"$SCRATCH/err"; r=$?
     [ "$r" = 1 ] && [ ! -s "$SCRATCH/err" ] && r=0  # no line matched: read, and empty
     end_file_record "$r" "$p"
@@ -100,16 +108,18 @@ run_command() {
   } >"$SCRATCH/o$1"
 }
 
-# A search's hits ($1 its number, $2 its name), then their contents, read by read_files in batches of
-# 200 (set -- "$@" copies the list on every line: a login node's thousands of keys would cost seconds).
+# A search's hits ($1 its number, $2 its name): their names NUL-separated (grep -lZ), then each hit's
+# content as an H record, capped, read by sh processes that xargs -0 hands 200 names at a time, so a
+# name with a newline (or any byte) is one name, and a login node's thousands of keys cost few processes.
 read_search_hits() {
   printf '\n%s X %s\n' "$BOUNDARY" "$2"
   cat "$SCRATCH/x$1"
   printf '\n%s E 0\n' "$BOUNDARY"
-  hits="$SCRATCH/x$1"; set --
-  while IFS= read -r p; do
-    set -- "$@" "$p"
-    [ $# -lt 200 ] || { read_files "$@"; set --; }
-  done <"$hits"
-  [ $# -eq 0 ] || read_files "$@"
+  # shellcheck disable=SC2016 # expanded by the sh that xargs starts
+  xargs -0 -r -n 200 sh -c '
+    for p do
+      [ -f "$p" ] && [ -r "$p" ] || continue
+      printf "\n%s H %s:%s\n" "$BOUNDARY" "${#p}" "$p"
+      head -c "$MAX_FILE_BYTES" -- "$p" 2>/dev/null; printf "\n%s E %s\n" "$BOUNDARY" "$?"
+    done' sh <"$SCRATCH/x$1"
 }

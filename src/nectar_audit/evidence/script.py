@@ -21,8 +21,11 @@ from nectar_audit.evidence.needs import Needs
 STAT_COMMAND = "__stat__"
 READ_ERRORS = "__read_errors__"
 ID_COMMAND = "__uid__"
-# What ``stat -c`` prints for a path: mode (hex), uid, gid, size, mtime, name (stream.parse_stat_lines).
-STAT_FORMAT = "%f %u %g %s %Y %n"
+# The parts of the gather that finished (files, stats, commands, searches), one record per part.
+DONE_COMMAND = "__done__"
+# What ``stat --printf`` prints for a path: mode (hex), uid, gid, size, mtime, name, then a NUL, so that
+# a name holding a newline is still one record (stream.parse_stat_lines).
+STAT_FORMAT = "%f %u %g %s %Y %n\\0"
 
 
 
@@ -46,6 +49,7 @@ def _body(needs: Needs) -> str:
 
 def _build_body(needs: Needs) -> str:
     lines = [f"MAX_FILE_BYTES={MAX_FILE_BYTES + 1} READ_ERRORS={READ_ERRORS} STAT_FORMAT={shlex.quote(STAT_FORMAT)}",
+             "export BOUNDARY MAX_FILE_BYTES",
              resources.files(__package__).joinpath("gather.sh").read_text(encoding="utf-8")]
     lines.append(f"printf '\\n%s C %s\\n' \"$BOUNDARY\" {ID_COMMAND}; id -u; printf '\\n%s E 0\\n' \"$BOUNDARY\"")
     # Commands and searches run in the background, all at once, while the files are read: the
@@ -57,7 +61,7 @@ def _build_body(needs: Needs) -> str:
         roots = " ".join(shlex.quote(r) for r in search.roots)
         lines.append(
             f"find {roots} -xdev -maxdepth {search.maxdepth} -type f -size -{search.max_kib + 1}k "
-            f"-exec grep -lF -e {shlex.quote(search.contains)} {{}} + </dev/null >\"$SCRATCH/x{i}\" 2>/dev/null &"
+            f"-exec grep -lZF -e {shlex.quote(search.contains)} {{}} + </dev/null >\"$SCRATCH/x{i}\" 2>/dev/null &"
         )
     # Globs stay unquoted so sh expands them; an unmatched glob is skipped by read_files' -f test.
     plain = [p for p in needs.files if p not in needs.prefilter]
@@ -72,17 +76,21 @@ def _build_body(needs: Needs) -> str:
         by_expr.setdefault(expr, []).append(pattern)
     for expr, patterns in by_expr.items():
         lines.append(f"grep_files {shlex.quote(expr)} " + " ".join(_glob_word(p) for p in patterns))
+    lines.append("part_done files")
     if needs.stats:
         lines.append(
             f"printf '\\n%s C %s\\n' \"$BOUNDARY\" {STAT_COMMAND}; "
-            "stat -c \"$STAT_FORMAT\" -- " + " ".join(_glob_word(p) for p in needs.stats)
+            "stat --printf \"$STAT_FORMAT\" -- " + " ".join(_glob_word(p) for p in needs.stats)
             + " 2>/dev/null; printf '\\n%s E 0\\n' \"$BOUNDARY\""
         )
+    lines.append("part_done stats")
     lines.append("wait")
     if needs.commands:
         lines.append("cat " + " ".join(f'"$SCRATCH/o{i}"' for i in range(len(needs.commands))))
+    lines.append("part_done commands")
     for i, search in enumerate(needs.searches):
         lines.append(f"read_search_hits {i} {shlex.quote(search.name)}")
+    lines.append("part_done searches")
     return "\n".join(lines) + "\n"
 
 

@@ -1,88 +1,286 @@
-"""The parser of the gatherer's framed stream: every record starts with ``\\n<boundary> <kind> <name>\\n``
-and ends with ``\\n<boundary> E <rc>``, the boundary being random per run (see ``gather.sh``)."""
+"""The parser of the gatherer's framed stream, fed as it arrives and bounded by the host's budget.
+
+Every record opens with ``\\n<boundary> <kind> <name>\\n`` and closes with ``\\n<boundary> E <rc>``; the
+boundary is random per run, so file contents never need escaping. Names the host chooses (files, search
+hits) are length-prefixed (``<kind> <bytes>:<name>\\n``), so a name holding a newline, or any byte, is
+data and never a second record. Search hits are NUL-separated for the same reason. A hit's content comes
+as an ``H`` record, which never replaces a file gathered for another purpose.
+
+The host controls every byte, so the parser holds at most one record (cut at its cap) and stops at the
+host's budget: what it kept is marked incomplete (``Bundle.cut``) and facts asking for what was not read
+get an error instead of a wrong answer. Nothing here is quadratic in the number of records or lines.
+"""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from nectar_audit.evidence.bundle import Bundle, CommandRecord, StatRecord
-from nectar_audit.evidence.script import ID_COMMAND, READ_ERRORS, STAT_COMMAND
+from nectar_audit.evidence.bundle import MAX_FILE_BYTES, Bundle, CommandRecord, StatRecord
+from nectar_audit.evidence.script import DONE_COMMAND, ID_COMMAND, READ_ERRORS, STAT_COMMAND
+
+_NAMED = frozenset(b"FUH")  # kinds whose name the host chooses: length-prefixed
+_KINDS = frozenset(b"FUHCSXE")
+_MAX_NAME = 65536  # longer than any path a kernel accepts (PATH_MAX is 4096)
 
 
-class StreamError(Exception):
-    pass
+@dataclass(frozen=True)
+class Budget:
+    """What one host may send: past it the rest is not read (``--max-evidence`` sets ``total_bytes``)."""
+
+    total_bytes: int = 64 * 1024 * 1024
+    records: int = 200_000
+    command_bytes: int = MAX_FILE_BYTES
+    errors: int = 200  # bundle.errors kept (a flood of bad records must not grow them)
 
 
-def parse_stream(data: bytes, boundary: str, bundle: Bundle) -> None:
-    """Fill ``bundle`` from the gatherer's output; a cut-off stream is recorded, not fatal."""
-    marker = b"\n" + boundary.encode() + b" "
-    pieces = (b"\n" + data).split(marker)
-    if pieces[0].strip():
-        bundle.errors.append("gatherer printed unexpected output: " + pieces[0][:200].decode("utf-8", "replace"))
-    open_record: tuple[str, str, bytes] | None = None
-    stderr: dict[str, str] = {}
-    for piece in pieces[1:]:
-        head, _, body = piece.partition(b"\n")
-        kind, _, name_b = head.decode("utf-8", "replace").partition(" ")
-        if kind == "E":
-            if open_record is None:
-                continue
-            rc = _int(name_b)
-            _store(bundle, open_record, rc, stderr)
-            open_record = None
-            continue
-        if open_record is not None:
-            bundle.errors.append(f"record {open_record[1]!r} was not terminated")
-        open_record = (kind, name_b, body)
-    if open_record is not None:
-        bundle.errors.append(f"evidence stream ended early, inside {open_record[1]!r}")
-    for name, text in stderr.items():
-        if name in bundle.commands:
-            bundle.commands[name].stderr = text
-    uid = bundle.commands.pop(ID_COMMAND, None)
-    if uid is not None and uid.stdout.strip().isdigit():
-        bundle.uid = int(uid.stdout.strip())
-    stat_out = bundle.commands.pop(STAT_COMMAND, None)
-    if stat_out is not None:
-        bundle.stats.update(parse_stat_lines(stat_out.stdout))
-    if not bundle.gathered_at:
-        bundle.gathered_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+DEFAULT_BUDGET = Budget()
 
 
-def _store(bundle: Bundle, record: tuple[str, str, bytes], rc: int, stderr: dict[str, str]) -> None:
-    kind, name, body = record
-    if kind == "F":
-        if rc == 0:
-            bundle.add_file(name, body)
-    elif kind == "U":
-        bundle.add_unreadable(name, body.decode("utf-8", "replace").strip() or "unreadable")
-    elif kind == "C" and name == READ_ERRORS:
-        _apply_read_errors(bundle, body.decode("utf-8", "replace"))
-    elif kind == "C":
-        bundle.commands[name] = CommandRecord(stdout=body.decode("utf-8", "replace"), rc=rc)
-    elif kind == "S":
-        stderr[name] = body.decode("utf-8", "replace")
-    elif kind == "X":
-        bundle.add_search_hits(name, [p for p in body.decode("utf-8", "replace").splitlines() if p])
-    else:
-        bundle.errors.append(f"unknown record kind {kind!r}")
+class StreamParser:
+    """Feed the gatherer's output in chunks; ``feed`` returns False once the host's budget is spent."""
+
+    def __init__(self, boundary: str, bundle: Bundle, budget: Budget = DEFAULT_BUDGET) -> None:
+        self.marker = b"\n" + boundary.encode() + b" "
+        self.bundle = bundle
+        self.budget = budget
+        self.buf = bytearray(b"\n")  # the stream starts with a record's "\n"
+        self.received = 0
+        self.head = b""  # the first bytes, for messages about a host that sent no evidence
+        self.records = 0
+        self.started = False  # a record was seen (junk before the first is the host's noise)
+        # The open record: kind, name, body, its cap, whether bytes past the cap were dropped.
+        self.kind: int | None = None
+        self.name = ""
+        self.body = bytearray()
+        self.cap = 0
+        self.truncated = False
+        self.stderr: dict[str, str] = {}
+        self.stopped = False
+
+    # -- input ---------------------------------------------------------------------------------
+    def feed(self, chunk: bytes) -> bool:
+        if self.stopped:
+            return False
+        if len(self.head) < 200:
+            self.head += chunk[: 200 - len(self.head)]
+        self.received += len(chunk)
+        if self.received > self.budget.total_bytes:
+            keep = len(chunk) - (self.received - self.budget.total_bytes)
+            self.buf += chunk[:max(keep, 0)]
+            self._drain(final=False)
+            self._stop(f"the host sent more than {_mib(self.budget.total_bytes)} of evidence (the budget "
+                       f"per host); the rest was not read")
+            return False
+        self.buf += chunk
+        self._drain(final=False)
+        return not self.stopped
+
+    def finish(self) -> None:
+        """The end of the stream: close what is open, turn the framework records into bundle fields."""
+        if not self.stopped:
+            self._drain(final=True)
+            if self.kind is not None:
+                self._error(f"evidence stream ended early, inside {self.name!r}")
+                self.kind = None
+        b = self.bundle
+        for name, text in self.stderr.items():
+            if name in b.commands:
+                b.commands[name].stderr = text
+        uid = b.commands.pop(ID_COMMAND, None)
+        if uid is not None and uid.stdout.strip().isdigit():
+            b.uid = int(uid.stdout.strip())
+        stat_out = b.commands.pop(STAT_COMMAND, None)
+        if stat_out is not None:
+            b.stats.update(parse_stat_lines(stat_out.stdout))
+        done = b.commands.pop(DONE_COMMAND, None)
+        if done is not None:
+            b.complete.update(done.stdout.split())
+        if not b.gathered_at:
+            b.gathered_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+    def _stop(self, reason: str) -> None:
+        self.stopped = True
+        self.bundle.cut = reason
+        if self.kind is not None:
+            self._error(f"record {self.name!r} was cut: {reason}")
+            self.kind = None
+        self.buf = bytearray()
+        self.body = bytearray()
+
+    # -- framing -------------------------------------------------------------------------------
+    def _drain(self, final: bool) -> None:
+        # An offset walks the buffer; consumed bytes are dropped once per chunk (dropping them per
+        # record would cost the whole buffer each time).
+        buf, m = self.buf, self.marker
+        p = 0
+        while not self.stopped:
+            pos = buf.find(m, p)
+            if pos < 0:
+                # Keep a tail that may be the start of a marker split across chunks.
+                end = len(buf) if final else max(p, len(buf) - (len(m) - 1))
+                if self.kind is not None:
+                    self._body(buf, p, end)
+                else:
+                    self._junk(buf, p, end)
+                p = end
+                break
+            if self.kind is not None:
+                self._body(buf, p, pos)
+            else:
+                self._junk(buf, p, pos)
+            nxt = self._header(pos, final)
+            if nxt is None:
+                p = pos
+                break
+            p = nxt
+        if not self.stopped:
+            del buf[:p]
+
+    def _header(self, at: int, final: bool) -> int | None:
+        """Parse the header at ``at`` (a marker): the offset after it, or None when more bytes are needed."""
+        buf, m = self.buf, len(self.marker)
+        start = at + m + 2
+        if len(buf) < start:
+            return len(buf) if final else None
+        kind, space = buf[at + m], buf[at + m + 1]
+        if kind not in _KINDS or space != 0x20:
+            self._error("malformed record header")
+            return at + m
+        if kind in _NAMED:
+            colon = buf.find(b":", start, start + 12)
+            if colon < 0:
+                if len(buf) >= start + 12 or final:
+                    self._error("malformed record header")
+                    return at + m
+                return None
+            digits = bytes(buf[start:colon])
+            if not digits.isdigit() or int(digits) > _MAX_NAME:
+                self._error("malformed record header")
+                return at + m
+            end = colon + 1 + int(digits)
+            if len(buf) < end + 1:
+                if final:
+                    self._error("evidence stream ended early, inside a record header")
+                    return len(buf)
+                return None
+            if buf[end] != 0x0A:
+                self._error("malformed record header")
+                return at + m
+            self._open(kind, _text(bytes(buf[colon + 1:end])))
+            return end + 1
+        nl = buf.find(b"\n", start)
+        if nl < 0:
+            if kind == ord("E") and final:
+                self._close(_text(bytes(buf[start:])))
+                return len(buf)
+            if len(buf) - start > 256:
+                self._error("malformed record header")
+                return at + m
+            return None
+        name = _text(bytes(buf[start:nl]))
+        if kind == ord("E"):
+            self._close(name)
+            return nl  # the newline after "E rc" opens the next record
+        self._open(kind, name)
+        return nl + 1
+
+    def _open(self, kind: int, name: str) -> None:
+        if self.kind is not None:
+            self._error(f"record {self.name!r} was not terminated")
+        self.started = True
+        self.records += 1
+        if self.records > self.budget.records:
+            self._stop(f"the host sent more than {self.budget.records} records; the rest was not read")
+            return
+        self.kind, self.name, self.body, self.truncated = kind, name, bytearray(), False
+        if kind in (ord("F"), ord("H")):
+            self.cap = min(self.bundle.read_limit(name), self.budget.total_bytes) + 1
+        else:
+            self.cap = self.budget.command_bytes + 1
+
+    def _body(self, buf: bytearray, a: int, b: int) -> None:
+        room = self.cap - len(self.body)
+        if b - a > room:
+            self.truncated = True
+            b = a + max(room, 0)
+        self.body += buf[a:b]
+
+    def _junk(self, buf: bytearray, a: int, b: int) -> None:
+        if not self.started and b > a and bytes(buf[a:min(b, a + 4096)]).strip():
+            self._error("gatherer printed unexpected output: " + _text(bytes(buf[a:min(b, a + 200)])))
+
+    def _error(self, text: str) -> None:
+        errors = self.bundle.errors
+        if len(errors) < self.budget.errors:
+            errors.append(text)
+        elif len(errors) == self.budget.errors:
+            errors.append("more errors were not kept")
+
+    # -- records -------------------------------------------------------------------------------
+    def _close(self, rc_text: str) -> None:
+        kind = self.kind
+        if kind is None:
+            return
+        self.kind = None
+        rc = _int(rc_text)
+        b, name, body = self.bundle, self.name, bytes(self.body)
+        self.body = bytearray()
+        if kind == ord("F"):
+            if rc == 0:
+                b.add_file(name, body, limit=self.cap - 1)
+        elif kind == ord("H"):
+            if rc == 0:
+                b.add_hit_file(name, body, limit=self.cap - 1)
+        elif kind == ord("U"):
+            b.add_unreadable(name, _text(body).strip() or "unreadable")
+        elif kind == ord("C") and name == READ_ERRORS:
+            _apply_read_errors(b, _text(body), self._error)
+        elif kind == ord("C"):
+            b.commands[name] = CommandRecord(stdout=_text(body), rc=rc, truncated=self.truncated)
+        elif kind == ord("S"):
+            self.stderr[name] = _text(body)
+        elif kind == ord("X"):
+            b.add_search_hits(name, [_text(p) for p in body.split(b"\0") if p])
 
 
-def _apply_read_errors(bundle: Bundle, text: str) -> None:
-    """cat's complaints about a batch of files ("cat: PATH: Input/output error", busybox "cat: can't
-    open 'PATH': ..."): each named file is unreadable, whatever part of it was read."""
+def parse_stream(data: bytes, boundary: str, bundle: Bundle, budget: Budget = DEFAULT_BUDGET) -> None:
+    """Fill ``bundle`` from the gatherer's whole output; a cut-off stream is recorded, not fatal."""
+    parser = StreamParser(boundary, bundle, budget)
+    parser.feed(data)
+    parser.finish()
+
+
+def _text(data: bytes) -> str:
+    """Host bytes as text; bytes that are not UTF-8 stay visible as ``\\xNN`` (a name stays one name)."""
+    return data.decode("utf-8", "backslashreplace")
+
+
+# cat's complaint about one file of a batch: GNU "cat: PATH: REASON", busybox "cat: can't open 'PATH': REASON".
+_CAT_ERROR = re.compile(r"cat: (?:can't open '(?P<quoted>.*)'|(?P<plain>.*)): (?P<reason>[^:]*)")
+
+
+def _apply_read_errors(bundle: Bundle, text: str, error: object) -> None:
+    """cat's complaints about a batch of files: each named file is unreadable, whatever part was read.
+    Each line names its file, looked up directly (a host with thousands of files must not cost
+    thousands of comparisons per line)."""
+    report = error if callable(error) else bundle.errors.append
     for line in text.splitlines():
-        hits = [p for p in bundle.files if f"{p}: " in line or f"'{p}'" in line]
-        for path in hits:
-            bundle.add_unreadable(path, line.rsplit(": ", 1)[-1].strip() or "read error")
-        if not hits and line.strip():
-            bundle.errors.append(f"reading files: {line.strip()[:300]}")
+        m = _CAT_ERROR.fullmatch(line.strip())
+        path = (m.group("quoted") if m.group("quoted") is not None else m.group("plain")) if m else None
+        if path is not None and path in bundle.files:
+            bundle.add_unreadable(path, m.group("reason").strip() or "read error")  # type: ignore[union-attr]
+        elif line.strip():
+            report(f"reading files: {line.strip()[:300]}")
 
 
 def parse_stat_lines(text: str) -> dict[str, StatRecord]:
+    """``stat`` records: NUL-terminated (what the gatherer asks for, so any name is one record), or
+    newline-terminated (older bundles, hand-made samples)."""
     out: dict[str, StatRecord] = {}
-    for line in text.splitlines():
-        parts = line.split(" ", 5)
+    for line in text.split("\0") if "\0" in text else text.splitlines():
+        parts = line.lstrip("\n").split(" ", 5)
         if len(parts) != 6:
             continue
         try:
@@ -100,3 +298,7 @@ def _int(text: str) -> int:
         return int(text.strip())
     except ValueError:
         return -1
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1024 * 1024):.3g} MiB"

@@ -1,36 +1,80 @@
-"""Live targets: run the gather script through some transport and parse its framed stream."""
+"""Live targets: run the gather script through some transport and parse its framed stream as it comes."""
 
 from __future__ import annotations
 
 import subprocess
+import tempfile
+import threading
 from collections.abc import Sequence
 
-from nectar_audit.evidence import Bundle, Needs, build_script, new_boundary, parse_stream
+from nectar_audit.evidence import Budget, Bundle, Needs, StreamParser, build_script, new_boundary
 from nectar_audit.targets.base import TargetError
+
+_CHUNK = 256 * 1024
 
 
 class ScriptTarget:
-    """Runs the gatherer as ``argv`` with the script on stdin (``sh -s``, ``nsenter … sh -s``)."""
+    """Runs the gatherer as ``argv`` with the script on stdin (``sh -s``, ``nsenter … sh -s``).
+
+    Output is parsed as it streams in, within the host's budget and deadline: the process is killed when
+    either is spent, so neither a flood nor a stall can hold this scan."""
 
     kind = "exec"
 
-    def __init__(self, name: str, argv: Sequence[str], timeout: float = 120.0) -> None:
+    def __init__(self, name: str, argv: Sequence[str], timeout: float = 120.0, budget: Budget | None = None) -> None:
         self.name = name
         self.argv = list(argv)
         self.timeout = timeout
+        self.budget = budget or Budget()
 
     def gather(self, needs: Needs) -> Bundle:
         boundary = new_boundary()
         script = build_script(needs, boundary).encode()
-        try:
-            proc = subprocess.run(self.argv, input=script, capture_output=True, timeout=self.timeout, check=False)
-        except FileNotFoundError as exc:
-            raise TargetError(f"cannot run the gatherer: {exc}") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise TargetError(f"the gatherer did not finish within {self.timeout:.0f} s") from exc
         bundle = Bundle.for_needs(self.name, self.kind, True, needs)
-        parse_stream(proc.stdout, boundary, bundle)
-        if proc.returncode != 0:
-            err = proc.stderr.decode("utf-8", "replace").strip()[-500:]
-            bundle.errors.append(f"gatherer exited with status {proc.returncode}: {err}")
+        parser = StreamParser(boundary, bundle, self.budget)
+        with tempfile.TemporaryFile() as err:
+            try:
+                proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+            except OSError as exc:
+                raise TargetError(f"cannot run the gatherer: {exc}") from exc
+            expired = threading.Event()
+
+            def deadline() -> None:
+                expired.set()
+                proc.kill()
+
+            timer = threading.Timer(self.timeout, deadline)
+            timer.start()
+            try:
+                feeding = threading.Thread(target=_write, args=(proc, script), daemon=True)
+                feeding.start()
+                assert proc.stdout is not None
+                while True:
+                    chunk = proc.stdout.read1(_CHUNK)  # type: ignore[attr-defined]
+                    if not chunk or not parser.feed(chunk):
+                        break
+                if parser.stopped:
+                    proc.kill()
+                proc.wait()
+            finally:
+                timer.cancel()
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            if expired.is_set():
+                raise TargetError(f"the gatherer did not finish within {self.timeout:.0f} s")
+            parser.finish()
+            err.seek(0)
+            tail = err.read()[-500:].decode("utf-8", "replace").strip()
+        if proc.returncode != 0 and not parser.stopped:
+            bundle.errors.append(f"gatherer exited with status {proc.returncode}: {tail}")
         return bundle
+
+
+def _write(proc: subprocess.Popen[bytes], script: bytes) -> None:
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(script)
+        proc.stdin.close()
+    except OSError:  # the gatherer exited (or was killed) before reading it all
+        pass

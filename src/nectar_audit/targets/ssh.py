@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from nectar_audit.evidence import Bundle, Needs, build_script, new_boundary, parse_stream
+from nectar_audit.evidence import Budget, Bundle, Needs, StreamParser, build_script, new_boundary
 from nectar_audit.targets.base import TargetError
 from nectar_audit.targets.ssh_options import HOST_KEYS_ACCEPT_NEW, HOST_KEYS_OFF, SshOptions
 
@@ -128,58 +128,6 @@ _CHUNK = 256 * 1024
 # SSH flow-control window per host: what a host may send before we have read it. It bounds the memory
 # of a fleet (hosts x window) while one host is being parsed; 512 KiB still streams 5 MB/s at 100 ms RTT.
 _WINDOW = 512 * 1024
-_MAX_PENDING = 64 * 1024 * 1024  # one record larger than this is not evidence the script can produce
-
-
-class _Feeder:
-    """Hands the stream to ``parse_stream`` one run of complete records at a time.
-
-    A record opens with ``\\n<boundary> <kind> <name>`` and closes with ``\\n<boundary> E <rc>``; cutting
-    the buffer just before a marker that opens a record (kind other than ``E``) leaves only complete
-    records in front of the cut, so each part parses exactly as it would within the whole stream.
-    Memory per host is then the bundle (sanitized as it grows) plus at most one record in flight.
-    """
-
-    def __init__(self, boundary: str, bundle: Bundle) -> None:
-        self.boundary = boundary
-        self.marker = b"\n" + boundary.encode() + b" "
-        self.bundle = bundle
-        self.buf = bytearray()
-        self.scanned = 0  # bytes of buf already searched for an opening marker (none found)
-        self.received = 0
-        self.head = b""  # the first bytes, for messages about a host that sent no evidence
-
-    def feed(self, chunk: bytes) -> None:
-        if len(self.head) < 200:
-            self.head += chunk[: 200 - len(self.head)]
-        self.received += len(chunk)
-        self.buf += chunk
-        cut = self._cut()
-        if cut > 0:
-            parse_stream(bytes(self.buf[:cut]), self.boundary, self.bundle)
-            del self.buf[:cut]
-            self.scanned = len(self.buf)
-        elif len(self.buf) > _MAX_PENDING:
-            raise ValueError(f"the host sent {len(self.buf) // (1024 * 1024)} MiB without a record "
-                             f"boundary: this is not nectar-audit evidence")
-
-    def _cut(self) -> int:
-        # Only the new bytes are searched (a large record arrives in hundreds of chunks), with a margin
-        # for a marker, or its kind, that straddled the previous end.
-        n = len(self.marker)
-        start = max(0, self.scanned - n - 2)
-        self.scanned = len(self.buf)
-        pos = self.buf.rfind(self.marker, start)
-        while pos > 0:
-            kind = bytes(self.buf[pos + n: pos + n + 2])
-            if len(kind) == 2 and kind[:1] != b"E" and kind[1:] == b" ":
-                return pos
-            pos = self.buf.rfind(self.marker, start, pos)
-        return 0
-
-    def finish(self) -> None:
-        parse_stream(bytes(self.buf), self.boundary, self.bundle)
-        self.buf = bytearray()
 
 
 # -- host keys ------------------------------------------------------------------------------------
@@ -333,6 +281,10 @@ class SshTarget:
     def __repr__(self) -> str:
         return f"SshTarget({self.name!r})"
 
+    @property
+    def budget(self) -> Budget:
+        return Budget(total_bytes=int(self.options.max_evidence_mib * 1024 * 1024))
+
     def gather(self, needs: Needs) -> Bundle:
         return asyncio.run(self.gather_async(needs))
 
@@ -359,7 +311,7 @@ class SshTarget:
             command = "sudo -n sh -s" if sudo else "sh -s"
             boundary = new_boundary()
             bundle = Bundle.for_needs(self.name, self.kind, True, needs)
-            feeder = _Feeder(boundary, bundle)
+            feeder = StreamParser(boundary, bundle, self.budget)
             script = build_script(needs, boundary).encode()
             status, signal_name, stderr = await asyncio.wait_for(
                 self._run(conn, command, script, feeder), timeout=self.options.command_timeout)
@@ -379,6 +331,8 @@ class SshTarget:
             raise TargetError(f"{where}: the connection dropped mid-stream after {feeder.received} bytes of "
                               f"evidence (no exit status)")
         feeder.finish()
+        if bundle.uid is None and feeder.stopped:
+            raise TargetError(f"{where}: {bundle.cut}, and none of it was evidence")
         if bundle.uid is None:
             raise TargetError(self._no_evidence(state, command, status, feeder.head, stderr))
         if any(e.startswith("evidence stream ended early") for e in bundle.errors):
@@ -390,9 +344,11 @@ class SshTarget:
 
     @staticmethod
     async def _run(conn: asyncssh.SSHClientConnection, command: str, script: bytes,
-                   feeder: _Feeder) -> tuple[int | None, str | None, str]:
+                   feeder: StreamParser) -> tuple[int | None, str | None, str]:
         """One exec: the script on stdin, stdout parsed as it streams in (so a host's raw output is never
-        held whole), stderr kept to its last 64 KiB. Returns (exit status, exit signal, stderr)."""
+        held whole), stderr kept to its last 64 KiB. Returns (exit status, exit signal, stderr).
+        Parsing and sanitizing run in a worker thread, so a host's evidence never stalls the event loop
+        that the other hosts of a fleet share; past the host's budget the rest is not read."""
         process = await conn.create_process(command, encoding=None, request_pty=False, window=_WINDOW)
         try:
             process.stdin.write(script)
@@ -408,11 +364,14 @@ class SshTarget:
 
             stderr_task = asyncio.ensure_future(tail_of_stderr())
             try:
+                loop = asyncio.get_running_loop()
                 while True:
                     chunk = await process.stdout.read(_CHUNK)
-                    if not chunk:
+                    if not chunk or not await loop.run_in_executor(None, feeder.feed, chunk):
                         break
-                    feeder.feed(chunk)
+                if feeder.stopped:  # the budget is spent: the host's process is not waited for
+                    process.close()
+                    return 0, None, ""
                 err = await stderr_task
             finally:
                 stderr_task.cancel()

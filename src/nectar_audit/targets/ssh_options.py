@@ -14,6 +14,8 @@ DEFAULT_CONNECT_TIMEOUT = 15.0
 DEFAULT_COMMAND_TIMEOUT = 120.0
 # Hosts in flight at once: a fleet waits on SSH logins and remote gathering, not on this machine.
 DEFAULT_CONCURRENCY = 32
+# What one host may send as evidence (a real host sends 1-5 MiB); past it the rest is not read.
+DEFAULT_MAX_EVIDENCE_MIB = 64
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class SshOptions:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     command_timeout: float = DEFAULT_COMMAND_TIMEOUT
     use_agent: bool = True
+    max_evidence_mib: float = DEFAULT_MAX_EVIDENCE_MIB
 
     def __post_init__(self) -> None:
         if self.host_keys not in HOST_KEY_POLICIES:

@@ -79,9 +79,9 @@ while IFS=: read -r _u _p _i _g _c h _s; do
   n=$((n+1)); [ $n -gt 5000 ] && break
   case $h in /|/home/*|/root|/dev/*|/proc/*|/sys/*|"") continue;; esac
   set -- "$@" "$h" "$h/.ssh/authorized_keys" "$h/.ssh/authorized_keys2"
-  [ $# -lt 300 ] || { with_timeout 5 stat -c "$STAT_FORMAT" -- "$@" 2>/dev/null; set --; }
+  [ $# -lt 300 ] || { with_timeout 5 stat --printf "$STAT_FORMAT" -- "$@" 2>/dev/null; set --; }
 done </etc/passwd
-[ $# -gt 0 ] && with_timeout 5 stat -c "$STAT_FORMAT" -- "$@" 2>/dev/null
+[ $# -gt 0 ] && with_timeout 5 stat --printf "$STAT_FORMAT" -- "$@" 2>/dev/null
 :"""
 
 # Homes whose authorized_keys are looked at by globs (offline too); other homes only live, by command.

@@ -635,7 +635,7 @@ def _description(text: str) -> dict[str, Any]:
 
 def private_keys(facts: Facts) -> PrivateKeys:
     b = facts.bundle
-    hits = b.searches.get(SEARCH_NAME)
+    hits = b.hits(SEARCH_NAME)
     out = PrivateKeys(searched=hits is not None)
     if hits is None:
         return out
