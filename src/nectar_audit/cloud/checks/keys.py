@@ -10,7 +10,40 @@ from nectar_audit.model import Evidence, Finding, Status
 ID = "Check-Security-10"
 
 
+def image_findings(view: CloudView) -> list[Finding]:
+    """Where the disk came from, judged from the API alone: anything but an official image may carry the
+    keys of the instance it was taken from (the host audit settles it)."""
+    inst = view.instance
+    img = inst.image
+    if img is not None and img.official:
+        return []
+    if inst.volume_backed:
+        vols = ", ".join(inst.volumes) or "no volume listed"
+        what = "booted from a volume: the image it was made from is unknown to Nova"
+        ev = [Evidence(API, f"server {inst.id}: image is empty; attached volumes: {vols}")]
+    elif img is None:
+        why = next((n for n in inst.notes if n.startswith(f"image {inst.image_id}:")), "it is not visible")
+        what = f"booted from image {inst.image_id}, which cannot be read ({why})"
+        ev = [Evidence(API, f"server {inst.id}: image {inst.image_id}")]
+    else:
+        what = f"booted from {img.kind} {img.name or img.id!r} (owner {img.owner or '?'}), not an official Nectar image"
+        ev = [Evidence(API, img.describe())]
+    if view.host:
+        return []  # the host's authorized_keys, compared below, settle it
+    return [Finding(Status.MANUAL, f"{what}: it may carry the authorised keys of the instance it was taken from; "
+                    f"{view.hint} and compare its authorized_keys", ev)]
+
+
 def run(view: CloudView) -> list[Finding]:
+    return image_findings(view) + _keys(view)
+
+
+def _image_evidence(view: CloudView) -> list[Evidence]:
+    img = view.instance.image
+    return [Evidence(API, img.describe())] if img is not None and not img.official else []
+
+
+def _keys(view: CloudView) -> list[Finding]:
     inst = view.instance
     if not inst.key_name:
         return [Finding(Status.WARN, "the instance was booted without a key pair: its SSH keys came from the "
@@ -49,8 +82,8 @@ def run(view: CloudView) -> list[Finding]:
             f"{len(foreign)} authorised key(s) did not come from the metadata service (added by hand or baked "
             "into the image): " + ", ".join(f"{u}: {k.fingerprint}" for u, k in foreign[:8])
             + (" …" if len(foreign) > 8 else ""),
-            [injected] + [Evidence(k.source, f"{k.key_type} {k.fingerprint} {k.comment}".rstrip())
-                          for _, k in foreign],
+            [injected, *_image_evidence(view)]
+            + [Evidence(k.source, f"{k.key_type} {k.fingerprint} {k.comment}".rstrip()) for _, k in foreign],
             "remove keys nobody needs from ~/.ssh/authorized_keys; give people access with their own key pair "
             "(openstack keypair create) at boot"))
     return out
