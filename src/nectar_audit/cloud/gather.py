@@ -160,6 +160,8 @@ class CallFailed(Exception):
 
 
 def _list(what: str, call: Any) -> list[Any]:
+    # ``call`` is a lambda: openstacksdk raises already when the proxy (conn.network) is looked up for a
+    # service missing from the catalog.
     try:
         return list(call())
     except Exception as exc:  # openstacksdk raises many types; each becomes one clear sentence
@@ -182,22 +184,24 @@ def gather_project(conn: Any) -> ProjectEvidence:
     servers = _list("listing servers (Nova)", lambda: conn.compute.servers(details=True))
     ev.servers = [_server(s) for s in servers]
     server_ids = {s["id"] for s in ev.servers}
-    ev.ports = [_port(p) for p in _list("listing ports (Neutron)", conn.network.ports) if p.device_id in server_ids]
+    ev.ports = [_port(p) for p in _list("listing ports (Neutron)", lambda: conn.network.ports())
+                if p.device_id in server_ids]
     ev.security_groups = [_group(g) for g in _list("listing security groups (Neutron)",
-                                                   conn.network.security_groups)]
+                                                   lambda: conn.network.security_groups())]
     # Only when a rule names one: clouds without the address-group extension answer 404.
     if any(r.get("remote_address_group_id") for g in ev.security_groups for r in g["security_group_rules"]):
         try:
             ev.address_groups = [_address_group(a) for a in _list("listing address groups (Neutron)",
-                                                                  conn.network.address_groups)]
+                                                                  lambda: conn.network.address_groups())]
         except CallFailed as exc:
             ev.notes.append(f"address groups unknown: {exc}")
     try:
-        ev.floating_ips = [_fip(f) for f in _list("listing floating IPs (Neutron)", conn.network.ips)]
+        ev.floating_ips = [_fip(f) for f in _list("listing floating IPs (Neutron)", lambda: conn.network.ips())]
     except CallFailed as exc:
         ev.notes.append(f"floating IPs unknown: {exc}")
     try:
-        ev.keypairs = {k.name: _keypair(k) for k in _list("listing key pairs (Nova)", conn.compute.keypairs)}
+        ev.keypairs = {k.name: _keypair(k) for k in _list("listing key pairs (Nova)",
+                                                          lambda: conn.compute.keypairs())}
     except CallFailed as exc:
         ev.notes.append(f"key pairs unknown: {exc}")
     for image_id in sorted({s["image"]["id"] for s in ev.servers if s.get("image")}):
