@@ -14,9 +14,9 @@ import pytest
 from nectar_audit.cloud import auth
 from nectar_audit.cloud.audit import MAX_PROBED_PORTS, instance_targets, limit_servers, probed_ports, ssh_address
 from nectar_audit.cloud.gather import ProjectEvidence, instance_record, ssh_fingerprint
-from nectar_audit.facts.openstack import RECORD_FORMAT, normalise_protocol, parse_instance, parse_rule
 from nectar_audit.engine import merge_checks
 from nectar_audit.evidence.bundle import Bundle, EvidenceError
+from nectar_audit.facts.openstack import RECORD_FORMAT, normalise_protocol, parse_instance, parse_rule
 from nectar_audit.model import CheckResult, Finding, HostResult, Status
 from nectar_audit.registry import implemented
 

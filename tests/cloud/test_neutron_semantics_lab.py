@@ -167,7 +167,7 @@ def test_unfiltered_port_is_open_on_every_check(report: dict[str, dict[str, Any]
     assert nosec["cloud"]["ports"][0]["port_security_enabled"] is False
     for cid, what in (("02", "mail (tcp/24, tcp/25, "), ("05", "DNS (udp/53, tcp/53)"), ("06", "NTP (udp/123)")):
         assert check(nosec, cid)["status"] == "warn", findings(nosec, cid)
-        (status, message), = findings(nosec, cid)
+        (_, message), = findings(nosec, cid)
         assert message.startswith(f"[cloud] port security is disabled on port {port}, so the whole internet "
                                   f"reaches {what}"), message
         assert any(f"port {port}: port_security_enabled = false" in e for e in evidence(nosec, cid))
@@ -274,7 +274,8 @@ def test_wide_world_range_warns(report: dict[str, dict[str, Any]]) -> None:
     assert ("warn", "[cloud] tcp/8000-8099 (100 ports) is open to the world (IPv4): a range that wide opens ports "
                     "no service listens on") in got
     assert any(s == "manual" and "tcp/9000-9003" in m for s, m in got), got
-    assert check(report["range"], "15")["findings"][0]["remediation"].startswith("openstack security group rule delete ")
+    fix = check(report["range"], "15")["findings"][0]["remediation"]
+    assert fix.startswith("openstack security group rule delete ")
 
 
 # -- images -------------------------------------------------------------------------------------------
