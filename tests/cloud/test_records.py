@@ -117,3 +117,29 @@ def _judge(ev: ProjectEvidence, name: str) -> HostResult:
     result = HostResult(target=target.name)
     judge(target.gather(None), implemented(), Config(), result)  # type: ignore[arg-type]
     return result
+
+
+def test_unfiltered_port_is_probed_on_the_usual_service_ports() -> None:
+    from nectar_audit.cloud.audit import probed_ports
+    from nectar_audit.probes import DEFAULT_PORTS
+
+    ev = evidence()
+    ev.ports[1].update(port_security_enabled=False, security_groups=[])
+    ports = probed_ports(instance_record(ev, "s1"))
+    assert list(ports) == list(DEFAULT_PORTS)
+    assert ports[22] == "port security is disabled on port p1 (10.0.0.2): every port is reachable"
+
+
+def test_member_rule_within_a_world_rule_adds_nothing() -> None:
+    ev = evidence()
+    ev.security_groups[0]["security_group_rules"] = [rule("d4", "tcp", 22, group="g-default")]
+    ev.ports[1]["security_groups"] = ["g-default", "g-ssh"]
+    result = _judge(ev, "vm1")
+    f15 = next(c for c in result.checks if c.id == "Check-Security-15")
+    (member,) = [f for f in f15.findings if "'default'" in f.message]
+    assert member.status is Status.PASS
+    assert member.message.endswith("the world reaches the same ports anyway (the rule adds nothing)")
+    # Without the world rule here, the exposed member (vm0, ssh open to the world) makes it a warning.
+    ev.ports[1]["security_groups"] = ["g-default"]
+    f15 = next(c for c in _judge(ev, "vm1").checks if c.id == "Check-Security-15")
+    assert [f.status for f in f15.findings if "'default'" in f.message] == [Status.WARN]

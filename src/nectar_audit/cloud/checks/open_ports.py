@@ -169,6 +169,21 @@ def _plaintext(view: CloudView, reach: Sequence[tuple[Listener, int]]) -> list[t
             and (e.listener.proto, e.listener.port, e.listener.address) in keys]
 
 
+def _within(r: Rule, w: Rule) -> bool:
+    """What ``r`` opens, ``w`` opens to the world as well."""
+    if not w.world or w.family != r.family:
+        return False
+    if w.protocol is None:
+        return True
+    if w.protocol != r.protocol:
+        return False
+    if w.port_min is None or w.all_ports:
+        return True
+    if r.port_min is None:
+        return False
+    return w.port_min <= r.port_min and (r.port_max or r.port_min) <= (w.port_max or w.port_min)
+
+
 def members_findings(view: CloudView, rules: Sequence[Rule]) -> list[Finding]:
     """One finding per remote-group rule (both families together): who the members are, and whether
     that membership exposes anything."""
@@ -192,6 +207,11 @@ def members_findings(view: CloudView, rules: Sequence[Rule]) -> list[Finding]:
         if not members:
             out.append(Finding(Status.PASS, f"{what}: no other instance carries that group with an address of "
                                "the rule's family, so it admits nobody", ev))
+            continue
+        world = [w for w in inst.ingress_rules() if w.world]
+        if all(any(_within(x, w) for w in world) for x in rs):
+            out.append(Finding(Status.PASS, f"{what}: the world reaches the same ports anyway (the rule adds "
+                               "nothing)", ev + rule_evidence([w for w in world if any(_within(x, w) for x in rs)])))
             continue
         exposed = [(m, inst.member_exposure(m)) for m in members]
         exposed = [(m, why) for m, why in exposed if why]
