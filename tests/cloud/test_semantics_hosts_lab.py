@@ -4,7 +4,8 @@ lab namespace hosts running a real sshd, whose fixed IPs are those of real Neutr
 sx-open: its port has port security disabled, and a process listens on tcp/25: mail served to the world
 although no security group opens tcp/25. sx-member: carries group sx-cluster (any protocol from its
 members) and a Jupyter-like service on tcp/8888 (plaintext HTTP) that no rule opens to the world; its
-fellow member sx-peer (known from the API only, left out by --limit) has SSH open to the world.
+fellow member sx-peer (known from the API only, left out by --limit) has SSH open to the world; it boots
+from a snapshot, which the host audit settles for check 10 (only the key pair's key is authorised).
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ def pair(openstack_api: OpenStackLab, tmp_path_factory: pytest.TempPathFactory) 
             net = c.network.create_network(name="sx-hosts")
             nova = FakeNova(openstack_api)
             image = nova.add_image("NeCTAR Debian 12 (Bookworm) amd64", default_user=None)
+            snapshot = nova.add_image("member-golden", owner=openstack_api.project_id, default_user=None,
+                                      visibility="private", snapshot_of=str(uuid.uuid4()))
             nova.add_keypair("sx-key", pub)
             ssh = c.network.create_security_group(name="sx-ssh")
             c.network.create_security_group_rule(security_group_id=ssh.id, direction="ingress", ethertype="IPv4",
@@ -78,7 +81,7 @@ def pair(openstack_api: OpenStackLab, tmp_path_factory: pytest.TempPathFactory) 
                 port = c.network.create_port(network_id=net.id, device_id=str(uuid.uuid4()),
                                              device_owner="compute:nova",
                                              fixed_ips=[{"subnet_id": sub.id, "ip_address": addr}], **kw)
-                nova.add_server(name, [port], key_name="sx-key", image_id=image,
+                nova.add_server(name, [port], key_name="sx-key", image_id=snapshot if name == "sx-member" else image,
                                 groups=[g.name for g in groups or ()])
                 ports[name] = port
             (base / "known_hosts").write_text(opened.known_hosts_line() + member.known_hosts_line())
@@ -134,3 +137,13 @@ def test_listener_open_to_members_in_plaintext_warns_15(pair: Pair) -> None:
     assert any("reachable only through this rule" in e and ":8888" in e for e in ev), ev
     # sshd is reached from the world anyway: the membership adds nothing there.
     assert not any("reachable only through this rule" in e and ":22 " in e for e in ev), ev
+
+
+def test_snapshot_settled_by_the_host_10(pair: Pair) -> None:
+    got = cloud_findings(pair.report["sx-member"], "10")
+    assert ("pass", "[cloud] key pair 'sx-key' injected by Nova is authorised for root") in got, got
+    assert got[-1][0] == "pass" and got[-1][1].startswith("[cloud] booted from instance snapshot 'member-golden' "
+                                                         "(owner ")
+    assert got[-1][1].endswith("not an official Nectar image; every key authorised on the host came from the "
+                               "metadata service")
+    assert not any(s == "manual" for s, _ in got)

@@ -10,32 +10,40 @@ from nectar_audit.model import Evidence, Finding, Status
 ID = "Check-Security-10"
 
 
-def image_findings(view: CloudView) -> list[Finding]:
-    """Where the disk came from, judged from the API alone: anything but an official image may carry the
-    keys of the instance it was taken from (the host audit settles it)."""
+def image_origin(view: CloudView) -> tuple[str, list[Evidence]] | None:
+    """Where the disk came from when it is not an official image (None when it is): a snapshot or
+    another image may carry the keys of the instance it was taken from."""
     inst = view.instance
     img = inst.image
     if img is not None and img.official:
-        return []
+        return None
     if inst.volume_backed:
         vols = ", ".join(inst.volumes) or "no volume listed"
-        what = "booted from a volume: the image it was made from is unknown to Nova"
-        ev = [Evidence(API, f"server {inst.id}: image is empty; attached volumes: {vols}")]
-    elif img is None:
+        return ("booted from a volume: the image it was made from is unknown to Nova",
+                [Evidence(API, f"server {inst.id}: image is empty; attached volumes: {vols}")])
+    if img is None:
         why = next((n for n in inst.notes if n.startswith(f"image {inst.image_id}:")), "it is not visible")
-        what = f"booted from image {inst.image_id}, which cannot be read ({why})"
-        ev = [Evidence(API, f"server {inst.id}: image {inst.image_id}")]
-    else:
-        what = f"booted from {img.kind} {img.name or img.id!r} (owner {img.owner or '?'}), not an official Nectar image"
-        ev = [Evidence(API, img.describe())]
-    if view.host:
-        return []  # the host's authorized_keys, compared below, settle it
-    return [Finding(Status.MANUAL, f"{what}: it may carry the authorised keys of the instance it was taken from; "
-                    f"{view.hint} and compare its authorized_keys", ev)]
+        return (f"booted from image {inst.image_id}, which cannot be read ({why})",
+                [Evidence(API, f"server {inst.id}: image {inst.image_id}")])
+    return (f"booted from {img.kind} {img.name or img.id!r} (owner {img.owner or '?'}), not an official Nectar "
+            "image", [Evidence(API, img.describe())])
 
 
 def run(view: CloudView) -> list[Finding]:
-    return image_findings(view) + _keys(view)
+    keys = _keys(view)
+    origin = image_origin(view)
+    if origin is None:
+        return keys
+    what, ev = origin
+    if not view.host:
+        return [Finding(Status.MANUAL, f"{what}: it may carry the authorised keys of the instance it was taken "
+                        f"from; {view.hint} and compare its authorized_keys", ev), *keys]
+    compared = view.instance.keypair is not None and bool(view.instance.keypair.fingerprint)
+    if compared and not any(f.status is Status.WARN for f in keys):
+        # Settled by the host: every authorised key came from the metadata service.
+        return [*keys, Finding(Status.PASS, f"{what}; every key authorised on the host came from the metadata "
+                               "service", ev)]
+    return keys
 
 
 def _image_evidence(view: CloudView) -> list[Evidence]:
