@@ -143,3 +143,18 @@ def test_member_rule_within_a_world_rule_adds_nothing() -> None:
     ev.ports[1]["security_groups"] = ["g-default"]
     f15 = next(c for c in _judge(ev, "vm1").checks if c.id == "Check-Security-15")
     assert [f.status for f in f15.findings if "'default'" in f.message] == [Status.WARN]
+
+
+def test_a_record_saved_before_members_were_recorded_is_manual_not_pass() -> None:
+    from nectar_audit.cloud.checks import CLOUD_CHECKS
+    from nectar_audit.cloud.checks.base import CloudView
+    from nectar_audit.evidence.bundle import Bundle
+    from nectar_audit.facts import Facts
+
+    rec = instance_record(evidence(), "s1")
+    del rec["remote_groups"], rec["member_groups"], rec["address_groups"]
+    facts = Facts(Bundle(target="t", kind="openstack", live=False, cloud=rec))
+    findings = CLOUD_CHECKS["Check-Security-15"](CloudView.of(parse_instance(rec), facts))
+    assert [(f.status, f.message) for f in findings if "'default'" in f.message] == [
+        (Status.MANUAL, "any protocol (IPv4 and IPv6) from members of group 'default': who carries that group is "
+                        "not in the evidence")]
