@@ -95,10 +95,13 @@ def test_world_and_ranges() -> None:
     assert all(r.direction == "ingress" for r in inst.ingress_rules())
 
 
-def test_port_security_off_means_no_group_applies() -> None:
+def test_port_security_off_means_everything_is_let_in() -> None:
     inst = parse_instance(instance_record(project(), "s2"))
     assert inst.ports[0].port_security_enabled is False
-    assert inst.ingress_rules() == []
+    rules = inst.ingress_rules()
+    assert [(r.family, r.unfiltered_port, r.world, r.all_ports) for r in rules] == [(4, "p2", True, True),
+                                                                                    (6, "p2", True, True)]
+    assert [r.id for r in inst.allowing("udp", 53, 6)] == ["port-security-disabled:p2:IPv6"]
     # The attribute missing (extension off) counts as enabled.
     assert parse_instance(instance_record(project(), "s3")).ports[0].port_security_enabled is True
 

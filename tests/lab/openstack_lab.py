@@ -34,6 +34,7 @@ ADMIN_PASSWORD = "lab-admin-secret"
 SERVICE_PASSWORD = "lab-neutron-secret"
 USER_PASSWORD = "lab-alice-secret"
 NOVA_PORT_HINT = "compute"
+PAGE_SIZE = 100  # items per page of a Neutron listing
 SERVE = Path(__file__).with_name("openstack_serve.py")
 
 
@@ -141,6 +142,8 @@ def _neutron_conf(w: Path, keystone: str) -> str:
         transport_url = fake:/
         api_paste_config = {w}/neutron/api-paste.ini
         use_stderr = true
+        # Neutron pages its listings (next links) like a production cloud; openstacksdk must follow them.
+        pagination_max_limit = {PAGE_SIZE}
         [database]
         connection = sqlite:///{w}/neutron.db
         [keystone_authtoken]
@@ -155,6 +158,14 @@ def _neutron_conf(w: Path, keystone: str) -> str:
         project_domain_id = default
         [oslo_concurrency]
         lock_path = {w}/locks
+        [quotas]
+        # Every test module builds its own groups, ports and networks in the one lab project; the
+        # defaults (10 groups, 100 rules, 500 ports) are a production policy, not Neutron's semantics.
+        quota_security_group = -1
+        quota_security_group_rule = -1
+        quota_port = -1
+        quota_network = -1
+        quota_subnet = -1
         [ml2]
         type_drivers = flat,vxlan
         tenant_network_types = vxlan

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from nectar_audit.cloud.checks.base import HOST_AUDIT_FAILED
-from nectar_audit.cloud.gather import ProjectEvidence, instance_record
+from nectar_audit.cloud.gather import ProjectEvidence, ProjectIndex, instance_record
 from nectar_audit.evidence import Bundle, Needs
 from nectar_audit.facts.openstack import CLOUD_ONLY, PORTED, parse_instance
 from nectar_audit.model import CheckResult, Evidence, Finding, Status
+from nectar_audit.probes import DEFAULT_PORTS
 from nectar_audit.probes.run import PROBE_WORKERS, ProbeOutcome, probe_checks, run_probes
 from nectar_audit.targets.base import Target, TargetError
 from nectar_audit.targets.ssh_options import SshOptions
@@ -96,9 +97,10 @@ def instance_targets(ev: ProjectEvidence, ssh_user: str | None = None, ssh: SshO
     from nectar_audit.targets.ssh import SshTarget
 
     names = _unique_names(ev.servers)
+    index = ProjectIndex(ev)
     out = []
     for server in sorted(ev.servers, key=lambda s: (s["name"], s["id"])):
-        record = instance_record(ev, server["id"])
+        record = instance_record(ev, server["id"], index)
         name = f"openstack:{names[server['id']]}"
         host: Target | None = None
         if ssh_user:
@@ -115,13 +117,16 @@ def instance_targets(ev: ProjectEvidence, ssh_user: str | None = None, ssh: SshO
 
 
 def limit_servers(ev: ProjectEvidence, patterns: Sequence[str]) -> None:
-    """Keep the servers whose name or id matches one of ``patterns`` (shell-style globs)."""
+    """Keep the servers whose name or id matches one of ``patterns`` (shell-style globs); the others
+    stay in ``other_servers``, as members of the remote groups that the kept ones' rules name."""
     import fnmatch
 
     if not patterns:
         return
     regex = re.compile("|".join(fnmatch.translate(p) for p in patterns))
-    ev.servers = [s for s in ev.servers if regex.match(s["name"]) or regex.match(s["id"])]
+    kept = {s["id"] for s in ev.servers if regex.match(s["name"]) or regex.match(s["id"])}
+    ev.other_servers += [s for s in ev.servers if s["id"] not in kept]
+    ev.servers = [s for s in ev.servers if s["id"] in kept]
 
 
 MAX_PROBED_PORTS = 64  # per address: a range rule (1000-2000) must not turn a probe into a port scan
@@ -129,10 +134,14 @@ MAX_PROBED_PORTS = 64  # per address: a range rule (1000-2000) must not turn a p
 
 def probed_ports(record: dict[str, Any]) -> dict[int, str]:
     """port -> why it is probed: the ports the instance's security groups open (single ports first,
-    a few of each range, at most MAX_PROBED_PORTS)."""
+    a few of each range, at most MAX_PROBED_PORTS); the usual service ports when a port is unfiltered."""
     inst = parse_instance(record)
     singles: dict[int, str] = {}
     ranged: dict[int, str] = {}
+    for p in inst.ports:
+        if not p.port_security_enabled:
+            for port in DEFAULT_PORTS:
+                singles.setdefault(port, f"port security is disabled on {p.label}: every port is reachable")
     for r in inst.ingress_rules():
         if r.protocol not in PORTED or r.all_ports or r.port_min is None:
             continue

@@ -36,6 +36,10 @@ def explain(exc: BaseException, what: str = "the OpenStack API") -> str:
     if "MissingRequiredOptions" in names or "MissingAuthPlugin" in names:
         return ("no OpenStack credentials: source your project's openrc file (OS_AUTH_URL, ...) or set "
                 f"OS_CLOUD to a clouds.yaml entry ({text})")
+    if "ServiceDisabledException" in names or "EndpointNotFound" in names:
+        # openstacksdk's sentence ends with the one that matters: "public endpoint for network service
+        # in RegionX region not found".
+        return f"{what} is not in the service catalog for this region: {text.rsplit(': ', 1)[-1]}"
     if "ConfigException" in names or "OpenStackConfigException" in names:
         return f"OpenStack configuration problem: {text}"
     if "Unauthorized" in names or status == 401 or "(HTTP 401)" in text:
@@ -46,8 +50,6 @@ def explain(exc: BaseException, what: str = "the OpenStack API") -> str:
     if any(n in names for n in ("ConnectFailure", "ConnectTimeout", "ConnectionError", "DiscoveryFailure",
                                 "SSLError", "RetriableConnectionFailure")) or "Unable to establish connection" in text:
         return f"cannot reach {what}: {text}"
-    if "EndpointNotFound" in names or "ServiceDisabledException" in names:
-        return f"{what} is not in the service catalog for this region: {text}"
     if "NotFoundException" in names or status == 404:
         return f"{what}: not found (HTTP 404)"
     return f"{what} failed: {type(exc).__name__}: {text}"

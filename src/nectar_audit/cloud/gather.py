@@ -44,6 +44,9 @@ class ProjectEvidence:
     images: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     keypairs: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    address_groups: list[dict[str, Any]] = field(default_factory=list)
+    # Instances left out by --limit: still members of the remote groups that rules name.
+    other_servers: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": PROJECT_FORMAT, **{k: v for k, v in vars(self).items()}}
@@ -53,14 +56,15 @@ class ProjectEvidence:
         if not isinstance(data, dict) or data.get("format") != PROJECT_FORMAT:
             raise ValueError(f"not a nectar-audit OpenStack evidence file (format {PROJECT_FORMAT})")
         kw = {k: data[k] for k in ("auth_url", "region", "project_id", "gathered_at", "servers", "ports",
-                                   "security_groups", "floating_ips", "images", "keypairs", "notes") if k in data}
+                                   "security_groups", "floating_ips", "images", "keypairs", "notes",
+                                   "address_groups", "other_servers") if k in data}
         kw.setdefault("gathered_at", "")
-        for key in ("servers", "ports", "security_groups", "floating_ips"):
+        for key in ("servers", "ports", "security_groups", "floating_ips", "address_groups", "other_servers"):
             items = kw.get(key, [])
             if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(i.get("id"), str)
                                                       for i in items):
                 raise ValueError(f"{key!r} must be a list of objects with a string id")
-        for server in kw.get("servers", []):
+        for server in (*kw.get("servers", []), *kw.get("other_servers", [])):
             if not isinstance(server.get("name"), str):
                 raise ValueError(f"server {server['id']} has no name")
         for key in ("images", "keypairs"):
@@ -100,6 +104,8 @@ def _server(s: Any) -> dict[str, Any]:
                              "OS-EXT-IPS:type": a.get("OS-EXT-IPS:type")} for a in addrs]
                       for net, addrs in (s.addresses or {}).items()},
         "security_groups": [{"name": g.get("name")} for g in s.security_groups or ()],
+        "volumes_attached": [{"id": v.get("id")} for v in getattr(s, "attached_volumes", None) or ()
+                             if isinstance(v, Mapping) and v.get("id")],
     }
 
 
@@ -134,7 +140,14 @@ def _fip(f: Any) -> dict[str, Any]:
 def _image(i: Any) -> dict[str, Any]:
     props = getattr(i, "properties", None) or {}
     return {"id": i.id, "name": i.name, "owner": i.owner, "visibility": getattr(i, "visibility", None),
-            "default_user": props.get("default_user"), "os_distro": getattr(i, "os_distro", None)}
+            "default_user": props.get("default_user"), "os_distro": getattr(i, "os_distro", None),
+            # Nova sets both on the snapshots it takes (custom Glance properties, like default_user).
+            "image_type": props.get("image_type") or getattr(i, "image_type", None),
+            "instance_uuid": getattr(i, "instance_uuid", None) or props.get("instance_uuid")}
+
+
+def _address_group(a: Any) -> dict[str, Any]:
+    return {"id": a.id, "name": a.name, "addresses": sorted(str(x) for x in a.addresses or ())}
 
 
 def _keypair(k: Any) -> dict[str, Any]:
@@ -147,6 +160,8 @@ class CallFailed(Exception):
 
 
 def _list(what: str, call: Any) -> list[Any]:
+    # ``call`` is a lambda: openstacksdk raises already when the proxy (conn.network) is looked up for a
+    # service missing from the catalog.
     try:
         return list(call())
     except Exception as exc:  # openstacksdk raises many types; each becomes one clear sentence
@@ -168,16 +183,25 @@ def gather_project(conn: Any) -> ProjectEvidence:
     )
     servers = _list("listing servers (Nova)", lambda: conn.compute.servers(details=True))
     ev.servers = [_server(s) for s in servers]
-    ev.ports = [_port(p) for p in _list("listing ports (Neutron)", conn.network.ports)
-                if p.device_id in {s["id"] for s in ev.servers}]
+    server_ids = {s["id"] for s in ev.servers}
+    ev.ports = [_port(p) for p in _list("listing ports (Neutron)", lambda: conn.network.ports())
+                if p.device_id in server_ids]
     ev.security_groups = [_group(g) for g in _list("listing security groups (Neutron)",
-                                                   conn.network.security_groups)]
+                                                   lambda: conn.network.security_groups())]
+    # Only when a rule names one: clouds without the address-group extension answer 404.
+    if any(r.get("remote_address_group_id") for g in ev.security_groups for r in g["security_group_rules"]):
+        try:
+            ev.address_groups = [_address_group(a) for a in _list("listing address groups (Neutron)",
+                                                                  lambda: conn.network.address_groups())]
+        except CallFailed as exc:
+            ev.notes.append(f"address groups unknown: {exc}")
     try:
-        ev.floating_ips = [_fip(f) for f in _list("listing floating IPs (Neutron)", conn.network.ips)]
+        ev.floating_ips = [_fip(f) for f in _list("listing floating IPs (Neutron)", lambda: conn.network.ips())]
     except CallFailed as exc:
         ev.notes.append(f"floating IPs unknown: {exc}")
     try:
-        ev.keypairs = {k.name: _keypair(k) for k in _list("listing key pairs (Nova)", conn.compute.keypairs)}
+        ev.keypairs = {k.name: _keypair(k) for k in _list("listing key pairs (Nova)",
+                                                          lambda: conn.compute.keypairs())}
     except CallFailed as exc:
         ev.notes.append(f"key pairs unknown: {exc}")
     for image_id in sorted({s["image"]["id"] for s in ev.servers if s.get("image")}):
@@ -189,22 +213,89 @@ def gather_project(conn: Any) -> ProjectEvidence:
     return ev
 
 
-def instance_record(ev: ProjectEvidence, server_id: str) -> dict[str, Any]:
+MEMBER_SAMPLE = 8  # member instances named per profile in a record (the rest are counted)
+
+
+class ProjectIndex:
+    """Lookups over a project's evidence, built once for all its instances (a record per instance
+    must not scan the whole project: that is quadratic in the number of instances)."""
+
+    def __init__(self, ev: ProjectEvidence) -> None:
+        self.ev = ev
+        self.servers = {s["id"]: s for s in (*ev.other_servers, *ev.servers)}
+        self.ports_of: dict[str, list[dict[str, Any]]] = {}
+        for p in ev.ports:
+            self.ports_of.setdefault(str(p.get("device_id")), []).append(p)
+        self.fips_of: dict[str, list[dict[str, Any]]] = {}
+        for f in ev.floating_ips:
+            if f.get("port_id"):
+                self.fips_of.setdefault(str(f["port_id"]), []).append(f)
+        self.groups = {g["id"]: g for g in ev.security_groups}
+        self.address_groups = {a["id"]: a for a in ev.address_groups}
+        self._profiles: dict[str, dict[tuple[Any, ...], list[tuple[str, str, list[str]]]]] = {}
+
+    def profiles(self, gid: str) -> dict[tuple[Any, ...], list[tuple[str, str, list[str]]]]:
+        """Instances carrying group ``gid`` on a port, by (their groups, port security off somewhere,
+        families of their addresses in the group): what one needs to judge them, once per group."""
+        if gid not in self._profiles:
+            out: dict[tuple[Any, ...], list[tuple[str, str, list[str]]]] = {}
+            for sid, server in self.servers.items():
+                ports = self.ports_of.get(sid, ())
+                members = [p for p in ports if gid in (p.get("security_groups") or ())]
+                if not members:
+                    continue
+                ips = [str(ip["ip_address"]) for p in members for ip in p.get("fixed_ips") or ()
+                       if ip.get("ip_address")]
+                key = (tuple(sorted({g for p in ports for g in p.get("security_groups") or ()})),
+                       any(p.get("port_security_enabled") is False for p in ports),
+                       tuple(sorted({6 if ":" in a else 4 for a in ips})))
+                out.setdefault(key, []).append((sid, str(server.get("name") or sid), ips))
+            self._profiles[gid] = out
+        return self._profiles[gid]
+
+    def remote_group(self, gid: str, exclude: str) -> dict[str, Any]:
+        members = []
+        for (groups, unfiltered, families), insts in self.profiles(gid).items():
+            others = [i for i in insts if i[0] != exclude]
+            if others:
+                members.append({"security_groups": list(groups), "port_security_disabled": unfiltered,
+                                "families": list(families), "count": len(others),
+                                "instances": [{"id": i, "name": n, "fixed_ips": ips}
+                                              for i, n, ips in others[:MEMBER_SAMPLE]]})
+        name = (self.groups.get(gid) or {}).get("name") or gid
+        return {"id": gid, "name": name, "members": members}
+
+
+def instance_record(ev: ProjectEvidence, server_id: str, index: ProjectIndex | None = None) -> dict[str, Any]:
     """One server's slice of the project evidence: what a host's bundle carries as ``cloud``."""
-    server = next(s for s in ev.servers if s["id"] == server_id)
-    ports = [p for p in ev.ports if p.get("device_id") == server_id]
-    port_ids = {p["id"] for p in ports}
+    ix = index if index is not None and index.ev is ev else ProjectIndex(ev)
+    server = ix.servers[server_id]
+    ports = ix.ports_of.get(server_id, [])
+    port_ids = [p["id"] for p in ports]
     gids = {g for p in ports for g in p.get("security_groups") or ()}
-    groups = [g for g in ev.security_groups if g["id"] in gids]
+    groups = [ix.groups[g] for g in sorted(gids) if g in ix.groups]
+    remote = sorted({r.get("remote_group_id") for g in groups for r in g["security_group_rules"]
+                     if r.get("direction") == "ingress"} - {None})
+    remote_groups = [ix.remote_group(g, server_id) for g in remote]
     # Names of the groups that rules refer to (remote_group_id), for readable evidence.
-    remote = {r.get("remote_group_id") for g in groups for r in g["security_group_rules"]} - gids - {None}
-    groups += [{"id": g["id"], "name": g["name"], "security_group_rules": []}
-               for g in ev.security_groups if g["id"] in remote]
-    notes = [n for n in ev.notes if "image" not in n or (server.get("image") or {}).get("id", "-") in n]
+    groups += [{"id": g, "name": ix.groups[g]["name"], "security_group_rules": []}
+               for g in remote if g not in gids and g in ix.groups]
+    # The members' own groups, with their rules: whether the world reaches a member is judged from them.
+    member_gids = {g for rg in remote_groups for m in rg["members"] for g in m["security_groups"]} - gids
+    member_groups = [ix.groups[g] for g in sorted(member_gids) if g in ix.groups]
+    ag_ids = {r.get("remote_address_group_id") for g in (*groups, *member_groups)
+              for r in g["security_group_rules"]} - {None}
+    image_id = (server.get("image") or {}).get("id")
+    notes = [n for n in ev.notes if not n.startswith("image ") or (image_id and n.startswith(f"image {image_id}:"))]
+    if not image_id:
+        vols = ", ".join(v["id"] for v in server.get("volumes_attached") or ()) or "no volume listed"
+        notes.append(f"booted from a volume ({vols}): Nova records no image for it")
     missing = gids - {g["id"] for g in groups}
     if missing:
         notes.append(f"security groups not visible to this project: {', '.join(sorted(missing))}")
-    image_id = (server.get("image") or {}).get("id")
+    unseen = sorted(a for a in ag_ids if a not in ix.address_groups)
+    if unseen and not any(n.startswith("address groups unknown") for n in notes):
+        notes.append(f"address groups not visible to this project: {', '.join(unseen)}")
     keypair = ev.keypairs.get(server.get("key_name") or "")
     if server.get("key_name") and keypair is None:
         notes.append(f"key pair {server['key_name']!r} is not visible to these credentials (key pairs belong "
@@ -217,8 +308,11 @@ def instance_record(ev: ProjectEvidence, server_id: str) -> dict[str, Any]:
         "gathered_at": ev.gathered_at,
         "server": server,
         "ports": ports,
-        "floating_ips": [f for f in ev.floating_ips if f.get("port_id") in port_ids],
+        "floating_ips": [f for pid in port_ids for f in ix.fips_of.get(pid, ())],
         "security_groups": groups,
+        "address_groups": [ix.address_groups[a] for a in sorted(ag_ids) if a in ix.address_groups],
+        "remote_groups": remote_groups,
+        "member_groups": member_groups,
         "image": ev.images.get(image_id) if image_id else None,
         "keypair": keypair,
         "notes": notes,

@@ -28,7 +28,12 @@ def cloud_section(inst: Instance) -> dict[str, object]:
             "owner": inst.image.owner if inst.image else None,
             "official_nectar": bool(inst.image and inst.image.official),
             "default_user": inst.image.default_user if inst.image else None,
+            "visibility": inst.image.visibility if inst.image else None,
+            "image_type": inst.image.image_type if inst.image else None,
+            "snapshot_of": inst.image.snapshot_of if inst.image else None,
         },
+        "boot": "volume" if inst.volume_backed else "image",
+        "volumes": list(inst.volumes),
         "key_name": inst.key_name,
         "key_fingerprint": inst.keypair.fingerprint if inst.keypair else None,
         "ports": [{"id": p.id, "fixed_ips": list(p.fixed_ips), "floating_ips": list(p.floating_ips),
@@ -38,7 +43,15 @@ def cloud_section(inst: Instance) -> dict[str, object]:
             {"id": r.id, "direction": r.direction, "ethertype": f"IPv{r.family}", "protocol": r.protocol,
              "port_range_min": r.port_min, "port_range_max": r.port_max,
              "remote_ip_prefix": r.remote_ip_prefix, "remote_group_id": r.remote_group_id,
+             "remote_address_group_id": r.remote_address_group_id,
              "world": r.world and r.direction == "ingress"} for r in g.rules]} for g in inst.groups],
+        "address_groups": [{"id": a.id, "name": a.name, "addresses": list(a.addresses)}
+                           for a in inst.address_groups],
+        "remote_groups": [{"id": g.id, "name": g.name, "member_count": sum(m.count for m in g.members),
+                           "members": [{"id": i, "name": n, "fixed_ips": list(ips),
+                                        "open_to_world": bool(inst.member_exposure(m))}
+                                       for m in g.members for i, n, ips in m.sample]}
+                          for g in inst.remote_groups],
         "notes": list(inst.notes),
     }
 

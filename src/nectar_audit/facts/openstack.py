@@ -26,6 +26,7 @@ NECTAR_IMAGE_OWNER = "28eadf5ad64b42a4929b2fb7df99275c"
 # Neutron accepts protocol names or IANA numbers; "any" / None mean every protocol.
 _PROTO_NAMES = {"6": "tcp", "17": "udp", "1": "icmp", "58": "ipv6-icmp", "132": "sctp", "icmpv6": "ipv6-icmp"}
 PORTED = ("tcp", "udp", "sctp")
+ICMP = ("icmp", "ipv6-icmp")
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,36 @@ class Rule:
     remote_group_id: str | None
     remote_group_name: str | None = None
     remote_address_group_id: str | None = None
+    remote_address_group_name: str | None = None
+    # The address group's addresses as Neutron expands them (None: the group could not be read).
+    remote_addresses: tuple[str, ...] | None = None
+    # Not a rule: a port with port security disabled, which Neutron does not filter at all.
+    unfiltered_port: str | None = None
 
     @property
     def any_protocol(self) -> bool:
         return self.protocol is None
+
+    @property
+    def opens_ports(self) -> bool:
+        """Lets something other than ICMP in (ICMP has types, not ports to serve)."""
+        return self.protocol not in ICMP
+
+    @property
+    def remote_unknown(self) -> bool:
+        """An address group this project cannot read: whom the rule admits is unknown."""
+        return bool(self.remote_address_group_id) and self.remote_addresses is None
+
+    def family_addresses(self) -> list[str]:
+        """The address group's networks of this rule's family (Neutron ignores the others)."""
+        out = []
+        for a in self.remote_addresses or ():
+            try:
+                if ipaddress.ip_network(a, strict=False).version == self.family:
+                    out.append(a)
+            except ValueError:
+                continue
+        return out
 
     @property
     def all_ports(self) -> bool:
@@ -58,9 +85,14 @@ class Rule:
 
     @property
     def world(self) -> bool:
-        """Open to every address of its family: 0.0.0.0/0, ::/0, or no remote at all."""
-        if self.remote_group_id or self.remote_address_group_id:
+        """Open to every address of its family: 0.0.0.0/0, ::/0, no remote at all, an address group
+        holding one of those, or a port that is not filtered."""
+        if self.unfiltered_port:
+            return True
+        if self.remote_group_id:
             return False
+        if self.remote_address_group_id:
+            return any(ipaddress.ip_network(a, strict=False).prefixlen == 0 for a in self.family_addresses())
         if not self.remote_ip_prefix:
             return True
         try:
@@ -68,6 +100,16 @@ class Rule:
         except ValueError:
             return False
         return net.prefixlen == 0
+
+    @property
+    def width(self) -> int:
+        """How many ports of its protocol the rule opens (0 for ICMP and other portless protocols)."""
+        if self.protocol not in PORTED:
+            return 0 if self.protocol is not None else 65535
+        if self.all_ports or self.port_min is None:
+            return 65535
+        hi = self.port_max if self.port_max is not None else self.port_min
+        return max(hi - self.port_min + 1, 1)
 
     def covers(self, proto: str, port: int) -> bool:
         if self.direction != "ingress":
@@ -83,6 +125,9 @@ class Rule:
     def ports_label(self) -> str:
         if self.protocol is None:
             return "any protocol"
+        if self.protocol in ICMP and self.port_min is not None:
+            code = f" code {self.port_max}" if self.port_max is not None else ""
+            return f"{self.protocol} type {self.port_min}{code}"
         if self.protocol not in PORTED:
             return self.protocol
         if self.all_ports:
@@ -92,17 +137,35 @@ class Rule:
 
     @property
     def remote_label(self) -> str:
+        if self.unfiltered_port:
+            return "anywhere (port security disabled)"
         if self.remote_group_id:
             return f"members of group {self.remote_group_name or self.remote_group_id}"
         if self.remote_address_group_id:
-            return f"address group {self.remote_address_group_id}"
+            name = self.remote_address_group_name or self.remote_address_group_id
+            if self.remote_addresses is None:
+                return f"address group {name} (its addresses could not be read)"
+            nets = self.family_addresses()
+            shown = ", ".join(nets[:6]) + (f", … ({len(nets)} in all)" if len(nets) > 6 else "")
+            return f"address group {name} ({shown or f'no IPv{self.family} address'})"
         if not self.remote_ip_prefix:
             return f"anywhere ({'0.0.0.0/0' if self.family == 4 else '::/0'}, no remote set)"
         return self.remote_ip_prefix
 
     def describe(self) -> str:
+        if self.unfiltered_port:
+            return (f"port {self.unfiltered_port}: port_security_enabled = false: Neutron filters nothing "
+                    f"(IPv{self.family}, every protocol and port, from anywhere)")
+        if self.remote_group_id:
+            remote = f"remote group {self.remote_group_name or '?'} ({self.remote_group_id})"
+        elif self.remote_address_group_id:
+            remote = f"remote {self.remote_label} [{self.remote_address_group_id}]"
+        elif self.remote_ip_prefix:
+            remote = f"remote prefix {self.remote_ip_prefix}"
+        else:
+            remote = f"no remote ({'0.0.0.0/0' if self.family == 4 else '::/0'})"
         return (f"security group {self.group_name!r} rule {self.id}: {self.direction} IPv{self.family} "
-                f"{self.ports_label} from {self.remote_label}")
+                f"{self.ports_label} from {remote}")
 
 
 @dataclass(frozen=True)
@@ -135,10 +198,54 @@ class Image:
     name: str | None
     owner: str | None
     default_user: str | None
+    visibility: str | None = None
+    image_type: str | None = None  # Glance's image_type property: "snapshot" for Nova snapshots
+    snapshot_of: str | None = None  # instance_uuid: the instance a snapshot was taken from
 
     @property
     def official(self) -> bool:
         return self.owner == NECTAR_IMAGE_OWNER
+
+    @property
+    def kind(self) -> str:
+        if self.official:
+            return "official Nectar image"
+        if self.image_type == "snapshot":
+            return "instance snapshot"
+        return f"{self.visibility or 'non-official'} image"
+
+    def describe(self) -> str:
+        src = f", snapshot of instance {self.snapshot_of}" if self.snapshot_of else ""
+        return (f"image {self.id}: name {self.name or '?'!s}, owner {self.owner or '?'}, "
+                f"type {self.image_type or 'image'}, visibility {self.visibility or '?'}{src}")
+
+
+@dataclass(frozen=True)
+class Member:
+    """Instances of the project carrying a remote group, alike in what protects them (one profile)."""
+
+    security_group_ids: tuple[str, ...]  # every group on the instances' ports
+    unfiltered: bool  # one of their ports has port security disabled
+    families: tuple[int, ...]  # address families of their ports in the remote group
+    count: int
+    sample: tuple[tuple[str, str, tuple[str, ...]], ...]  # (server id, name, fixed IPs), a few
+
+    def label(self) -> str:
+        names = ", ".join(f"{name} ({', '.join(ips) or 'no address'})" for _, name, ips in self.sample)
+        more = self.count - len(self.sample)
+        return names + (f" and {more} more" if more > 0 else "")
+
+
+@dataclass(frozen=True)
+class RemoteGroup:
+    """A security group that rules name as their remote: who carries it (this instance excluded)."""
+
+    id: str
+    name: str
+    members: tuple[Member, ...]
+
+    def of_family(self, family: int) -> list[Member]:
+        return [m for m in self.members if family in m.families]
 
 
 @dataclass(frozen=True)
@@ -162,6 +269,10 @@ class Instance:
     key_name: str | None
     keypair: KeyPair | None
     notes: tuple[str, ...] = ()  # what the inventory could not see (e.g. an image of another project)
+    remote_groups: tuple[RemoteGroup, ...] = ()
+    member_groups: tuple[SecurityGroup, ...] = ()  # groups of the remote groups' members, with rules
+    volumes: tuple[str, ...] = ()  # attached volume ids (a volume-backed instance boots from one)
+    address_groups: tuple[AddressGroup, ...] = ()  # those the rules name, with their addresses
 
     @property
     def addresses(self) -> list[str]:
@@ -183,11 +294,34 @@ class Instance:
     def group(self, gid: str) -> SecurityGroup | None:
         return next((g for g in self.groups if g.id == gid), None)
 
+    @property
+    def volume_backed(self) -> bool:
+        """Nova records no image for an instance booted from a volume."""
+        return self.image_id is None
+
+    def remote_group(self, gid: str) -> RemoteGroup | None:
+        return next((g for g in self.remote_groups if g.id == gid), None)
+
+    def member_exposure(self, member: Member) -> list[Rule]:
+        """What lets the world into ``member``'s instances: world-open rules of their groups, or an
+        unfiltered port."""
+        if member.unfiltered:
+            return [unfiltered_rule(f"of {member.sample[0][1] if member.sample else '?'}", fam) for fam in (4, 6)]
+        groups = {g.id: g for g in (*self.member_groups, *self.groups)}
+        return [r for gid in member.security_group_ids for r in (groups[gid].rules if gid in groups else ())
+                if r.direction == "ingress" and r.world and r.opens_ports]
+
     def ingress_rules(self, port: Port | None = None) -> list[Rule]:
-        """Ingress rules of the groups on ``port`` (all ports when None), each once."""
-        ports = [port] if port is not None else [p for p in self.ports if p.port_security_enabled]
+        """Ingress rules of the groups on ``port`` (all ports when None), each once. A port with port
+        security disabled contributes a rule per family that lets everything in (``unfiltered_port``)."""
+        ports = [port] if port is not None else list(self.ports)
         seen: dict[str, Rule] = {}
         for p in ports:
+            if not p.port_security_enabled:
+                for fam in (4, 6):
+                    r = unfiltered_rule(p.id, fam)
+                    seen.setdefault(r.id, r)
+                continue
             for gid in p.security_group_ids:
                 g = self.group(gid)
                 for r in g.rules if g else ():
@@ -198,6 +332,13 @@ class Instance:
     def allowing(self, proto: str, port: int, family: int) -> list[Rule]:
         """Ingress rules that let a new ``proto`` connection to ``port`` (IPv``family``) in."""
         return [r for r in self.ingress_rules() if r.family == family and r.covers(proto, port)]
+
+
+def unfiltered_rule(port_id: str, family: int) -> Rule:
+    """What Neutron does for a port with port security disabled, as a rule: everything from anywhere."""
+    return Rule(id=f"port-security-disabled:{port_id}:IPv{family}", group_id="", group_name="(none)",
+                direction="ingress", family=family, protocol=None, port_min=None, port_max=None,
+                remote_ip_prefix=None, remote_group_id=None, unfiltered_port=port_id)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -225,8 +366,11 @@ def _family(ethertype: Any) -> int:
     return 6 if str(ethertype or "IPv4").lower() == "ipv6" else 4
 
 
-def parse_rule(raw: Mapping[str, Any], group_id: str, group_name: str, names: Mapping[str, str]) -> Rule:
+def parse_rule(raw: Mapping[str, Any], group_id: str, group_name: str, names: Mapping[str, str],
+               address_groups: Mapping[str, AddressGroup] | None = None) -> Rule:
     remote_group = _str(raw.get("remote_group_id"))
+    remote_ag = _str(raw.get("remote_address_group_id"))
+    ag = (address_groups or {}).get(remote_ag) if remote_ag else None
     return Rule(
         id=str(raw.get("id", "?")),
         group_id=group_id,
@@ -239,17 +383,48 @@ def parse_rule(raw: Mapping[str, Any], group_id: str, group_name: str, names: Ma
         remote_ip_prefix=_str(raw.get("remote_ip_prefix")),
         remote_group_id=remote_group,
         remote_group_name=names.get(remote_group) if remote_group else None,
-        remote_address_group_id=_str(raw.get("remote_address_group_id")),
+        remote_address_group_id=remote_ag,
+        remote_address_group_name=ag.name if ag else None,
+        remote_addresses=ag.addresses if ag else None,
     )
 
 
-def parse_groups(raw_groups: Sequence[Mapping[str, Any]]) -> tuple[SecurityGroup, ...]:
-    names = {str(g.get("id")): str(g.get("name") or g.get("id")) for g in raw_groups}
+@dataclass(frozen=True)
+class AddressGroup:
+    id: str
+    name: str
+    addresses: tuple[str, ...]
+
+
+def parse_address_groups(raw: Sequence[Mapping[str, Any]]) -> dict[str, AddressGroup]:
+    return {str(a["id"]): AddressGroup(str(a["id"]), str(a.get("name") or a["id"]),
+                                       tuple(str(x) for x in a.get("addresses") or ()))
+            for a in raw if isinstance(a, Mapping) and a.get("id")}
+
+
+def parse_groups(raw_groups: Sequence[Mapping[str, Any]], address_groups: Mapping[str, AddressGroup] | None = None,
+                 names: Mapping[str, str] | None = None) -> tuple[SecurityGroup, ...]:
+    names = {**(names or {}), **{str(g.get("id")): str(g.get("name") or g.get("id")) for g in raw_groups}}
     out = []
     for g in raw_groups:
         gid, name = str(g.get("id")), str(g.get("name") or g.get("id"))
-        rules = tuple(parse_rule(r, gid, name, names) for r in g.get("security_group_rules") or ())
+        rules = tuple(parse_rule(r, gid, name, names, address_groups) for r in g.get("security_group_rules") or ())
         out.append(SecurityGroup(gid, name, rules, stateful=g.get("stateful", True) is not False))
+    return tuple(out)
+
+
+def parse_remote_groups(raw: Sequence[Mapping[str, Any]]) -> tuple[RemoteGroup, ...]:
+    out = []
+    for g in raw:
+        members = tuple(Member(
+            security_group_ids=tuple(str(x) for x in m.get("security_groups") or ()),
+            unfiltered=bool(m.get("port_security_disabled")),
+            families=tuple(int(f) for f in m.get("families") or ()),
+            count=int(m.get("count") or 0),
+            sample=tuple((str(i["id"]), str(i.get("name") or i["id"]), tuple(str(a) for a in i.get("fixed_ips") or ()))
+                         for i in m.get("instances") or ()),
+        ) for m in g.get("members") or ())
+        out.append(RemoteGroup(str(g["id"]), str(g.get("name") or g["id"]), members))
     return tuple(out)
 
 
@@ -282,11 +457,14 @@ def parse_instance(record: Mapping[str, Any]) -> Instance:
         if record.get("format") != RECORD_FORMAT:
             raise ValueError(f"unknown format {record.get('format')!r} (expected {RECORD_FORMAT})")
         server = record["server"]
-        groups = parse_groups(record.get("security_groups") or ())
+        ags = parse_address_groups(record.get("address_groups") or ())
+        groups = parse_groups(record.get("security_groups") or (), ags)
+        member_groups = parse_groups(record.get("member_groups") or (), ags, {g.id: g.name for g in groups})
         ports = parse_ports(record.get("ports") or (), record.get("floating_ips") or ())
         img = record.get("image")
         image = Image(str(img["id"]), _str(img.get("name")), _str(img.get("owner")),
-                      _str(img.get("default_user"))) if isinstance(img, Mapping) and img.get("id") else None
+                      _str(img.get("default_user")), _str(img.get("visibility")), _str(img.get("image_type")),
+                      _str(img.get("instance_uuid"))) if isinstance(img, Mapping) and img.get("id") else None
         kp = record.get("keypair")
         keypair = KeyPair(str(kp["name"]), _str(kp.get("fingerprint")), _str(kp.get("type"))) \
             if isinstance(kp, Mapping) and kp.get("name") else None
@@ -305,6 +483,11 @@ def parse_instance(record: Mapping[str, Any]) -> Instance:
             key_name=_str(server.get("key_name")),
             keypair=keypair,
             notes=tuple(str(n) for n in record.get("notes") or ()),
+            remote_groups=parse_remote_groups(record.get("remote_groups") or ()),
+            member_groups=member_groups,
+            address_groups=tuple(ags.values()),
+            volumes=tuple(str(v["id"]) for v in server.get("volumes_attached") or () if isinstance(v, Mapping)
+                          and v.get("id")),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise EvidenceError(f"malformed OpenStack instance record: {exc}") from exc

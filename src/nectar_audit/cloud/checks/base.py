@@ -80,7 +80,42 @@ class CloudView:
 
 
 def rule_evidence(rules: Sequence[Rule]) -> list[Evidence]:
-    return [Evidence(API, r.describe()) for r in rules]
+    """The rules a finding rests on, each once, as a reader finds them in the dashboard."""
+    seen: dict[str, Evidence] = {}
+    for r in rules:
+        seen.setdefault(r.id, Evidence(API, r.describe()))
+    return list(seen.values())
+
+
+def all_rules_evidence(view: CloudView, what: str = "") -> list[Evidence]:
+    """Every ingress rule of the instance (what a verdict of absence rests on)."""
+    rules = view.instance.ingress_rules()
+    return rule_evidence(rules) or [Evidence(API, f"no ingress rule on {len(view.instance.ports)} port(s)"
+                                             + (f" ({what})" if what else ""))]
+
+
+def cloud_fix(rules: Sequence[Rule]) -> str:
+    """Commands removing ``rules`` (or turning port security back on for an unfiltered port)."""
+    lines = []
+    for r in rules:
+        if r.unfiltered_port:
+            line = (f"openstack port set --enable-port-security --security-group SG {r.unfiltered_port}   "
+                    "# then allow only the ports the instance serves")
+        else:
+            line = f"openstack security group rule delete {r.id}"
+        if line not in lines:
+            lines.append(line)
+    return "\n".join(lines) or SG_FIX
+
+
+def world_clause(rules: Sequence[Rule]) -> str:
+    """How the world gets in: through the security groups, or around them (port security off)."""
+    unfiltered = ", ".join(sorted({r.unfiltered_port for r in rules if r.unfiltered_port}))
+    if not unfiltered:
+        return "the security groups let the whole internet reach"
+    if all(r.unfiltered_port for r in rules):
+        return f"port security is disabled on port {unfiltered}, so the whole internet reaches"
+    return f"the security groups, and port {unfiltered} with port security disabled, let the whole internet reach"
 
 
 def port_security_findings(view: CloudView, status: Status) -> list[Finding]:
@@ -112,7 +147,8 @@ class Row:
         return f"{self.proto}/{ports} IPv{self.family}"
 
     def describe(self) -> str:
-        cloud = "; ".join(f"{r.remote_label} ({r.group_name})" for r in self.rules) or "closed"
+        cloud = "; ".join(f"anywhere (port security disabled on port {r.unfiltered_port})" if r.unfiltered_port
+                          else f"{r.remote_label} ({r.group_name})" for r in self.rules) or "closed"
         host = "unknown" if self.host is None else self.host.describe()
         listening = ", ".join(s.describe() for s in self.serving) or "nothing"
         return f"{self.label}: cloud allows {cloud} | host firewall: {host} | listening: {listening}"

@@ -9,7 +9,48 @@ from nectar_audit.model import Evidence, Finding, Status
 ID = "Check-Security-10"
 
 
+def image_origin(view: CloudView) -> tuple[str, list[Evidence]] | None:
+    """Where the disk came from when it is not an official image (None when it is): a snapshot or
+    another image may carry the keys of the instance it was taken from."""
+    inst = view.instance
+    img = inst.image
+    if img is not None and img.official:
+        return None
+    if inst.volume_backed:
+        vols = ", ".join(inst.volumes) or "no volume listed"
+        return ("booted from a volume: the image it was made from is unknown to Nova",
+                [Evidence(API, f"server {inst.id}: image is empty; attached volumes: {vols}")])
+    if img is None:
+        why = next((n for n in inst.notes if n.startswith(f"image {inst.image_id}:")), "it is not visible")
+        return (f"booted from image {inst.image_id}, which cannot be read ({why})",
+                [Evidence(API, f"server {inst.id}: image {inst.image_id}")])
+    return (f"booted from {img.kind} {img.name or img.id!r} (owner {img.owner or '?'}), not an official Nectar "
+            "image", [Evidence(API, img.describe())])
+
+
 def run(view: CloudView) -> list[Finding]:
+    keys = _keys(view)
+    origin = image_origin(view)
+    if origin is None:
+        return keys
+    what, ev = origin
+    if not view.host:
+        return [Finding(Status.MANUAL, f"{what}: it may carry the authorised keys of the instance it was taken "
+                        f"from; {view.hint} and compare its authorized_keys", ev), *keys]
+    compared = view.instance.keypair is not None and bool(view.instance.keypair.fingerprint)
+    if compared and not any(f.status is Status.WARN for f in keys):
+        # Settled by the host: every authorised key came from the metadata service.
+        return [*keys, Finding(Status.PASS, f"{what}; every key authorised on the host came from the metadata "
+                               "service", ev)]
+    return keys
+
+
+def _image_evidence(view: CloudView) -> list[Evidence]:
+    img = view.instance.image
+    return [Evidence(API, img.describe())] if img is not None and not img.official else []
+
+
+def _keys(view: CloudView) -> list[Finding]:
     inst = view.instance
     if not inst.key_name:
         return [Finding(Status.WARN, "the instance was booted without a key pair: its SSH keys came from the "
@@ -48,8 +89,8 @@ def run(view: CloudView) -> list[Finding]:
             f"{len(foreign)} authorised key(s) did not come from the metadata service (added by hand or baked "
             "into the image): " + ", ".join(f"{u}: {k.fingerprint}" for u, k in foreign[:8])
             + (" …" if len(foreign) > 8 else ""),
-            [injected] + [Evidence(k.source, f"{k.key_type} {k.fingerprint} {k.comment}".rstrip())
-                          for _, k in foreign],
+            [injected, *_image_evidence(view)]
+            + [Evidence(k.source, f"{k.key_type} {k.fingerprint} {k.comment}".rstrip()) for _, k in foreign],
             "remove keys nobody needs from ~/.ssh/authorized_keys; give people access with their own key pair "
             "(openstack keypair create) at boot"))
     return out

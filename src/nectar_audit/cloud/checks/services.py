@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nectar_audit.cloud.checks.base import API, CloudView
+from nectar_audit.cloud.checks.base import API, CloudView, cloud_fix, rule_evidence, world_clause
 from nectar_audit.facts.network import PORTS as MAIL_PORT_NAMES
 from nectar_audit.facts.openstack import Rule
 from nectar_audit.facts.system import Listener
@@ -44,22 +44,22 @@ def _world(view: CloudView, proto: str, port: int) -> list[Rule]:
 
 def judge(view: CloudView, svc: Service) -> list[Finding]:
     open_ports: list[tuple[str, int, list[Evidence]]] = []
-    rule_ids: list[str] = []
+    world: list[Rule] = []
     for proto, port in svc.ports:
         rules = _world(view, proto, port)
         if rules:
-            open_ports.append((proto, port, [Evidence(API, r.describe()) for r in rules]))
-            rule_ids += [r.id for r in rules if r.id not in rule_ids]
+            open_ports.append((proto, port, rule_evidence(rules)))
+            world += rules
     labels = ", ".join(f"{p}/{n}" for p, n, _ in open_ports)
     if not open_ports:
         wanted = ", ".join(f"{p}/{n}" for p, n in svc.ports)
+        narrower = [r for p, n in svc.ports for fam in (4, 6) for r in view.instance.allowing(p, n, fam)]
         return [Finding(Status.PASS, f"the security groups keep the {svc.name} ports closed to the world",
-                        [Evidence(API, f"no rule opens {wanted} to 0.0.0.0/0 or ::/0")])]
-    fix = "\n".join(f"openstack security group rule delete {rid}" for rid in rule_ids) + \
-        "\n# or replace it with a rule for your own networks only (--remote-ip NETWORK/PREFIX)"
+                        [Evidence(API, f"no rule opens {wanted} to 0.0.0.0/0 or ::/0"), *rule_evidence(narrower)])]
+    fix = cloud_fix(world) + "\n# or replace it with a rule for your own networks only (--remote-ip NETWORK/PREFIX)"
     if not view.host:
-        return [Finding(Status.WARN, f"the security groups let the world reach {svc.name} ({labels}) if a "
-                        f"server listens; {view.hint}", [e for *_, ev in open_ports for e in ev], fix)]
+        return [Finding(Status.WARN, f"{world_clause(world)} {svc.name} ({labels}) if a server listens; "
+                        f"{view.hint}", [e for *_, ev in open_ports for e in ev], fix)]
     if view.listeners is None:
         return [Finding(Status.ERROR, "; ".join(view.host_errors) or "the host's listeners are unknown")]
     served = [(p, n, ev, s) for p, n, ev in open_ports
@@ -77,8 +77,9 @@ def judge(view: CloudView, svc: Service) -> list[Finding]:
             out.append(Finding(Status.PASS, f"{proto}/{port} is open to the world in the security groups but "
                                f"the host firewall drops it before {s.owner}", [*ev, host_ev]))
             continue
-        out.append(Finding(svc.served_status, f"{s.owner} serves {svc.name} on {proto}/{port} and the security "
-                           f"groups let the whole internet reach it: {svc.advice}", [*ev, host_ev], fix))
+        reason = world_clause([r for r in world if r.covers(proto, port)])
+        out.append(Finding(svc.served_status, f"{s.owner} serves {svc.name} on {proto}/{port} and {reason} it: "
+                           f"{svc.advice}", [*ev, host_ev], fix))
     return out
 
 
