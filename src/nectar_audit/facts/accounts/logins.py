@@ -44,7 +44,15 @@ def sanitize_wtmp(data: bytes) -> str:
     return "".join(f"{n} {t}\n" for n, t in sorted(latest.items()))
 
 
-def _sqlite_rows(data: bytes, query: str) -> list[tuple[object, ...]]:
+# What one login database may cost: SQLite virtual-machine steps (about a second of CPU) and rows.
+_SQLITE_STEPS = 50_000_000
+_SQLITE_ROWS = 200_000
+
+
+def _sqlite_rows(data: bytes, query: str, table: str) -> list[tuple[object, ...]]:
+    """Rows of ``query`` over a host's SQLite file. The file is hostile: ``table`` must be a real table
+    (a view could recurse forever; triggers never fire on SELECT), the query is stopped past a step
+    budget, schema functions are not trusted, and at most ``_SQLITE_ROWS`` rows are kept."""
     import sqlite3
     import tempfile
 
@@ -53,19 +61,35 @@ def _sqlite_rows(data: bytes, query: str) -> list[tuple[object, ...]]:
         raise ValueError("not an SQLite database")
     if len(buf) > 19 and buf[18] == 2:  # WAL mode: read the main file as a rollback-journal database
         buf[18] = buf[19] = 1
+
+    def run(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
+        steps = [0]
+
+        def budget() -> int:
+            steps[0] += 1000
+            return 1 if steps[0] > _SQLITE_STEPS else 0
+
+        conn.set_progress_handler(budget, 1000)
+        conn.execute("PRAGMA query_only = ON")
+        conn.execute("PRAGMA trusted_schema = OFF")
+        kind = conn.execute("SELECT type FROM sqlite_master WHERE name = ? COLLATE NOCASE", (table,)).fetchone()
+        if kind is None or kind[0] != "table":
+            raise ValueError(f"{table} is not a table")
+        return conn.execute(query).fetchmany(_SQLITE_ROWS)
+
     conn = sqlite3.connect(":memory:")
     try:
         if hasattr(conn, "deserialize"):  # Python 3.11+
             conn.deserialize(bytes(buf))
-            return list(conn.execute(query))
+            return run(conn)
     finally:
         conn.close()
     with tempfile.NamedTemporaryFile(suffix=".db") as tmp:
         tmp.write(buf)
         tmp.flush()
-        conn = sqlite3.connect(f"file:{tmp.name}?mode=ro", uri=True)
+        conn = sqlite3.connect(f"file:{tmp.name}?mode=ro&immutable=1", uri=True)
         try:
-            return list(conn.execute(query))
+            return run(conn)
         finally:
             conn.close()
 
@@ -80,12 +104,12 @@ def _rows_text(rows: list[tuple[object, ...]], divisor: int = 1) -> str:
 
 def sanitize_lastlog2(data: bytes) -> str:
     """/var/lib/lastlog/lastlog2.db (SQLite) -> ``name time``."""
-    return _rows_text(_sqlite_rows(data, "SELECT Name, Time FROM Lastlog2"))
+    return _rows_text(_sqlite_rows(data, "SELECT Name, Time FROM Lastlog2", "Lastlog2"))
 
 
 def sanitize_wtmpdb(data: bytes) -> str:
     """/var/lib/wtmpdb/wtmp.db (SQLite, microseconds) -> ``user time`` of each user's latest login."""
-    return _rows_text(_sqlite_rows(data, "SELECT User, MAX(Login) FROM wtmp WHERE Type = 3 GROUP BY User"),
+    return _rows_text(_sqlite_rows(data, "SELECT User, MAX(Login) FROM wtmp WHERE Type = 3 GROUP BY User", "wtmp"),
                       1_000_000)
 
 
