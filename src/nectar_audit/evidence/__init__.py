@@ -15,6 +15,7 @@ from nectar_audit.evidence.bundle import (
     save_bundle,
 )
 from nectar_audit.evidence.needs import Needs, Search, merge
+from nectar_audit.evidence.redact import redact, redact_args
 from nectar_audit.evidence.sanitize import Sanitizer, sanitize
 from nectar_audit.evidence.script import STAT_FORMAT, build_script, new_boundary
 from nectar_audit.evidence.stream import Budget, StreamParser, parse_stat_lines, parse_stream
@@ -37,6 +38,8 @@ __all__ = [
     "new_boundary",
     "parse_stat_lines",
     "parse_stream",
+    "redact",
+    "redact_args",
     "sanitize",
     "save_bundle",
 ]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence.redact import redact
 from nectar_audit.evidence.sanitize import Sanitizer, sanitize
 
 BUNDLE_FORMAT = 1
@@ -115,13 +116,14 @@ class Bundle:
     # search name -> sanitizer: a search hit may sit at any path, so its sanitizer follows the hit.
     search_sanitizers: Mapping[str, Sanitizer] = field(default_factory=dict, repr=False, compare=False)
     _hit_sanitizers: dict[str, Sanitizer] = field(default_factory=dict, repr=False, compare=False)
+    command_sanitizers: Mapping[str, Sanitizer] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def for_needs(cls, target: str, kind: str, live: bool, needs: Needs, **kw: Any) -> Bundle:
         """An empty bundle that will sanitize what it is fed as ``needs`` asks."""
         search_sanitizers = {s.name: s.sanitizer for s in needs.searches if s.sanitizer}
         return cls(target=target, kind=kind, live=live, sanitizers=needs.sanitize,
-                   search_sanitizers=search_sanitizers, **kw)
+                   search_sanitizers=search_sanitizers, command_sanitizers=needs.command_sanitize, **kw)
 
     # -- ingestion -----------------------------------------------------------------------------
     def add_search_hits(self, search: str, paths: list[str]) -> None:
@@ -147,10 +149,14 @@ class Bundle:
         fn = self._sanitizer(path)
         truncated = len(data) > limit
         data = data[:limit]
-        if fn is not None:
-            self.files[path] = FileRecord(content=sanitize(fn, data), truncated=truncated)
-            return
-        self.files[path] = FileRecord(content=data.decode("utf-8", "replace"), truncated=truncated)
+        text = sanitize(fn, data) if fn is not None else data.decode("utf-8", "replace")
+        self.files[path] = FileRecord(content=redact(text), truncated=truncated)
+
+    def add_command(self, name: str, data: bytes, rc: int, truncated: bool = False) -> None:
+        """Keep a command's output, redacted (and reduced by its module's sanitizer, if it has one)."""
+        fn = self.command_sanitizers.get(name)
+        text = sanitize(fn, data) if fn is not None else data.decode("utf-8", "backslashreplace")
+        self.commands[name] = CommandRecord(stdout=redact(text), rc=rc, truncated=truncated)
 
     def add_hit_file(self, path: str, data: bytes, limit: int = MAX_FILE_BYTES) -> None:
         """A search hit's content: never replaces a file gathered for another purpose (a name that only

@@ -47,6 +47,8 @@ class Needs:
     # files (dpkg's status, apt's lists: megabytes of which the sanitizer keeps a tenth). It must match
     # every line the file's sanitizer keeps or looks at, so that the sanitizer's result is the same.
     prefilter: Mapping[str, str] = field(default_factory=dict)
+    # command name -> the function that reduces its output as it is ingested (after the general redaction).
+    command_sanitize: Mapping[str, Sanitizer] = field(default_factory=dict)
 
     def __or__(self, other: Needs) -> Needs:
         return merge([self, other])
@@ -61,6 +63,7 @@ def merge(parts: Iterable[Needs]) -> Needs:
     searches: dict[str, Search] = {}
     sanitize: dict[str, Sanitizer] = {}
     prefilter: dict[str, str] = {}
+    command_sanitize: dict[str, Sanitizer] = {}
     for part in parts:
         files.update(dict.fromkeys(part.files))
         offline.update(dict.fromkeys(part.offline_files))
@@ -77,6 +80,10 @@ def merge(parts: Iterable[Needs]) -> Needs:
             if sanitize.get(pattern, fn) is not fn:
                 raise ValueError(f"two fact modules sanitize {pattern!r} differently")
             sanitize[pattern] = fn
+        for name, fn in part.command_sanitize.items():
+            if command_sanitize.get(name, fn) is not fn:
+                raise ValueError(f"two fact modules sanitize command {name!r} differently")
+            command_sanitize[name] = fn
         for pattern, expr in part.prefilter.items():
             if prefilter.get(pattern, expr) != expr:
                 raise ValueError(f"two fact modules prefilter {pattern!r} differently")
@@ -92,4 +99,5 @@ def merge(parts: Iterable[Needs]) -> Needs:
         searches=tuple(searches.values()),
         sanitize=sanitize,
         prefilter=prefilter,
+        command_sanitize=command_sanitize,
     )

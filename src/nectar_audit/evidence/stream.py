@@ -17,7 +17,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from nectar_audit.evidence.bundle import MAX_FILE_BYTES, Bundle, CommandRecord, StatRecord
+from nectar_audit.evidence.bundle import MAX_FILE_BYTES, Bundle, StatRecord
+from nectar_audit.evidence.redact import redact
 from nectar_audit.evidence.script import DONE_COMMAND, ID_COMMAND, READ_ERRORS, STAT_COMMAND
 
 _NAMED = frozenset(b"FUH")  # kinds whose name the host chooses: length-prefixed
@@ -238,9 +239,9 @@ class StreamParser:
         elif kind == ord("C") and name == READ_ERRORS:
             _apply_read_errors(b, _text(body), self._error)
         elif kind == ord("C"):
-            b.commands[name] = CommandRecord(stdout=_text(body), rc=rc, truncated=self.truncated)
+            b.add_command(name, body, rc, self.truncated)
         elif kind == ord("S"):
-            self.stderr[name] = _text(body)
+            self.stderr[name] = redact(_text(body))
         elif kind == ord("X"):
             b.add_search_hits(name, [_text(p) for p in body.split(b"\0") if p])
 

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence import EvidenceError, Needs
+from nectar_audit.evidence import EvidenceError, Needs, redact_args
 from nectar_audit.facts.accounts import uid_names
 
 if TYPE_CHECKING:
@@ -38,21 +38,32 @@ fi
 echo "#self $$"
 """
 
-NEEDS = Needs(files=("/etc/passwd",), commands={PS_COMMAND: _SNIPPET.strip("\n")})
 
 _REDACT_URL = re.compile(r"(://)[^/@ ]+@")
+# KEY=VALUE for a credential-like key, and --FLAG VALUE for a credential-like flag (a word that merely
+# contains "pass", like sshpass, is not a flag: its next word is not the secret).
 _REDACT_KV = re.compile(
-    r"([A-Za-z0-9_.-]*(?:pass|token|secret|key|auth|cred)[A-Za-z0-9_.-]*)(=| )[^ ]+", re.IGNORECASE
+    r"((?<![^\s])--?[A-Za-z0-9_.-]*(?:pass|token|secret|key|auth|cred)[A-Za-z0-9_.-]*( )|"
+    r"[A-Za-z0-9_.-]*(?:pass|token|secret|key|auth|cred)[A-Za-z0-9_.-]*(=))[^ ]+", re.IGNORECASE
 )
 
 
 def redact(args: str) -> str:
-    """The same blanking the gatherer's sed does (for bundles gathered by other means)."""
+    """The blanking the gatherer's sed does, then the secret-taking flags of common commands (``sshpass -p``,
+    ``mysql -pX``, ``curl -u user:pass``): for bundles gathered by other means, and for every ps line."""
     args = _REDACT_URL.sub(r"\1<redacted>@", args)
-    return _REDACT_KV.sub(
-        lambda m: m.group(0) if m.group(0).endswith("<redacted>") else f"{m.group(1)}{m.group(2)}<redacted>",
-        args,
-    )
+    args = _REDACT_KV.sub(lambda m: m.group(0) if m.group(0).endswith("<redacted>") else f"{m.group(1)}<redacted>",
+                          args)
+    return redact_args(args)
+
+
+def sanitize_ps(data: bytes) -> str:
+    """The process list as ingested: every command line redacted (the host's sed is only a first pass)."""
+    return "\n".join(redact(line) for line in data.decode("utf-8", "backslashreplace").split("\n"))
+
+
+NEEDS = Needs(files=("/etc/passwd",), commands={PS_COMMAND: _SNIPPET.strip("\n")},
+              command_sanitize={PS_COMMAND: sanitize_ps})
 
 
 @dataclass(frozen=True)

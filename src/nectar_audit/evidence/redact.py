@@ -1,0 +1,200 @@
+"""One redaction pass over every piece of host text kept as evidence (files and command output alike).
+
+Fact packs reduce the files whose format they know (``/etc/shadow`` to hash algorithms, key files to
+fingerprints); this pass catches secrets wherever else they sit, in any syntax we read: private-key
+blocks of any size, credentials in URLs, crypt hashes, assignments of password/token/secret-like keys
+(``key = v``, ``key: v``, ``key("v")``, ``key=v`` on a command line), cloud-init's ``chpasswd`` lists,
+postfix ``static:user:pass``, rsyslog's legacy ``:ommysql:`` and the secret-taking flags of common
+commands (``sshpass -p``, ``mysql -pX``, ``curl -u user:pass``). Each part scans the text once, from
+literal anchors, so its cost is linear in the text whatever the host wrote.
+"""
+
+from __future__ import annotations
+
+import re
+
+MARK = "<redacted>"
+
+_BEGIN = "-----BEGIN "
+_KEY_KINDS = ("PRIVATE KEY-----", "PRIVATE KEY BLOCK-----")
+# Keys whose value is a secret, matched whole (case-insensitively), or as the end of a longer key.
+_SECRET_KEYS = frozenset({
+    "password", "passwd", "pass", "pwd", "passphrase", "secret", "token", "apikey", "api_key", "api-key",
+    "apitoken", "api_token", "plain_text_passwd", "hashed_passwd", "access_key", "secret_key",
+    "auth_token", "client_secret", "cftoken", "cfkey", "private_token", "bearer",
+})
+_SECRET_SUFFIXES = ("_password", "-password", "_passwd", "_secret", "-secret", "_token", "-token", "_apikey",
+                    "_api_key", "-api-key", "_pass", "_pwd")
+# An assignment: a key, then "=" / ":" / "(" (syslog-ng's password("...")), then the value.
+_ASSIGN = re.compile(r"([A-Za-z][\w.-]{0,63})(?:[ \t]*(=|:)[ \t]*|(\()(?=[\"']))")
+_CRYPT = re.compile(r"\$(?:1|2[abxy]?|5|6|7|y|gy|sha1|md5)\$[./A-Za-z0-9]{2,}\$?[./A-Za-z0-9$]{0,200}")
+_FLAG_SECRETS = re.compile(r"(?<![\w-])(--password|--passwd|--pass|-u|--user)(=|[ \t]+)(\S+)")
+_SSHPASS = re.compile(r"(\bsshpass\s+(?:-\w+\s+)*?-p)(\s*)(\S+)")
+_VALUE_END = frozenset(" \t\r\n;,)\"'")
+_CHPASSWD_KEEP = frozenset({"list", "expire", "users", "name", "type"})
+# nginx/Apache set headers by name and value: a secret-looking header's value, and any Authorization.
+_HEADER = re.compile(r"(?i)((?:proxy_set_header|add_header|more_set_headers|RequestHeader\s+set|Header\s+set)"
+                     r"[ \t]+[\w-]*(?:token|secret|key|auth\w*)[\w-]*[ \t]+)(\"[^\"\n]*\"|[^\s;]+)")
+_AUTHORIZATION = re.compile(r"(?i)(authorization:?[ \t]+\"?(?:basic|bearer|token)[ \t]+)([^\s\";]+)")
+
+
+def redact(text: str) -> str:
+    """``text`` with every secret it holds replaced by ``<redacted>``; everything else kept as it was."""
+    if not text:
+        return text
+    text = _private_keys(text)
+    if "://" in text:
+        text = _url_credentials(text)
+    if "$" in text:
+        text = _CRYPT.sub(MARK, text)
+    if "chpasswd" in text:
+        text = _chpasswd(text)
+    if "static:" in text:
+        text = _postfix_static(text)
+    if ":ommysql:" in text:
+        text = _ommysql(text)
+    if "header" in text.lower() or "authorization" in text.lower():
+        text = _HEADER.sub(rf"\1{MARK}", text)
+        text = _AUTHORIZATION.sub(rf"\1{MARK}", text)
+    return _assignments(text)
+
+
+def redact_args(args: str) -> str:
+    """A command line: ``redact`` plus the values of flags that take secrets (``-pX`` as mysql takes it,
+    ``-p X`` after sshpass, ``-u user:pass``, ``--password X``)."""
+    args = redact(args)
+
+    def flag(m: re.Match[str]) -> str:
+        name, sep, value = m.group(1), m.group(2) or "", m.group(3)
+        if value.startswith("-") or value == MARK:
+            return m.group(0)
+        if name in ("-u", "--user"):
+            user, colon, _ = value.partition(":")
+            return f"{name}{sep}{user}:{MARK}" if colon else m.group(0)
+        return f"{name}{sep}{MARK}"
+
+    args = _FLAG_SECRETS.sub(flag, args)
+    args = _SSHPASS.sub(lambda m: m.group(0) if m.group(3) == MARK else f"{m.group(1)}{m.group(2)}{MARK}", args)
+    # mysql/mysqldump -pSECRET (no space)
+    return re.sub(r"(?<![\w-])-p(?=[^\s=<])(?!\d+\b)\S+", f"-p{MARK}", args)
+
+
+def _private_keys(text: str) -> str:
+    out: list[str] = []
+    pos = 0
+    while True:
+        start = text.find(_BEGIN, pos)
+        if start < 0:
+            break
+        head_end = text.find("-----", start + len(_BEGIN))
+        line_end = text.find("\n", start)
+        label = text[start:head_end + 5] if head_end >= 0 else ""
+        if head_end < 0 or (0 <= line_end < head_end) or not label.endswith(_KEY_KINDS):
+            out.append(text[pos:start + len(_BEGIN)])
+            pos = start + len(_BEGIN)
+            continue
+        end = text.find("-----END ", head_end + 5)
+        stop = text.find("-----", end + 9) if end >= 0 else -1
+        out.append(text[pos:head_end + 5])
+        out.append(f"\n{MARK}\n")
+        if stop < 0:  # a key cut short: everything after its header is key material
+            pos = len(text)
+            break
+        out.append(text[end:stop + 5])
+        pos = stop + 5
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _url_credentials(text: str) -> str:
+    out: list[str] = []
+    pos = 0
+    while True:
+        at = text.find("://", pos)
+        if at < 0:
+            break
+        start = at + 3
+        end = start
+        while end < len(text) and text[end] not in "/ \t\r\n\"'<>@" and end - start < 512:
+            end += 1
+        if end < len(text) and text[end] == "@" and ":" in text[start:end]:
+            user = text[start:text.index(":", start)]
+            out.append(text[pos:start] + user + ":" + MARK)
+            pos = end
+        else:
+            out.append(text[pos:start])
+            pos = start
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _is_secret_key(key: str) -> bool:
+    low = key.lower()
+    return low in _SECRET_KEYS or low.endswith(_SECRET_SUFFIXES)
+
+
+def _assignments(text: str) -> str:
+    out: list[str] = []
+    pos = 0
+    for m in _ASSIGN.finditer(text):
+        if m.start() < pos or not _is_secret_key(m.group(1)):
+            continue
+        # The key must start a word (not the tail of a longer name the expression skipped).
+        if m.start() > 0 and (text[m.start() - 1].isalnum() or text[m.start() - 1] in "_.-"):
+            continue
+        i = m.end()
+        if i >= len(text) or text[i] in "\r\n":
+            continue
+        if text[i] in "\"'":
+            close = text.find(text[i], i + 1)
+            line_end = text.find("\n", i)
+            if close < 0 or (0 <= line_end < close):
+                close = line_end if line_end >= 0 else len(text)
+                end = close
+            else:
+                end = close + 1
+        else:
+            end = i
+            while end < len(text) and text[end] not in _VALUE_END:
+                end += 1
+            if m.group(2) != "=" and end == i:
+                continue
+        if text[i:end] in (MARK, f'"{MARK}"', f"'{MARK}'") or end == i:
+            continue
+        out.append(text[pos:i])
+        out.append(MARK)
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _chpasswd(text: str) -> str:
+    """cloud-init's ``chpasswd: {list: |\\n user:pass ...}`` (and its ``users:`` form): every ``name:VALUE``
+    line under it keeps the name only."""
+    lines = text.split("\n")
+    block = -1
+    for k, line in enumerate(lines):
+        stripped = line.lstrip()
+        indent = len(line) - len(stripped)
+        if stripped.startswith("chpasswd:"):
+            block = indent
+            continue
+        if block < 0 or not stripped:
+            continue
+        if indent <= block and not stripped.startswith("-"):
+            block = -1
+            continue
+        item = stripped[2:].lstrip() if stripped.startswith("- ") else stripped
+        name, colon, value = item.partition(":")
+        if colon and value.strip() and name.strip().lower() not in _CHPASSWD_KEEP and " " not in name.strip():
+            lines[k] = line[: len(line) - len(item)] + f"{name}:{MARK}"
+    return "\n".join(lines)
+
+
+def _postfix_static(text: str) -> str:
+    return re.sub(r"(static:[^:\s,]*):[^\s,]+", rf"\1:{MARK}", text)
+
+
+def _ommysql(text: str) -> str:
+    # :ommysql:HOST,DB,USER,PASSWORD[;template]
+    return re.sub(r"(:ommysql:[^,\s]*,[^,\s]*,[^,\s]*,)[^;\s]+", rf"\1{MARK}", text)
