@@ -39,15 +39,22 @@ def _checks(result: Any) -> dict[str, Any]:
     return {c["id"]: c for c in result.to_json()["checks"]}
 
 
-def _same_verdicts(target: Any) -> None:
+def _same_verdicts(target: Any, attempts: int = 1) -> None:
+    """Each check alone judges as in a full scan. A live host may change between two gathers (a process
+    starts): a difference is gathered again, full and alone, before it counts."""
     full, _ = audit(target, catalog.implemented(), Config())
     assert full.error is None
     want = _checks(full)
     for e in catalog.implemented():
-        alone, _ = audit(target, [e], Config())
-        got = _checks(alone)
-        assert list(got) == [e.id]
-        assert json.dumps(got[e.id], sort_keys=True) == json.dumps(want[e.id], sort_keys=True), e.id
+        for attempt in range(attempts):
+            alone, _ = audit(target, [e], Config())
+            got = _checks(alone)
+            assert list(got) == [e.id]
+            same = json.dumps(got[e.id], sort_keys=True) == json.dumps(want[e.id], sort_keys=True)
+            if same or attempt == attempts - 1:
+                break
+            want = _checks(audit(target, catalog.implemented(), Config())[0])
+        assert same, (e.id, got[e.id]["summary"], want[e.id]["summary"])
 
 
 @pytest.mark.lab
@@ -61,4 +68,4 @@ def test_each_check_alone_judges_a_live_host_as_a_full_scan(lab_root: Path) -> N
     with lab.chroot_host(lab_root, hostname="subset") as h:
         h.start(["/usr/sbin/sshd", "-D", "-e"])
         lab.wait_until(lambda: h.exec(["sh", "-c", "ss -ltn | grep -q ':22 '"]).returncode == 0, 10, "sshd")
-        _same_verdicts(ScriptTarget("lab", h.sh_argv(), timeout=60))
+        _same_verdicts(ScriptTarget("lab", h.sh_argv(), timeout=60), attempts=3)
