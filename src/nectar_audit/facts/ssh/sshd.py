@@ -37,7 +37,7 @@ from nectar_audit.evidence import Bundle, EvidenceError, Needs
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
-from nectar_audit.facts.accounts import parse_accounts, sh_no_session_case
+from nectar_audit.facts.accounts import accounts, parse_accounts, sh_no_session_case
 from nectar_audit.facts.ssh.files import (
     CMDLINE_FILES,
     CRYPTO_POLICY,
@@ -64,8 +64,9 @@ from nectar_audit.facts.ssh.units import (
 )
 from nectar_audit.facts.system import listeners, services, sockets_source
 
-# One sh process loop: real sshd -T for root and every login-capable account (shell not nologin/false),
-# asked about a connection from a non-local address. Root only: sshd -T needs the host keys.
+# One sh process loop: real sshd -T for root, every account with a session shell and every account
+# without one (nologin, false: SFTP-only accounts) that has a usable password, asked about a connection
+# from a non-local address. Root only: sshd -T needs the host keys.
 # sshd -T costs ~10 ms of CPU a run (it loads every host key); -C only matters to Match blocks, so when
 # neither /etc/ssh nor any file an Include there names has a Match line, root's answer is every
 # account's answer ("@@same root"), and hosts with many accounts are not slowed down by them. One grep
@@ -85,10 +86,25 @@ if [ "$m" = 0 ]; then
     case "$p" in /etc/ssh/*|[!/]*) ;; *) grep -qsiE '^[[:space:]]*match[[:space:]]' $p && m=1;; esac
   done
 fi
+pw='
+'
+if [ -r /etc/shadow ]; then
+  while IFS=: read -r u p _; do
+    case "$p" in '!'*|'*'*|x|NP|LK) ;; *) pw="$pw$u
+";; esac
+  done </etc/shadow
+fi
 { echo root; echo nectar-new-user
-  while IFS=: read -r u _ _ _ _ _ sh || [ -n "$u" ]; do
+  while IFS=: read -r u p _ _ _ _ sh || [ -n "$u" ]; do
     case "$u" in ''|root|nectar-new-user|[+-]*|*[!A-Za-z0-9._@-]*) continue;; esac
-    case "$u:$sh" in NO_SESSION) continue;; esac
+    case "$u:$sh" in NO_SESSION)
+      case "$p" in
+        x) case "$pw" in *"
+$u
+"*) ;; *) continue;; esac;;
+        '!'*|'*'*) continue;;
+      esac;;
+    esac
     echo "$u"
   done </etc/passwd
 } | { n=0; r=1
@@ -180,6 +196,7 @@ def sshd_config(facts: Facts) -> SshdConfig:
     passwd = _text_or_empty(b, "/etc/passwd")
     group = _text_or_empty(b, "/etc/group")
     cfg.accounts = parse_accounts(passwd, group)
+    cfg.password_accounts = _password_accounts(facts, cfg)
 
     rec = b.command(T_COMMAND) if b.live else None
     if rec is not None and not rec.missing:
@@ -206,6 +223,20 @@ def sshd_config(facts: Facts) -> SshdConfig:
             _path, reason = next(iter(cfg.unreadable.items()))
             raise EvidenceError(reason)
     return cfg
+
+
+def _password_accounts(facts: Facts, cfg: SshdConfig) -> frozenset[str]:
+    """Accounts without a session shell whose password sshd would check: not locked, not expired,
+    with a usable or empty password (unknown when shadow cannot be read: then none are added)."""
+    try:
+        accts = facts.get(accounts)
+    except EvidenceError:
+        return frozenset()
+    return frozenset(
+        a.name for a in accts.users
+        if a.name in cfg.accounts and not cfg.accounts[a.name].has_session_shell and a.password_usable
+        and not a.expired()
+    )
 
 
 def parse_service_options(text: str, variable: str) -> list[tuple[int, list[str]]]:
