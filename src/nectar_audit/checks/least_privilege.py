@@ -508,8 +508,9 @@ CHECK = Check(
         "home directories turn one stolen login into the whole machine."
     ),
     how=(
-        "Parses /etc/sudoers and every file it includes (#include/@include, #includedir/@includedir, "
-        "relative paths, aliases, %group/%#gid/#uid, negation, tags, Defaults !authenticate) and resolves "
+        "An account other than root with UID 0 fails. "
+        "Parses /etc/sudoers and every file it includes, at whatever path (#include/@include, "
+        "#includedir/@includedir, relative paths, %h; followed by the gatherer itself, live and offline), aliases, %group/%#gid/#uid, negation, tags, Defaults !authenticate) and resolves "
         "who "
         "can run ALL as root, and whether without a password, using the account and group lists. "
         "NOPASSWD:ALL "
