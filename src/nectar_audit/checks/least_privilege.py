@@ -510,8 +510,8 @@ CHECK = Check(
     how=(
         "An account other than root with UID 0 fails. "
         "Parses /etc/sudoers and every file it includes, at whatever path (#include/@include, "
-        "#includedir/@includedir, relative paths, %h; followed by the gatherer itself, live and offline), aliases, %group/%#gid/#uid, negation, tags, Defaults !authenticate) and resolves "
-        "who "
+        "#includedir/@includedir, relative paths, %h; followed by the gatherer itself, live and offline), "
+        "aliases, %group/%#gid/#uid, negation, tags, Defaults !authenticate) and resolves who "
         "can run ALL as root, and whether without a password, using the account and group lists. "
         "NOPASSWD:ALL "
         "for the cloud image's default user is the platform default (warn); for anyone else it fails, as "
