@@ -69,7 +69,8 @@ from nectar_audit.facts.system import listeners, services, sockets_source
 # from a non-local address. Root only: sshd -T needs the host keys.
 # sshd -T costs ~10 ms of CPU a run (it loads every host key); -C only matters to Match blocks, so when
 # neither /etc/ssh nor any file an Include there names has a Match line, root's answer is every
-# account's answer ("@@same root"), and hosts with many accounts are not slowed down by them. One grep
+# account's answer ("@@same root"), and hosts with many accounts are not slowed down by them. awk joins
+# passwd with shadow (whether an account without a session shell has a usable password). One grep
 # finds both the Match and the Include lines of /etc/ssh (which holds the 570 kB moduli file).
 _T_SNIPPET = r"""s=$(command -v sshd 2>/dev/null) || exit 127
 [ "$(id -u)" = 0 ] || { echo '@@skipped not root'; exit 0; }
@@ -86,27 +87,16 @@ if [ "$m" = 0 ]; then
     case "$p" in /etc/ssh/*|[!/]*) ;; *) grep -qsiE '^[[:space:]]*match[[:space:]]' $p && m=1;; esac
   done
 fi
-pw='
-'
-if [ -r /etc/shadow ]; then
-  while IFS=: read -r u p _; do
-    case "$p" in '!'*|'*'*|x|NP|LK) ;; *) pw="$pw$u
-";; esac
-  done </etc/shadow
-fi
+set -- /etc/passwd
+[ -r /etc/shadow ] && set -- /etc/shadow "$@"
 { echo root; echo nectar-new-user
-  while IFS=: read -r u p _ _ _ _ sh || [ -n "$u" ]; do
+  awk -F: 'FILENAME == "/etc/shadow" { if ($2 !~ /^[!*]/ && $2 != "x" && $2 != "NP" && $2 != "LK") ok[$1] = 1; next }
+    { print $1 ":" ($2 == "x" ? ($1 in ok) : ($2 !~ /^[!*]/)) ":" $7 }' "$@" |
+  while IFS=: read -r u pw sh || [ -n "$u" ]; do
     case "$u" in ''|root|nectar-new-user|[+-]*|*[!A-Za-z0-9._@-]*) continue;; esac
-    case "$u:$sh" in NO_SESSION)
-      case "$p" in
-        x) case "$pw" in *"
-$u
-"*) ;; *) continue;; esac;;
-        '!'*|'*'*) continue;;
-      esac;;
-    esac
+    case "$u:$sh" in NO_SESSION) [ "$pw" = 1 ] || continue;; esac
     echo "$u"
-  done </etc/passwd
+  done
 } | { n=0; r=1
   while read -r u; do
     n=$((n+1)); if [ "$n" -gt MAX_ASKED ]; then echo '@@truncated'; break; fi
