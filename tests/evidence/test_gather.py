@@ -317,3 +317,14 @@ def test_a_search_with_hundreds_of_hits_reads_every_one(tmp_path: Path) -> None:
     for name in names:
         assert b.text(str(home / name / ".ssh" / "id_ed25519")) == f"-----BEGIN OPENSSH PRIVATE KEY-----\n{name}\n"
     assert not b.errors
+
+
+def test_follows_merge_once_and_refuse_conflicts() -> None:
+    from nectar_audit.evidence import Follow, merge
+
+    a = Follow("inc", ("/etc/a",), ("@include",))
+    assert merge([Needs(follows=(a,)), Needs(follows=(a,))]).follows == (a,)
+    with pytest.raises(ValueError, match="include-following 'inc' differently"):
+        merge([Needs(follows=(a,)), Needs(follows=(Follow("inc", ("/etc/b",), ("@include",)),))])
+    with pytest.raises(ValueError, match="share the name"):
+        merge([Needs(follows=(a,)), Needs(searches=(Search("inc", ("/home",), "x"),))])
