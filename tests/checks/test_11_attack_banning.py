@@ -434,3 +434,13 @@ def test_ufw_action_with_ufw_disabled_and_firewalld_action_without_firewalld() -
     assert messages(findings, Status.FAIL)[0] == (
         "fail2ban jail sshd bans with firewallcmd-rich-rules, but firewalld does not run: firewall-cmd fails "
         "and no address is banned")
+
+
+def test_one_working_ban_action_of_several_is_enough() -> None:
+    both = "[DEFAULT]\naction = iptables-multiport[port=ssh]\n         nftables-multiport[port=ssh]\n"
+    status, findings = run(_with_tools(*TOOLS_NFT_ONLY, commands={STATUS_COMMAND: STATUS_OK},
+                                       extra={"/etc/fail2ban/jail.local": both}))
+    assert status is Status.WARN, messages(findings)
+    assert findings[0].message.startswith(
+        "fail2ban protects sshd: jail sshd (active, bans with iptables-multiport, nftables-multiport)")
+    assert messages(findings, Status.WARN)[0].startswith("fail2ban jail sshd bans with iptables-multiport, whose")

@@ -99,8 +99,14 @@ def _jail_problems(facts: Facts, ban: Banning, jail: Jail, status: JailStatus | 
             )
         )
         return out
+    per_action = {a.name: _action_problems(facts, ban, jail, a) for a in actions}
+    # fail2ban runs every action of a jail: one that bans is enough, the broken others are doubts.
+    banning_one = any(not any(p.hard for p in probs) for probs in per_action.values())
+    for probs in per_action.values():
+        for p in probs:
+            p.hard = p.hard and not banning_one
+            out.append(p)
     for a in actions:
-        out.extend(_action_problems(facts, ban, jail, a))
         if a.name == "hostsdeny" and ban.libwrap is not True:
             hard = ban.libwrap is False
             out.append(
