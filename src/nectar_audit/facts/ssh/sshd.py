@@ -7,7 +7,8 @@ Public API (other fact modules and checks rely on it):
   ``.criteria``, ``.directives``), ``.effective(user=, groups=, host=, addr=, laddr=, lport=) -> dict``
   (keyword -> value string, sshd -T style: lower-case keywords, ``yes``/``no``, multi-valued keywords
   space-joined) and ``.effective_settings(...)`` (keyword -> ``Setting`` with provenance),
-  ``.login_users`` (login-capable accounts, root first), ``.contexts(user)`` (every distinct connection
+  ``.login_users`` (accounts sshd may let in: a session shell, or none but a usable password; root
+  first), ``.contexts(user)`` (every distinct connection
   situation worth evaluating for that user), ``.runtime`` (what real ``sshd -T`` said per user),
   ``.problems`` (errors that make sshd refuse to start).
 - ``sshd_listen_ports(facts) -> list[int]``: every TCP port sshd really listens on (sshd -T or the
@@ -23,7 +24,7 @@ and AuthenticationMethods take the first line's list), Include takes globs and p
 /etc/ssh and may sit inside a Match block (a Match inside an included file ends with that file), and a
 keyword set in a Match block that applies overrides the global value, the first matching block winning.
 Compiled-in defaults apply when nothing sets a keyword. Live and as root, real ``sshd -T -C
-user=U,host=H,addr=A`` for every login-capable user is authoritative for that connection; the parser
+user=U,host=H,addr=A`` for every such account is authoritative for that connection; the parser
 covers other addresses and everything offline or without root.
 """
 
