@@ -119,8 +119,10 @@ def test_permit_empty_passwords_only_through_password_methods(lab_root: Path, me
         live = judge_live(host)
         assert sshd.poll() is None, host.log(sshd)
     # sshd decides: with both methods off the empty password is refused (only publickey is offered).
-    assert answer == ("logged in" if expected == "fail" else "Permission denied: Permission denied for user "
-                      "guest on host " + host.addr)
+    if expected == "fail":
+        assert answer == "logged in"
+    else:
+        assert answer.startswith("Permission denied"), answer
     for c01 in (live, offline):
         assert c01.status.value == expected, c01.findings
         empty = [f for f in c01.findings if "empty password" in f.message]
