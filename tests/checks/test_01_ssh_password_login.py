@@ -144,17 +144,27 @@ def test_01_keyboard_interactive_with_pam_is_password_login() -> None:
     assert r.status is Status.PASS
 
 
-def test_01_permit_empty_passwords_fails() -> None:
+def test_01_permit_empty_passwords_fails_where_a_password_method_is_on() -> None:
     r = judge(
         ssh_password_login,
-        bundle(
-            {MAIN: "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitEmptyPasswords yes\n"}
-        ),
+        bundle({MAIN: "PasswordAuthentication no\nKbdInteractiveAuthentication yes\nUsePAM yes\n"
+                      "PermitEmptyPasswords yes\n"}),
     )
-    assert statuses(r) == ["fail"]
-    assert r.summary.startswith(
-        f"accounts with an empty password can log in over SSH: PermitEmptyPasswords yes in {MAIN}:3"
-    )
+    assert statuses(r) == ["fail", "fail"]
+    assert any(f.message.startswith(
+        f"accounts with an empty password can log in over SSH: PermitEmptyPasswords yes in {MAIN}:4")
+        for f in r.findings)
+
+
+def test_01_permit_empty_passwords_alone_is_no_failure() -> None:
+    # sshd applies it only through password and keyboard-interactive authentication.
+    for extra in ("", "AuthenticationMethods publickey\nPasswordAuthentication yes\n"):
+        r = judge(
+            ssh_password_login,
+            bundle({MAIN: extra + "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+                          "PermitEmptyPasswords yes\n"}),
+        )
+        assert statuses(r) == ["pass"], r.findings
 
 
 def test_01_authentication_methods() -> None:
@@ -315,3 +325,42 @@ def test_01_huge_passwd_is_fine() -> None:
     passwd = PASSWD + "".join(f"u{i}:x:{2000 + i}:100::/home/u{i}:/usr/sbin/nologin\n" for i in range(100000))
     r = judge(ssh_password_login, bundle(distro_files("ubuntu-22.04"), passwd=passwd))
     assert r.status is Status.PASS
+
+
+SFTP_CONFIG = (
+    "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+    "Match Group sftponly\n    PasswordAuthentication yes\n    ForceCommand internal-sftp\n"
+    "    ChrootDirectory /srv/sftp\n"
+)
+SFTP_PASSWD = PASSWD + "uploader:x:1200:1200::/srv/sftp/uploader:/usr/sbin/nologin\n"
+SFTP_GROUP = "root:x:0:\nsftponly:x:1200:uploader\n"
+
+
+@pytest.mark.parametrize("shadow, fails", [
+    ("uploader:$y$j9T$salt$hash:19000:0:99999:7:::\n", True),
+    ("uploader:!$y$j9T$salt$hash:19000:0:99999:7:::\n", False),  # locked: sshd refuses it
+    ("uploader:*:19000:0:99999:7:::\n", False),  # no password to guess
+])
+def test_01_sftp_only_nologin_account_with_a_password(shadow: str, fails: bool) -> None:
+    b = bundle({MAIN: SFTP_CONFIG, "/etc/shadow": shadow}, passwd=SFTP_PASSWD, group=SFTP_GROUP)
+    r = judge(ssh_password_login, b)
+    if not fails:
+        assert statuses(r) == ["pass"], r.findings
+        return
+    assert statuses(r) == ["fail"]
+    assert r.summary == (
+        f"Match Group sftponly ({MAIN}:3) turns on password login for uploader: PasswordAuthentication yes in "
+        f"{MAIN}:4 — the only affected accounts are SFTP-only (ForceCommand internal-sftp, no login shell): "
+        "sshd still accepts their passwords, so they can be guessed and give access to their files"
+    )
+
+
+def test_01_nologin_account_with_a_password_without_forcecommand() -> None:
+    config = ("PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+              "Match User svc\n  PasswordAuthentication yes\n")
+    passwd = PASSWD + "svc:x:1300:1300::/var/lib/svc:/bin/false\n"
+    b = bundle({MAIN: config, "/etc/shadow": "svc:$6$salt$hash:19000:0:99999:7:::\n"}, passwd=passwd)
+    r = judge(ssh_password_login, b)
+    assert statuses(r) == ["fail"]
+    assert r.summary.endswith("— the only affected accounts have no login shell (nologin/false): sshd still "
+                              "checks their passwords, so they can be guessed")

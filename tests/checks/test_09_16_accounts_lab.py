@@ -93,6 +93,15 @@ def test_extra_uid0_account_fails(lab_root: Path) -> None:
     assert ev["source"] == f"/etc/passwd:{_line_of(lab_root / 'etc/passwd', 'toor:')}"
     assert "password=hash (yescrypt)" in ev["detail"] or "password=hash (sha512crypt)" in ev["detail"]
     assert "Lab-only" not in json.dumps(checks) and "$y$" not in json.dumps(checks)
+    # 16 too: the root's own getpwnam says toor is UID 0, the most extreme extra permission there is.
+    uid = lab.run(["chroot", str(lab_root), "id", "-u", "toor"], timeout=30, text=True, env={**lab.HOST_ENV})
+    assert uid.stdout.strip() == "0"
+    c16 = checks["16"]
+    assert c16["status"] == "fail"
+    assert c16["summary"].startswith("account toor has UID 0: it holds every permission root has")
+    fail16 = next(f for f in c16["findings"] if f["status"] == "fail")
+    assert fail16["evidence"][0]["source"] == ev["source"]
+    assert not any(f["message"].startswith("no account other than root") for f in c16["findings"])
 
 
 def test_empty_password_fails(lab_root: Path) -> None:

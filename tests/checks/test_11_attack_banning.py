@@ -11,7 +11,7 @@ from nectar_audit.catalog import all_needs
 from nectar_audit.checks import attack_banning
 from nectar_audit.evidence.bundle import Bundle, CommandRecord, StatRecord
 from nectar_audit.facts import Facts
-from nectar_audit.facts.ssh.fail2ban import FAILED_COMMAND, LIBWRAP_COMMAND, STATUS_COMMAND
+from nectar_audit.facts.ssh.fail2ban import F2B_LOG_COMMAND, FAILED_COMMAND, LIBWRAP_COMMAND, STATUS_COMMAND
 from nectar_audit.model import Finding, Status, worst
 from tests import SAMPLES
 
@@ -369,3 +369,78 @@ def test_garbage_config_never_crashes(jail_local: str, filt: str, status_out: st
     )
     findings = attack_banning.run(Facts(b))
     assert findings and all(f.message for f in findings)
+
+
+# -- whether the ban actions can ban at all -----------------------------------------------------------
+TOOLS_NFT_ONLY = ("/usr/bin/sh", "/usr/sbin/nft")
+F2B_LOG_LINES = (
+    "2025-01-03 11:00:01,100 fail2ban.utils [88]: ERROR 7f3c -- stderr: '/bin/sh: 1: iptables: not found'\n"
+    "2025-01-03 11:00:01,100 fail2ban.utils [88]: ERROR 7f3c -- returned 127\n"
+    "2025-01-03 11:00:01,101 fail2ban.actions [88]: ERROR Failed to execute ban jail 'sshd' action "
+    "'iptables-multiport' info 'ActionInfo({'ip': '192.0.2.50'})': Error starting action Jail('sshd')/"
+    "iptables-multiport\n"
+)
+
+
+def _with_tools(*tools: str, **kw: object) -> Bundle:
+    stats = ("/usr/sbin/sshd", "/usr/bin/fail2ban-server", "/lib/systemd/system/ssh.service", *tools)
+    return make_bundle(stats=stats, **kw)  # type: ignore[arg-type]
+
+
+def test_iptables_action_on_a_host_without_iptables_fails_and_cites_fail2bans_log() -> None:
+    b = _with_tools(*TOOLS_NFT_ONLY, commands={STATUS_COMMAND: STATUS_OK, F2B_LOG_COMMAND: F2B_LOG_LINES},
+                    extra={"/var/log/auth.log": ""})
+    status, findings = run(b)
+    assert status is Status.FAIL
+    fail = next(f for f in findings if f.status is Status.FAIL)
+    assert fail.message == (
+        "fail2ban jail sshd bans with iptables-multiport, whose commands run iptables, which is not installed "
+        "here: every ban fails (command not found); fail2ban's log records it (1 failed action(s) since it "
+        "started)")
+    sources = [e.source for e in fail.evidence]
+    assert "/etc/fail2ban/action.d/iptables.conf:48" in sources and "/var/log/fail2ban.log" in sources
+    assert "banaction = nftables-multiport" in (fail.remediation or "")
+    # Offline the programs decide alone.
+    status, findings = run(_with_tools(*TOOLS_NFT_ONLY, live=False))
+    assert status is Status.FAIL and "iptables, which is not installed" in findings[0].message
+
+
+def test_nftables_action_with_nft_installed_passes() -> None:
+    b = _with_tools(*TOOLS_NFT_ONLY, commands={STATUS_COMMAND: STATUS_OK},
+                    extra={"/etc/fail2ban/jail.local": "[DEFAULT]\nbanaction = nftables-multiport\n"})
+    status, findings = run(b)
+    assert status is Status.PASS, messages(findings)
+    assert findings[0].message.startswith("fail2ban protects sshd: jail sshd (active, bans with nftables-multiport)")
+
+
+def test_tools_not_looked_for_are_not_judged() -> None:
+    # Evidence without the PATH's stat (saved by an older version): no claim either way.
+    status, _ = run(make_bundle(commands={STATUS_COMMAND: STATUS_OK}))
+    assert status is Status.PASS
+
+
+def test_ufw_action_with_ufw_disabled_and_firewalld_action_without_firewalld() -> None:
+    ufw = _with_tools("/usr/bin/sh", "/usr/sbin/ufw", "/usr/sbin/iptables", commands={STATUS_COMMAND: STATUS_OK},
+                      extra={"/etc/fail2ban/jail.local": "[DEFAULT]\nbanaction = ufw\n",
+                             "/etc/ufw/ufw.conf": "ENABLED=no\nLOGLEVEL=low\n"})
+    status, findings = run(ufw)
+    assert status is Status.FAIL
+    assert messages(findings, Status.FAIL)[0].startswith(
+        "fail2ban jail sshd bans with ufw, but ufw is not enabled (/etc/ufw/ufw.conf: ENABLED=no)")
+    fwd = _with_tools("/usr/bin/sh", "/usr/bin/firewall-cmd", commands={STATUS_COMMAND: STATUS_OK},
+                      extra={"/etc/fail2ban/jail.local": "[DEFAULT]\nbanaction = firewallcmd-rich-rules\n"})
+    status, findings = run(fwd)
+    assert status is Status.FAIL
+    assert messages(findings, Status.FAIL)[0] == (
+        "fail2ban jail sshd bans with firewallcmd-rich-rules, but firewalld does not run: firewall-cmd fails "
+        "and no address is banned")
+
+
+def test_one_working_ban_action_of_several_is_enough() -> None:
+    both = "[DEFAULT]\naction = iptables-multiport[port=ssh]\n         nftables-multiport[port=ssh]\n"
+    status, findings = run(_with_tools(*TOOLS_NFT_ONLY, commands={STATUS_COMMAND: STATUS_OK},
+                                       extra={"/etc/fail2ban/jail.local": both}))
+    assert status is Status.WARN, messages(findings)
+    assert findings[0].message.startswith(
+        "fail2ban protects sshd: jail sshd (active, bans with iptables-multiport, nftables-multiport)")
+    assert messages(findings, Status.WARN)[0].startswith("fail2ban jail sshd bans with iptables-multiport, whose")

@@ -156,3 +156,73 @@ def test_live_fail2ban_server_answers(host: lab.ChrootHost) -> None:
     assert c["summary"].startswith(
         "fail2ban jail sshd blocks port ssh (/etc/fail2ban/jail.conf:280), but sshd listens on 2222"
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# A fail2ban that cannot ban: Debian's default banaction on a host with only nftables installed
+# --------------------------------------------------------------------------------------------------
+BANNED = "192.0.2.50"
+
+
+def _remove_iptables(root: Path) -> None:
+    """The root's own dpkg removes iptables (ufw depends on it: forced), leaving nft."""
+    lab.run(["chroot", str(root), "dpkg", "--remove", "--force-depends", "iptables"], timeout=120,
+            env={**lab.HOST_ENV})
+    assert not (root / "usr/sbin/iptables").exists() and (root / "usr/sbin/nft").exists()
+
+
+def _ban(h: lab.ChrootHost) -> str:
+    """fail2ban bans an address in jail sshd; returns what nft then holds (the kernel's own answer)."""
+    h.path("/var/log/auth.log").touch()
+    h.start(["rsyslogd", "-n"])  # what writes auth.log, which the jail reads
+    server = h.start(["fail2ban-server", "-f", "-x"])
+    lab.wait_until(lambda: h.exec(["fail2ban-client", "status", "sshd"], timeout=10).returncode == 0, 30,
+                   "fail2ban's sshd jail")
+    res = h.exec(["fail2ban-client", "set", "sshd", "banip", BANNED], timeout=30, text=True)
+    assert res.returncode == 0, (res.stdout, res.stderr, h.log(server))
+    lab.wait_until(lambda: "banip" in h.path("/var/log/fail2ban.log").read_text() or
+                   BANNED in h.path("/var/log/fail2ban.log").read_text(), 10, "fail2ban to log the ban")
+    return str(h.exec(["nft", "list", "ruleset"], timeout=30, text=True).stdout)
+
+
+def test_ban_action_without_its_program_fails_offline_and_live(lab_root: Path) -> None:
+    lab.require_netns()
+    _remove_iptables(lab_root)
+    (lab_root / "etc/fail2ban/fail2ban.local").write_text("[Definition]\ndbfile = :memory:\n")
+    _, doc = cli_scan(lab_root, "11")
+    c = check(doc, "Check-Security-11")
+    assert c["status"] == "fail"
+    assert c["summary"] == ("fail2ban jail sshd bans with iptables-multiport, whose commands run iptables, which "
+                            "is not installed here: every ban fails (command not found)")
+    fail = c["findings"][0]
+    assert "banaction = nftables-multiport" in fail["remediation"]
+    assert any(e["detail"].startswith("not found; ban programs present:") and "nft (/usr/sbin/nft)" in e["detail"]
+               for e in fail["evidence"])
+    with lab.chroot_host(lab_root, hostname="f2b-noipt") as h:
+        ruleset = _ban(h)
+        log = h.path("/var/log/fail2ban.log").read_text()
+        c = live_audit(h, "Check-Security-11")
+    # fail2ban and the kernel decide: the ban failed (fail2ban's log), nothing blocks the address (nft).
+    assert "Failed to execute ban jail 'sshd' action 'iptables-multiport'" in log, log
+    assert BANNED not in ruleset, ruleset
+    assert c["status"] == "fail", c
+    assert c["summary"].startswith("fail2ban jail sshd bans with iptables-multiport, whose commands run iptables")
+    assert "fail2ban's log records it" in c["summary"]
+    assert any(e["source"] == "/var/log/fail2ban.log" and "Failed to execute ban jail 'sshd'" in e["detail"]
+               for e in c["findings"][0]["evidence"]), c["findings"][0]
+
+
+def test_nftables_ban_action_bans_and_passes(lab_root: Path) -> None:
+    lab.require_netns()
+    _remove_iptables(lab_root)
+    (lab_root / "etc/fail2ban/fail2ban.local").write_text("[Definition]\ndbfile = :memory:\n")
+    (lab_root / "etc/fail2ban/jail.local").write_text(
+        "[DEFAULT]\nbanaction = nftables-multiport\nbanaction_allports = nftables-allports\n")
+    with lab.chroot_host(lab_root, hostname="f2b-nft") as h:
+        ruleset = _ban(h)
+        log = h.path("/var/log/fail2ban.log").read_text()
+        c = live_audit(h, "Check-Security-11")
+    assert BANNED in ruleset and "Failed to execute" not in log, (ruleset, log)
+    assert c["status"] == "pass", c
+    assert c["summary"] == ("fail2ban protects sshd: jail sshd (active, bans with nftables-multiport) "
+                            "(0 failed SSH logins in the last 7 days)")

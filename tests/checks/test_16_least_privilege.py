@@ -444,3 +444,14 @@ def test_sudo_rights_fact_resolves_groups_from_accounts() -> None:
     rights = Facts(ubuntu_bundle()).get(sudo_rights)
     assert [g.principal for g in rights.nopasswd_all] == ["ubuntu"]
     assert rights.grant_for("root") is not None
+
+
+def test_16_second_uid0_account_fails_with_its_passwd_line() -> None:
+    passwd = sample("passwd.ubuntu2204") + "toor:x:0:0::/root:/bin/bash\n"
+    res = check16(ubuntu_bundle({"/etc/passwd": passwd}))
+    assert res.status is Status.FAIL
+    fail = next(f for f in res.findings if f.status is Status.FAIL)
+    assert fail.message.startswith("account toor has UID 0: it holds every permission root has")
+    line = len(passwd.splitlines())
+    assert fail.evidence[0].source == f"/etc/passwd:{line}"
+    assert "usermod -L" in (fail.remediation or "")

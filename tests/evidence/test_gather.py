@@ -320,3 +320,14 @@ def test_a_search_with_hundreds_of_hits_reads_every_one(tmp_path: Path) -> None:
         kept = b.text(str(home / name / ".ssh" / "id_ed25519"))
         assert kept == f"{name}\n-----BEGIN OPENSSH PRIVATE KEY-----\n<redacted>\n"
     assert not b.errors
+
+
+def test_follows_merge_once_and_refuse_conflicts() -> None:
+    from nectar_audit.evidence import Follow, merge
+
+    a = Follow("inc", ("/etc/a",), ("@include",))
+    assert merge([Needs(follows=(a,)), Needs(follows=(a,))]).follows == (a,)
+    with pytest.raises(ValueError, match="include-following 'inc' differently"):
+        merge([Needs(follows=(a,)), Needs(follows=(Follow("inc", ("/etc/b",), ("@include",)),))])
+    with pytest.raises(ValueError, match="share the name"):
+        merge([Needs(follows=(a,)), Needs(searches=(Search("inc", ("/home",), "x"),))])

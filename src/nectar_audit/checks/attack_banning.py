@@ -9,7 +9,11 @@ from nectar_audit.checks.base import Check, for_family
 from nectar_audit.facts import Facts
 from nectar_audit.facts import ssh as ssh_facts
 from nectar_audit.facts.ssh import (
+    F2B_LOG,
     LOG_FILES,
+    TOOL_DIRS,
+    UFW_CONF,
+    ActionRef,
     Banning,
     Fail2ban,
     Jail,
@@ -95,6 +99,13 @@ def _jail_problems(facts: Facts, ban: Banning, jail: Jail, status: JailStatus | 
             )
         )
         return out
+    per_action = {a.name: _action_problems(facts, ban, jail, a) for a in actions}
+    # fail2ban runs every action of a jail: one that bans is enough, the broken others are doubts.
+    banning_one = any(not any(p.hard for p in probs) for probs in per_action.values())
+    for probs in per_action.values():
+        for p in probs:
+            p.hard = p.hard and not banning_one
+            out.append(p)
     for a in actions:
         if a.name == "hostsdeny" and ban.libwrap is not True:
             hard = ban.libwrap is False
@@ -136,6 +147,61 @@ def _jail_problems(facts: Facts, ban: Banning, jail: Jail, status: JailStatus | 
                     )
                 )
     out.extend(_log_problems(facts, ban, jail, status))
+    return out
+
+
+def _action_problems(facts: Facts, ban: Banning, jail: Jail, action: ActionRef) -> list[Problem]:
+    """Whether the commands a ban action runs can ban here: their programs exist, the firewall they
+    talk to filters traffic, and (live) fail2ban's own log records no failure of them."""
+    f2b = ban.fail2ban
+    cmds = f2b.commands(jail, action)
+    key = "action" if jail.action else "banaction"
+    ev = [_jail_ev(jail, key)]
+    if cmds.found and cmds.lines:
+        ev.append(Evidence(cmds.source, f"{action.name} runs: " + " | ".join(cmds.lines[:4])[:400]))
+    logged = f2b.failed_actions(jail.name, action.name)
+    log_ev = [Evidence(F2B_LOG, line) for line in logged[-3:]]
+    out: list[Problem] = []
+    missing = [p for p in cmds.programs if f2b.tools is not None and p not in f2b.tools]
+    if missing:
+        found = ", ".join(f"{p} ({w})" for p, w in sorted((f2b.tools or {}).items()) if p != "sh") or "none"
+        nft = f2b.tools is not None and "nft" in f2b.tools
+        out.append(Problem(
+            f"fail2ban jail {jail.name} bans with {action.name}, whose commands run {', '.join(missing)}, which "
+            f"is not installed here: every ban fails (command not found)"
+            + (f"; fail2ban's log records it ({len(logged)} failed action(s) since it started)" if logged else ""),
+            [*ev, Evidence("stat " + " ".join(f"{d}/{missing[0]}" for d in TOOL_DIRS),
+                           f"not found; ban programs present: {found}"), *log_ev],
+            ("Ban through nftables, which is installed: add `banaction = nftables-multiport` and "
+             "`banaction_allports = nftables-allports` to the [DEFAULT] section of /etc/fail2ban/jail.local, "
+             "then systemctl restart fail2ban") if nft and "nft" not in missing else
+            f"Install {', '.join(missing)} or choose a banaction whose firewall tool is installed, then "
+            "systemctl restart fail2ban",
+        ))
+        return out
+    if "ufw" in cmds.programs and f2b.ufw_enabled is False:
+        out.append(Problem(
+            f"fail2ban jail {jail.name} bans with {action.name}, but ufw is not enabled ({UFW_CONF}: "
+            "ENABLED=no): the deny rules it adds are never applied",
+            [*ev, Evidence(UFW_CONF, "ENABLED=no"), *log_ev],
+            "ufw enable (after allowing ssh: ufw allow OpenSSH), or use banaction = nftables-multiport",
+        ))
+    if "firewall-cmd" in cmds.programs and f2b.firewalld_up is False:
+        state = "does not run" if facts.bundle.live else "is not enabled at boot"
+        out.append(Problem(
+            f"fail2ban jail {jail.name} bans with {action.name}, but firewalld {state}: firewall-cmd fails "
+            "and no address is banned",
+            [*ev, Evidence("firewalld", state), *log_ev],
+            "systemctl enable --now firewalld, or use a banaction for the firewall in use "
+            "(nftables-multiport)",
+        ))
+    if logged and not out:
+        out.append(Problem(
+            f"fail2ban's own log says jail {jail.name} could not run its action {action.name} "
+            f"({len(logged)} failure(s) since fail2ban started): its bans do not take effect",
+            [*ev, *log_ev],
+            f"Read {F2B_LOG} for the failing command, fix the banaction, then systemctl restart fail2ban",
+        ))
     return out
 
 
@@ -512,7 +578,10 @@ CHECK = Check(
         "`jail.d/*.local`, [INCLUDES], .local over .conf, [DEFAULT], %(interpolation)s; Debian's "
         "defaults-debian.conf) and, when it runs and root can ask, `fail2ban-client status`, which wins. A "
         "jail for sshd protects only if it bans (hostsdeny needs an sshd linked with libwrap, absent on RHEL "
-        "8+), covers every port sshd listens on, and reads a log sshd writes (an existing log file written "
+        "8+), its actions can run (actionstart/actionban of action.d with fail2ban's precedence, [Init] and "
+        "<tag> resolution: their iptables/nft/ipset/firewall-cmd/ufw must exist on the host, ufw must be "
+        "enabled and firewalld running; live, fail2ban.log's failed actions since it started are cited), "
+        "covers every port sshd listens on, and reads a log sshd writes (an existing log file written "
         "by a syslog daemon, or the journal with a matching journalmatch; OpenSSH 9.8+ logs as "
         "sshd-session). "
         "Shows the failed SSH logins of the last 7 days from auth.log/secure or the journal."

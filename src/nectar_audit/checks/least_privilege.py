@@ -35,6 +35,7 @@ INFO_GROUPS = {
     "systemd-journal": "can read the whole journal",
 }
 SUDO_GROUPS = ("sudo", "wheel", "admin")
+NOLOGIN = {"debian": "/usr/sbin/nologin", "rhel": "/sbin/nologin", "fedora": "/usr/sbin/nologin"}
 # Commands that are a root shell as such (no escape needed).
 DIRECT_SHELLS = re.compile(
     r"(^|/)(sh|bash|dash|zsh|ksh|mksh|csh|tcsh|fish|su|sudo|doas|env|busybox)(\s|$)|\*"
@@ -190,12 +191,36 @@ def _sudo_findings(facts: Facts, accts: Accounts | None, rights: SudoRights) -> 
                 [e for g in with_password for e in _grant_ev(g)],
             )
         )
-    elif not any(f.status in (Status.FAIL, Status.WARN) for f in out):
+    elif not any(f.status in (Status.FAIL, Status.WARN) for f in out) and not _other_uid0(accts):
         out.append(
             Finding(
                 Status.PASS,
                 "no account other than root can run every command through sudo",
                 [Evidence(", ".join(policy.files) or SUDOERS, "parsed")],
+            )
+        )
+    return out
+
+
+def _other_uid0(accts: Accounts | None) -> bool:
+    return accts is not None and any(a.uid == 0 and a.name != "root" for a in accts.users)
+
+
+def _uid0_findings(facts: Facts, accts: Accounts) -> list[Finding]:
+    """An account other than root with UID 0: every permission there is, without sudo or a log."""
+    out: list[Finding] = []
+    for acct in accts.users:
+        if acct.uid != 0 or acct.name == "root":
+            continue
+        out.append(
+            Finding(
+                Status.FAIL,
+                f"account {acct.name} has UID 0: it holds every permission root has, the most extreme "
+                "extra permission there is (no sudo rule, password prompt or log stands in the way)",
+                [Evidence(f"/etc/passwd:{acct.line}",
+                          f"{acct.name}:x:{acct.uid}:{acct.gid}:{acct.gecos}:{acct.home}:{acct.shell}")],
+                f"usermod -L -e 1 -s {for_family(facts, NOLOGIN) or '/usr/sbin/nologin'} {acct.name}, then "
+                "delete its lines with `vipw` and `vipw -s`",
             )
         )
     return out
@@ -464,6 +489,7 @@ def run(facts: Facts) -> list[Finding]:
         else:
             findings.extend(_sudo_findings(facts, accts, rights))
     if accts is not None:
+        findings.extend(_uid0_findings(facts, accts))
         findings.extend(_group_findings(facts, accts))
     findings.extend(_mode_findings(facts, accts, rights))
     return findings
@@ -482,9 +508,10 @@ CHECK = Check(
         "home directories turn one stolen login into the whole machine."
     ),
     how=(
-        "Parses /etc/sudoers and every file it includes (#include/@include, #includedir/@includedir, "
-        "relative paths, aliases, %group/%#gid/#uid, negation, tags, Defaults !authenticate) and resolves "
-        "who "
+        "An account other than root with UID 0 fails. "
+        "Parses /etc/sudoers and every file it includes, at whatever path (#include/@include, "
+        "#includedir/@includedir, relative paths, %h; followed by the gatherer itself, live and offline), "
+        "aliases, %group/%#gid/#uid, negation, tags, Defaults !authenticate) and resolves who "
         "can run ALL as root, and whether without a password, using the account and group lists. "
         "NOPASSWD:ALL "
         "for the cloud image's default user is the platform default (warn); for anyone else it fails, as "

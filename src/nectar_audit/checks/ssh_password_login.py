@@ -1,6 +1,7 @@
 """Check-Security-01: is SSH password login disabled?
 
-Judged per login-capable account (and an account created later) and per connection situation that a
+Judged per account sshd may let in (a session shell, or a usable password: sshd authenticates nologin and
+SFTP-only accounts whatever their shell), and an account created later, and per connection situation that a
 Match block or an Allow/DenyUsers entry singles out, from real ``sshd -T`` where it answered, else from
 the configuration parsed with sshd's own rules. Password login means PasswordAuthentication, or
 keyboard-interactive authentication through PAM (which asks for the same password).
@@ -216,12 +217,15 @@ def analyse(cfg: SshdConfig) -> Analysis:
         for ctx in cfg.contexts(rep):
             settings = cfg.effective_settings(ctx=ctx)
             alone, after = password_alone(auth_chains(settings))
-            for kind, setting, extra in password_paths(settings, ctx):
+            paths = password_paths(settings, ctx)
+            for kind, setting, extra in paths:
                 target = causes if alone else second if after else None
                 if target is not None:
                     target.setdefault(_key(kind, setting), Cause(kind, setting, extra)).add(names, ctx)
+            # sshd applies PermitEmptyPasswords only through password and keyboard-interactive
+            # authentication (auth-passwd.c, auth2-none.c): with both off an empty password never logs in.
             empty = settings["permitemptypasswords"]
-            if empty.value == "yes" and access_denied(settings, ctx) is None:
+            if empty.value == "yes" and paths and alone:
                 causes.setdefault(_key("empty", empty), Cause("empty", empty)).add(names, ctx)
     order = {u: i for i, u in enumerate(users)}
     for cause in [*causes.values(), *second.values()]:
@@ -253,6 +257,21 @@ def _message(cause: Cause) -> str:
     if s.block is not None:
         return f"{s.block.text} ({s.block.where}) turns on {subject} for {who}: {detail}"
     return f"{what} (affects {who})"
+
+
+def _no_shell_note(cfg: SshdConfig, cause: Cause) -> str:
+    """What to say when every affected account lacks a login shell: sshd checks their passwords all the same."""
+    if not cause.users or any(cfg.session_shell(u) for u in cause.users):
+        return ""
+    forced = set()
+    for ctx in cause.contexts:
+        fc = cfg.effective_settings(ctx=ctx).get("forcecommand")
+        forced.add(fc.value.split()[0] if fc is not None and fc.value.split() else "none")
+    if forced and all(v == "internal-sftp" or v.endswith("/sftp-server") for v in forced):
+        return (" — the only affected accounts are SFTP-only (ForceCommand internal-sftp, no login shell): "
+                "sshd still accepts their passwords, so they can be guessed and give access to their files")
+    return (" — the only affected accounts have no login shell (nologin/false): sshd still checks their "
+            "passwords, so they can be guessed")
 
 
 def _remediation(facts: Facts, cfg: SshdConfig, cause: Cause) -> str:
@@ -287,7 +306,7 @@ def run(facts: Facts) -> list[Finding]:
     findings: list[Finding] = []
     for cause in result.causes.values():
         status = Status.FAIL
-        message = _message(cause)
+        message = _message(cause) + _no_shell_note(cfg, cause)
         if cause.kind != "empty" and cause.trusted_only(nets):
             status = Status.WARN
             message += " — only from loopback or the trusted networks"
@@ -378,13 +397,15 @@ CHECK = Check(
     needs=host_facts.NEEDS | net_facts.NEEDS | ssh_facts.NEEDS,
     why="Passwords can be guessed: every SSH server on the internet sees thousands of password guesses a "
     "week. With key-only login a guessed password is useless.",
-    how="For root, every account with a login shell and an account created later, and for every "
+    how="For root, every account with a login shell, every account without one (nologin, false: SFTP-only "
+    "accounts) that has a usable password, and an account created later, and for every "
     "address, host name or port a Match block or AllowUsers entry singles out, the effective sshd "
     "settings are computed: live and as root with sshd -T -C user=…,host=…,addr=…, otherwise by "
     "parsing /etc/ssh/sshd_config and its Includes with sshd's rules (first value wins, Match "
     "blocks override, compiled-in default PasswordAuthentication yes). Password login is "
     "PasswordAuthentication yes, or KbdInteractiveAuthentication (ChallengeResponseAuthentication) "
-    "yes with UsePAM yes. PermitEmptyPasswords yes fails too. A Match block that allows passwords only "
+    "yes with UsePAM yes. PermitEmptyPasswords yes fails too where one of those methods is on (sshd "
+    "applies it only through them). A Match block that allows passwords only "
     "from loopback or the configured trusted networks warns.",
     fix={
         "debian": "printf 'PasswordAuthentication no\\nKbdInteractiveAuthentication no\\n' | "

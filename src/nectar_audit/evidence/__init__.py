@@ -14,7 +14,7 @@ from nectar_audit.evidence.bundle import (
     StatRecord,
     save_bundle,
 )
-from nectar_audit.evidence.needs import Needs, Search, merge
+from nectar_audit.evidence.needs import Follow, Needs, Search, merge
 from nectar_audit.evidence.redact import redact, redact_args
 from nectar_audit.evidence.sanitize import Sanitizer, sanitize
 from nectar_audit.evidence.script import STAT_FORMAT, build_script, new_boundary
@@ -28,6 +28,7 @@ __all__ = [
     "CommandRecord",
     "EvidenceError",
     "FileRecord",
+    "Follow",
     "Needs",
     "Sanitizer",
     "Search",

@@ -122,6 +122,7 @@ class Bundle:
     def for_needs(cls, target: str, kind: str, live: bool, needs: Needs, **kw: Any) -> Bundle:
         """An empty bundle that will sanitize what it is fed as ``needs`` asks."""
         search_sanitizers = {s.name: s.sanitizer for s in needs.searches if s.sanitizer}
+        search_sanitizers.update({f.name: f.sanitizer for f in needs.follows if f.sanitizer})
         return cls(target=target, kind=kind, live=live, sanitizers=needs.sanitize,
                    search_sanitizers=search_sanitizers, command_sanitizers=needs.command_sanitize, **kw)
 

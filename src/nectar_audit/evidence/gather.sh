@@ -123,3 +123,67 @@ read_search_hits() {
       head -c "$MAX_FILE_BYTES" -- "$p" 2>/dev/null; printf "\n%s E %s\n" "$BOUNDARY" "$?"
     done' sh <"$SCRATCH/x$1"
 }
+
+# Files named by include directives (sudoers' @include, #includedir), found level by level from the
+# files given: $1 the number of this following, $2 the depth limit, $3 the cap on files, $4 an ERE of
+# the directive lines, then the files to start from. follow_kind_$1 tells a directive naming a file
+# (status 1) from one naming a directory (2); follow_skip_$1 the directory entries never read. The
+# files found, NUL-terminated, go to $SCRATCH/xf$1, which read_search_hits then reads.
+follow_includes() {
+  fo_n=$1 fo_depth=$2 fo_max=$3 fo_re=$4; shift 4
+  fo_host=$(uname -n 2>/dev/null); fo_host=${fo_host%%.*}
+  fo_out="$SCRATCH/xf$fo_n" fo_level="$SCRATCH/fl$fo_n" fo_next="$SCRATCH/fn$fo_n"
+  : >"$fo_out"
+  printf '%s\n' "$@" >"$fo_level"
+  fo_seen='
+'
+  fo_count=0 fo_d=0
+  while [ -s "$fo_level" ] && [ "$fo_d" -le "$fo_depth" ]; do
+    : >"$fo_next"
+    while IFS= read -r fo_p; do
+      case $fo_seen in *"
+$fo_p
+"*) continue ;; esac
+      fo_seen="$fo_seen$fo_p
+"
+      [ -f "$fo_p" ] || continue
+      fo_count=$((fo_count+1))
+      [ "$fo_count" -le "$fo_max" ] || break 2
+      printf '%s\0' "$fo_p" >>"$fo_out"
+      [ -r "$fo_p" ] || continue
+      grep -E -e "$fo_re" -- "$fo_p" 2>/dev/null | follow_line "$fo_n" "${fo_p%/*}" "$fo_host" >>"$fo_next"
+    done <"$fo_level"
+    mv -f "$fo_next" "$fo_level"
+    fo_d=$((fo_d+1))
+  done
+}
+
+# The paths the include lines on stdin name ($1 the following, $2 the including file's directory, $3
+# the short host name): quotes and backslash escapes removed, %h expanded, relative paths made absolute.
+# A name with a newline is never listed (it would read as two paths).
+follow_line() {
+  while IFS= read -r fl_l; do
+    fl_l=${fl_l#"${fl_l%%[![:space:]]*}"}
+    fl_kw=${fl_l%%[[:space:]]*}
+    fl_a=${fl_l#"$fl_kw"}
+    fl_a=${fl_a#"${fl_a%%[![:space:]]*}"}
+    fl_a=${fl_a%"${fl_a##*[![:space:]]}"}
+    case $fl_a in \"*\") fl_a=${fl_a#\"}; fl_a=${fl_a%\"} ;; esac
+    case $fl_a in *\\*) fl_a=$(printf '%s\n' "$fl_a" | sed 's/\\\(.\)/\1/g') ;; esac
+    while :; do
+      case $fl_a in *%h*) fl_a="${fl_a%%"%h"*}$3${fl_a#*"%h"}" ;; *) break ;; esac
+    done
+    case $fl_a in '') continue ;; /*) ;; *) fl_a="$2/$fl_a" ;; esac
+    "follow_kind_$1" "$fl_kw"
+    case $? in
+      1) printf '%s\n' "$fl_a" ;;
+      2) for fl_f in "$fl_a"/*; do
+           [ -f "$fl_f" ] || continue
+           case ${fl_f##*/} in *"
+"*) continue ;; esac
+           "follow_skip_$1" "${fl_f##*/}" && continue
+           printf '%s\n' "$fl_f"
+         done ;;
+    esac
+  done
+}

@@ -30,6 +30,32 @@ class Search:
 
 
 @dataclass(frozen=True)
+class Follow:
+    """Files named by the include directives of other files, found and read in the same pass.
+
+    From ``roots``, every line ``DIRECTIVE PATH`` (leading blanks allowed) whose directive is one of
+    ``file_directives`` names a file, one of ``dir_directives`` a directory whose regular files are read
+    in name order, except names matching a ``dir_skip`` pattern (fnmatch). PATH may be double-quoted,
+    a backslash escapes the next character, ``%h`` is the host's short name and a relative PATH is
+    relative to the including file's directory (sudoers(5)'s rules). Included files are followed in
+    turn, ``max_depth`` levels deep and ``max_files`` files at most; a file seen once is not read again.
+    What was found is recorded like a search's hits, under ``name`` (files that are not there are not
+    listed: the fact reading them tells an absent include from one never looked for).
+    """
+
+    name: str
+    roots: tuple[str, ...]
+    file_directives: tuple[str, ...]
+    dir_directives: tuple[str, ...] = ()
+    dir_skip: tuple[str, ...] = ()
+    max_depth: int = 128
+    max_files: int = 512
+    # Applied to every file found, the roots included, in place of a path's own sanitizer (as for a
+    # search's hits): an include may name any file, so it must withhold whatever secret one could hold.
+    sanitizer: Sanitizer | None = None
+
+
+@dataclass(frozen=True)
 class Needs:
     # Shell glob patterns whose matching regular files are captured with their content.
     files: tuple[str, ...] = ()
@@ -49,6 +75,7 @@ class Needs:
     prefilter: Mapping[str, str] = field(default_factory=dict)
     # command name -> the function that reduces its output as it is ingested (after the general redaction).
     command_sanitize: Mapping[str, Sanitizer] = field(default_factory=dict)
+    follows: tuple[Follow, ...] = ()
 
     def __or__(self, other: Needs) -> Needs:
         return merge([self, other])
@@ -64,7 +91,12 @@ def merge(parts: Iterable[Needs]) -> Needs:
     sanitize: dict[str, Sanitizer] = {}
     prefilter: dict[str, str] = {}
     command_sanitize: dict[str, Sanitizer] = {}
+    follows: dict[str, Follow] = {}
     for part in parts:
+        for follow in part.follows:
+            if follows.get(follow.name, follow) != follow:
+                raise ValueError(f"two fact modules define the include-following {follow.name!r} differently")
+            follows[follow.name] = follow
         files.update(dict.fromkeys(part.files))
         offline.update(dict.fromkeys(part.offline_files))
         stats.update(dict.fromkeys(part.stats))
@@ -88,6 +120,9 @@ def merge(parts: Iterable[Needs]) -> Needs:
             if prefilter.get(pattern, expr) != expr:
                 raise ValueError(f"two fact modules prefilter {pattern!r} differently")
             prefilter[pattern] = expr
+    clash = set(follows) & set(searches)
+    if clash:
+        raise ValueError(f"a search and an include-following share the name {sorted(clash)}")
     unknown = set(prefilter) - set(files)
     if unknown:
         raise ValueError(f"prefilter for patterns that are not gathered files: {sorted(unknown)}")
@@ -100,4 +135,5 @@ def merge(parts: Iterable[Needs]) -> Needs:
         sanitize=sanitize,
         prefilter=prefilter,
         command_sanitize=command_sanitize,
+        follows=tuple(follows.values()),
     )

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from importlib import resources
 
 from nectar_audit.evidence.bundle import MAX_FILE_BYTES
-from nectar_audit.evidence.needs import Needs
+from nectar_audit.evidence.needs import Follow, Needs
 
 STAT_COMMAND = "__stat__"
 READ_ERRORS = "__read_errors__"
@@ -57,6 +57,8 @@ def _build_body(needs: Needs) -> str:
     for i, (name, snippet) in enumerate(needs.commands.items()):
         lines.append(f"command_{i}() {{\n{snippet}\n}}")
         lines.append(f"run_command {i} command_{i} {shlex.quote(name)} &")
+    for i, follow in enumerate(needs.follows):
+        lines.extend(_follow_calls(i, follow))
     for i, search in enumerate(needs.searches):
         roots = " ".join(shlex.quote(r) for r in search.roots)
         lines.append(
@@ -90,8 +92,38 @@ def _build_body(needs: Needs) -> str:
     lines.append("part_done commands")
     for i, search in enumerate(needs.searches):
         lines.append(f"read_search_hits {i} {shlex.quote(search.name)}")
+    for i, follow in enumerate(needs.follows):
+        lines.append(f"read_search_hits f{i} {shlex.quote(follow.name)}")
     lines.append("part_done searches")
     return "\n".join(lines) + "\n"
+
+
+def _follow_calls(i: int, follow: Follow) -> list[str]:
+    """The two small functions ``follow_includes`` asks (which directive a word is, which directory
+    entries are skipped) and its call, in the background like the searches."""
+    def alternatives(words: Sequence[str]) -> str:
+        return "|".join(shlex.quote(w) for w in words)
+
+    kinds = []
+    if follow.file_directives:
+        kinds.append(f"{alternatives(follow.file_directives)}) return 1;;")
+    if follow.dir_directives:
+        kinds.append(f"{alternatives(follow.dir_directives)}) return 2;;")
+    skip = "|".join(_glob_word(p) for p in follow.dir_skip)
+    words = (*follow.file_directives, *follow.dir_directives)
+    ere = "^[[:space:]]*(" + "|".join(_ere_literal(w) for w in words) + ")[[:space:]]"
+    roots = " ".join(shlex.quote(r) for r in follow.roots)
+    return [
+        f"follow_kind_{i}() {{ case $1 in {' '.join(kinds)} esac; return 0; }}",
+        (f"follow_skip_{i}() {{ case $1 in {skip}) return 0;; esac; return 1; }}" if skip
+         else f"follow_skip_{i}() {{ return 1; }}"),
+        f"follow_includes {i} {follow.max_depth} {follow.max_files} {shlex.quote(ere)} {roots} &",
+    ]
+
+
+def _ere_literal(word: str) -> str:
+    # Only ERE's own special characters: grep 3.8 warns about a "stray \" before any other one.
+    return re.sub(r"([.\[\]()*+?{}|^$\\])", r"\\\1", word)
 
 
 def sharing_patterns(patterns: Sequence[str]) -> list[str]:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
+import posixpath
+import re
 import stat as stat_mod
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from nectar_audit.evidence import Bundle, Needs, Search, StatRecord
+from nectar_audit.evidence import MAX_FILE_BYTES, Bundle, Follow, Needs, Search, StatRecord
 from nectar_audit.targets.base import TargetError
 
 _MAX_LINKS = 40
@@ -96,7 +98,81 @@ class RootFsTarget:
             bundle.add_search_hits(search.name, hits)
             for path in hits:
                 self._read_into(bundle, path)
+        for follow in needs.follows:
+            hits = self._follow(follow)
+            bundle.add_search_hits(follow.name, hits)
+            for path in hits:
+                self._read_into(bundle, path)
         return bundle
+
+    # -- include directives (evidence.Follow: the same rules as gather.sh's follow_includes) ------
+    def _follow(self, follow: Follow) -> list[str]:
+        host = self._short_hostname()
+        directives = {d: 1 for d in follow.file_directives} | {d: 2 for d in follow.dir_directives}
+        found: list[str] = []
+        seen: set[str] = set()
+        level = list(follow.roots)
+        for _depth in range(follow.max_depth + 1):
+            if not level:
+                break
+            nxt: list[str] = []
+            for path in level:
+                if path in seen:
+                    continue
+                seen.add(path)
+                try:
+                    host_path = self.resolve(path)
+                    if not host_path.is_file():
+                        continue
+                except OSError:
+                    continue
+                if len(found) >= follow.max_files:
+                    return found
+                found.append(path)
+                try:
+                    with open(host_path, "rb") as fh:
+                        text = fh.read(MAX_FILE_BYTES).decode("utf-8", "replace")
+                except OSError:
+                    continue
+                for line in text.splitlines():
+                    words = line.strip().split(None, 1)
+                    kind = directives.get(words[0]) if len(words) == 2 else None
+                    if kind is None:
+                        continue
+                    target = _include_path(words[1], posixpath.dirname(path), host)
+                    if target is None:
+                        continue
+                    if kind == 1:
+                        nxt.append(target)
+                    else:
+                        nxt.extend(self._dir_entries(target, follow.dir_skip))
+            level = nxt
+        return found
+
+    def _dir_entries(self, directory: str, skip: tuple[str, ...]) -> list[str]:
+        try:
+            names = sorted(os.listdir(self.resolve(directory)))
+        except OSError:
+            return []
+        out = []
+        for name in names:
+            if "\n" in name or any(fnmatch.fnmatchcase(name, p) for p in skip):
+                continue
+            path = f"{directory.rstrip('/')}/{name}"
+            try:
+                if self.resolve(path).is_file():
+                    out.append(path)
+            except OSError:
+                continue
+        return out
+
+    def _short_hostname(self) -> str:
+        try:
+            with open(self.resolve("/etc/hostname"), "rb") as fh:
+                words = fh.read(256).decode("utf-8", "replace").split()
+        except OSError:
+            return ""
+        return words[0].split(".")[0] if words else ""
 
     def _read_into(self, bundle: Bundle, path: str) -> None:
         try:
@@ -148,6 +224,17 @@ class RootFsTarget:
                         continue
                     rel = os.path.relpath(host, self.root)
                     yield "/" + rel
+
+
+def _include_path(arg: str, directory: str, host: str) -> str | None:
+    """The path an include directive's argument names (quotes, backslash escapes, %h, relative paths)."""
+    arg = arg.strip()
+    if len(arg) >= 2 and arg[0] == arg[-1] == '"':
+        arg = arg[1:-1]
+    arg = re.sub(r"\\(.)", r"\1", arg).replace("%h", host)
+    if not arg:
+        return None
+    return arg if arg.startswith("/") else f"{directory.rstrip('/')}/{arg}"
 
 
 def _same_dev(path: str, dev: int) -> bool:

@@ -217,3 +217,27 @@ def test_config_reader_never_crashes(a: str, b: str) -> None:
     cfg = read_config(files, "/etc/fail2ban/jail")
     for jail in cfg.jails().values():
         _ = (jail.enabled, jail.actions, parse_ports(jail.port), jail.uses_journal)
+
+
+def _action_files() -> dict[str, str]:
+    base = SAMPLES / "debian12-1.0.2"
+    return {f"/etc/fail2ban/{p.relative_to(base)}": p.read_text() for p in base.rglob("*.conf")}
+
+
+def test_action_commands_resolve_includes_init_and_tags() -> None:
+    from nectar_audit.facts.ssh.fail2ban import action_commands, parse_actions, parse_params
+
+    files = _action_files()
+    ref = parse_actions('iptables-multiport[port="ssh,2222", protocol="tcp", chain="INPUT"]')[0]
+    assert parse_params(ref.params) == {"port": "ssh,2222", "protocol": "tcp", "chain": "INPUT"}
+    ipt = action_commands(files, ref, "sshd")
+    assert ipt.found and ipt.programs == ("iptables",)
+    assert ipt.source == "/etc/fail2ban/action.d/iptables.conf:48"
+    assert "iptables -w -I INPUT -p $proto -m multiport --dports ssh,2222 -j f2b-sshd" in "\n".join(ipt.lines)
+    assert ipt.lines[-1] == "iptables -w -I f2b-sshd 1 -s <ip> -j REJECT --reject-with icmp-port-unreachable"
+    nft = action_commands(files, parse_actions("nftables-multiport")[0], "sshd")
+    assert nft.programs == ("nft",) and nft.lines[-1] == "nft add element inet f2b-table addr-set-sshd \\{ <ip> \\}"
+    # A .local overrides the .conf; an unknown action is not found (and not judged).
+    files["/etc/fail2ban/action.d/nftables.local"] = "[Init]\nnftables = /usr/local/sbin/nft-wrapper\n"
+    assert action_commands(files, parse_actions("nftables-multiport")[0], "sshd").programs == ()
+    assert not action_commands(files, parse_actions("my-own")[0], "sshd").found

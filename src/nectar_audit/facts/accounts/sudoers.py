@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Optional
 
-from nectar_audit.evidence import Bundle, EvidenceError, Needs
+from nectar_audit.evidence import Bundle, EvidenceError, Follow, Needs
 from nectar_audit.facts.accounts.users import Accounts, accounts
 from nectar_audit.facts.host import host
 
@@ -31,17 +31,45 @@ if TYPE_CHECKING:
 
 SUDOERS = "/etc/sudoers"
 SUDOERS_D = "/etc/sudoers.d"
-# Where sudo's policy may live; includes pointing elsewhere are reported as not gathered.
+# What evidence gathered before includes were followed holds: an include elsewhere was not gathered.
 FILE_GLOBS = (SUDOERS, f"{SUDOERS_D}/*", "/usr/local/etc/sudoers", "/usr/local/etc/sudoers.d/*",
               "/etc/sudoers.local", "/etc/sudo/sudoers", "/etc/sudo/sudoers.d/*")
 SUDO_BINARIES = ("/usr/bin/sudo", "/bin/sudo", "/usr/local/bin/sudo", "/usr/sbin/sudo")
 
-NEEDS = Needs(
-    files=(*FILE_GLOBS, "/etc/nsswitch.conf"),
-    stats=(SUDOERS, SUDOERS_D, f"{SUDOERS_D}/*", *SUDO_BINARIES),
+MAX_INCLUDE_DEPTH = 128  # sudo's own limit
+MAX_POLICY_FILES = 512
+FOLLOW_NAME = "sudoers.includes"
+
+_KEY_BLOCK = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.S)
+_CRYPT = re.compile(r"\$(?:1|2[aby]|5|6|7|y|gy)\$[^\s:]+")
+
+
+def sanitize_sudoers(data: bytes) -> str:
+    """A file an include names may be any file: key blocks and password hashes never leave the host
+    (sudo would reject such a file as a syntax error; the line numbers stay)."""
+    text = data.decode("utf-8", "replace")
+    text = _KEY_BLOCK.sub(lambda m: "\n" * m.group(0).count("\n") + "<private key withheld>", text)
+    return _CRYPT.sub("{hash}", text)
+
+
+# sudo reads /etc/sudoers and what its include lines name, wherever they point: the gatherer follows
+# them itself (sudoers(5)'s rules) in the same pass, offline and live.
+FOLLOW = Follow(
+    name=FOLLOW_NAME,
+    roots=(SUDOERS,),
+    file_directives=("#include", "@include"),
+    dir_directives=("#includedir", "@includedir"),
+    dir_skip=("*.*", "*~"),
+    max_depth=MAX_INCLUDE_DEPTH,
+    max_files=MAX_POLICY_FILES,
+    sanitizer=sanitize_sudoers,
 )
 
-MAX_INCLUDE_DEPTH = 128  # sudo's own limit
+NEEDS = Needs(
+    files=("/etc/nsswitch.conf",),
+    stats=(SUDOERS, SUDOERS_D, f"{SUDOERS_D}/*", *SUDO_BINARIES),
+    follows=(FOLLOW,),
+)
 TAGS = frozenset({"NOPASSWD", "PASSWD", "NOEXEC", "EXEC", "SETENV", "NOSETENV", "LOG_INPUT", "NOLOG_INPUT",
                   "LOG_OUTPUT", "NOLOG_OUTPUT", "MAIL", "NOMAIL", "FOLLOW", "NOFOLLOW", "INTERCEPT",
                   "NOINTERCEPT"})
@@ -657,7 +685,11 @@ def _include(policy: Policy, directive: str, arg: str, path: str, source: str, r
 
 
 def bundle_reader(bundle: Bundle) -> tuple[Reader, Lister]:
-    """Read sudoers files from a bundle; a path outside the gathered globs raises EvidenceError."""
+    """Read sudoers files from a bundle: those the gatherer found following the include lines, or (in
+    evidence gathered before it followed them) those of the fixed globs, elsewhere an EvidenceError."""
+    followed = bundle.searches.get(FOLLOW_NAME)
+    if followed is not None:
+        return _followed_reader(bundle, followed)
 
     def gathered(path: str) -> bool:
         return any(fnmatch.fnmatchcase(path, g) for g in FILE_GLOBS)
@@ -685,6 +717,28 @@ def bundle_reader(bundle: Bundle) -> tuple[Reader, Lister]:
         names = [p[len(path.rstrip('/')) + 1:] for p in bundle.glob(pattern)]
         # Files gathered as unreadable are still listed (their error surfaces when read).
         return [n for n in names if "/" not in n]
+
+    return read, list_dir
+
+
+def _followed_reader(bundle: Bundle, found: list[str]) -> tuple[Reader, Lister]:
+    if len(found) >= MAX_POLICY_FILES:
+        raise EvidenceError(f"the sudo policy includes {MAX_POLICY_FILES} files or more: audit it by hand")
+    # The gatherer names a path as the include line wrote it ("/etc/./x"): match on the normal form.
+    by_norm = {posixpath.normpath(p): p for p in found}
+
+    def read(path: str) -> str | None:
+        actual = by_norm.get(posixpath.normpath(path))
+        rec = bundle.file(actual) if actual is not None else None
+        if rec is None:
+            return None  # not there (the gatherer lists every regular file it came to)
+        if rec.error is not None:
+            raise EvidenceError(bundle.unreadable_reason(actual or path, rec.error))
+        return rec.content
+
+    def list_dir(path: str) -> list[str] | None:
+        directory = posixpath.normpath(path)
+        return sorted({posixpath.basename(n) for n in by_norm if posixpath.dirname(n) == directory})
 
     return read, list_dir
 

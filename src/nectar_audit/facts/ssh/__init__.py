@@ -18,7 +18,11 @@ from nectar_audit.facts.ssh.access import (
     is_cloud_init_refusal,
 )
 from nectar_audit.facts.ssh.fail2ban import (
+    F2B_LOG,
     LOG_FILES,
+    TOOL_DIRS,
+    UFW_CONF,
+    ActionRef,
     Banning,
     Fail2ban,
     Jail,
@@ -41,9 +45,13 @@ NEEDS = merge([_fail2ban_needs, _sshd_needs, accounts.NEEDS, host.NEEDS, system.
 
 __all__ = [
     "DROPIN_DIR",
+    "F2B_LOG",
     "GENERIC_USER",
     "LOG_FILES",
     "NEEDS",
+    "TOOL_DIRS",
+    "UFW_CONF",
+    "ActionRef",
     "Banning",
     "Context",
     "Fail2ban",

@@ -99,6 +99,15 @@ OTHER_CONFIGS = (
     "/etc/crowdsec/acquis.d/*.yml",
 )
 SSHD_CONFIGS = ("/etc/ssh/sshd_config", "/etc/ssh/sshd_config.d/*.conf")
+ACTION_D = f"{F2B}/action.d"
+F2B_LOG = "/var/log/fail2ban.log"
+F2B_LOG_COMMAND = "banning.fail2ban_log"
+UFW_CONF = "/etc/ufw/ufw.conf"
+# The programs fail2ban's ban actions run that decide whether a ban can happen at all, looked for where
+# fail2ban's PATH finds them; "sh" tells whether they were looked for (every host has one).
+BAN_TOOLS = ("iptables", "ip6tables", "ipset", "nft", "firewall-cmd", "ufw", "shorewall", "shorewall6",
+             "ip", "route", "pfctl", "ipfw", "sh")
+TOOL_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 _STATUS_SNIPPET = r"""run=
 for c in /proc/[0-9]*/comm; do
@@ -151,8 +160,17 @@ else
 fi
 :"""
 
+# fail2ban's own record of actions that failed since the server last started (the last 20 lines).
+_F2B_LOG_SNIPPET = r"""[ -f /var/log/fail2ban.log ] || { echo '#none'; exit 0; }
+with_timeout 5 awk '/Starting Fail2ban/ { n = 0 }
+  / ERROR / && (/Failed to execute/ || /returned [0-9]+/ || /stderr:/) { a[n++] = substr($0, 1, 400) }
+  END { for (i = (n > 20 ? n - 20 : 0); i < n; i++) print a[i] }' /var/log/fail2ban.log"""
+
 NEEDS = Needs(
     files=(
+        f"{ACTION_D}/*.conf",
+        f"{ACTION_D}/*.local",
+        UFW_CONF,
         f"{F2B}/*.conf",
         f"{F2B}/*.local",
         f"{F2B}/jail.d/*.conf",
@@ -172,6 +190,7 @@ NEEDS = Needs(
         *SYSLOG_DAEMONS,
         *LOG_FILES,
         *TOOL_BINARIES,
+        *(f"{d}/{t}" for d in TOOL_DIRS for t in BAN_TOOLS),
         "/etc/crowdsec/collections/*",
         "/etc/crowdsec/scenarios/*",
         "/etc/crowdsec/bouncers/*",
@@ -183,6 +202,7 @@ NEEDS = Needs(
         STATUS_COMMAND: _STATUS_SNIPPET,
         LIBWRAP_COMMAND: _LIBWRAP_SNIPPET,
         FAILED_COMMAND: _FAILED_SNIPPET,
+        F2B_LOG_COMMAND: _F2B_LOG_SNIPPET,
     },
 )
 
@@ -549,6 +569,103 @@ def parse_actions(action: str) -> list[ActionRef]:
     return out
 
 
+def parse_params(params: str) -> dict[str, str]:
+    """``port="ssh", protocol=tcp, name=sshd`` -> {key: value} (quoted values may hold commas).
+    Scanned once from left to right (one expression with optional spaces on both sides was quadratic)."""
+    out: dict[str, str] = {}
+    n, i = len(params), 0
+    while i < n:
+        while i < n and (params[i].isspace() or params[i] == ","):
+            i += 1
+        start = i
+        while i < n and (params[i].isalnum() or params[i] in "_.-"):
+            i += 1
+        key = params[start:i]
+        while i < n and params[i].isspace():
+            i += 1
+        if not key or i >= n or params[i] != "=":
+            nxt = params.find(",", i)  # not KEY=VALUE: skip to the next item
+            i = n if nxt < 0 else nxt + 1
+            continue
+        i += 1
+        while i < n and params[i].isspace():
+            i += 1
+        if i < n and params[i] in "\"'":
+            quote, j = params[i], i + 1
+            while j < n and params[j] != quote:
+                j += 2 if params[j] == "\\" and quote == '"' else 1
+            value, i = params[i + 1:min(j, n)], min(j + 1, n)
+            nxt = params.find(",", i)
+            i = n if nxt < 0 else nxt + 1
+        else:
+            nxt = params.find(",", i)
+            end = n if nxt < 0 else nxt
+            value, i = params[i:end].strip(), end + 1
+        out[key.lower()] = value
+    return out
+
+
+_TAG = re.compile(r"<([^<>\s]+)>")
+# Words of a command line that are the shell's own or plumbing, not the program that bans.
+_SHELL_WORDS = frozenset({"for", "done", "if", "fi", "while", "until", "case", "esac", "in", "[", "[[",
+                          "test", "true", "false", "echo", "printf", "read", "local", "set", "export", "exit",
+                          "return", "eval"})
+_LEADING_WORDS = frozenset({"do", "then", "else", "elif", "!", "exec", "time", "command"})
+
+
+@dataclass(frozen=True)
+class ActionCommands:
+    """What one ban action runs: the ban programs of its actionstart and actionban (``BAN_TOOLS``)."""
+
+    name: str
+    found: bool  # its action.d file was read
+    programs: tuple[str, ...]
+    lines: tuple[str, ...] = ()  # actionstart/actionban with every tag resolved, for evidence
+    source: str = ""  # where actionban is set
+
+
+def action_commands(files: Mapping[str, str], ref: ActionRef, jail_name: str) -> ActionCommands:
+    """Resolve a jail's action as fail2ban does: ``action.d/NAME.conf`` then ``.local`` with their
+    [INCLUDES], ``%(x)s`` interpolation, and ``<tag>`` replaced from the jail's parameters, [Init] and
+    [Definition] (``<section/key>`` too, nested tags innermost first)."""
+    cfg = read_config(files, f"{ACTION_D}/{ref.name}")
+    if not cfg.files:
+        return ActionCommands(ref.name, False, ())
+    values: dict[str, str] = {}
+    for section, entries in cfg.sections.items():
+        for key, entry in entries.items():
+            values[f"{section}/{key}"] = cfg.interpolate(entry.value, section)
+    # A plain <tag>: the jail's parameters, then [Init] (IPv4's: not [Init?family=inet6]), then [Definition].
+    for section in ("Definition", "Init"):
+        for key in cfg.sections.get(section, {}):
+            values[key] = values[f"{section}/{key}"]
+    values["name"] = jail_name  # fail2ban names an action's chains and sets after its jail
+    values.update(parse_params(ref.params))
+    lines: list[str] = []
+    for key in ("actionstart", "actionban"):
+        text = values.get(f"Definition/{key}", "")
+        for _ in range(10):
+            new = _TAG.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+            if new == text:
+                break
+            text = new[:65536]
+        lines.extend(line.strip() for line in text.splitlines() if line.strip())
+    programs: list[str] = []
+    # Escaped characters (nft's "\{") are arguments, never the shell's separators.
+    script = re.sub(r"\\.", "_", "\n".join(lines))
+    for command in re.split(r"[;\n|&(){}`]+", script):
+        words = command.split()
+        while words and (words[0] in _LEADING_WORDS or ("=" in words[0] and not words[0].startswith("="))):
+            words = words[1:]  # "do iptables …", "then nft …", VAR=value before the program
+        if not words or words[0] in _SHELL_WORDS:
+            continue
+        program = words[0].rsplit("/", 1)[-1]
+        if program in BAN_TOOLS and program != "sh" and program not in programs:
+            programs.append(program)
+    ban = cfg.raw("Definition", "actionban")
+    return ActionCommands(ref.name, True, tuple(programs), tuple(lines), ban.source if ban else "")
+
+
 @dataclass(frozen=True)
 class Jail:
     name: str
@@ -774,10 +891,23 @@ class Fail2ban:
     enabled_at_boot: bool | None
     sshd_filter: SshdFilter
     errors: list[str] = field(default_factory=list)
+    files: Mapping[str, str] = field(default_factory=dict, repr=False)  # everything under /etc/fail2ban
+    tools: dict[str, str] | None = None  # ban program -> where it is (BAN_TOOLS); None: not looked for
+    log_errors: list[str] | None = None  # fail2ban.log's failed actions since the last start; None: unread
+    ufw_enabled: bool | None = None  # /etc/ufw/ufw.conf ENABLED=yes
+    firewalld_up: bool | None = None  # live: firewalld runs; offline: it starts at boot
 
     @property
     def sshd_jails(self) -> list[Jail]:
         return [j for j in self.jails.values() if j.watches_sshd]
+
+    def commands(self, jail: Jail, ref: ActionRef) -> ActionCommands:
+        return action_commands(self.files, ref, jail.name)
+
+    def failed_actions(self, jail: str, action: str) -> list[str]:
+        """fail2ban.log lines saying an action of ``jail`` failed (live, since fail2ban last started)."""
+        tag = f"jail '{jail}' action '{action}'"
+        return [line for line in self.log_errors or [] if tag in line]
 
 
 def _files_under(facts: Facts, prefix: str, errors: list[str]) -> dict[str, str]:
@@ -834,6 +964,23 @@ def fail2ban(facts: Facts) -> Fail2ban:
         proc = _running(facts, "fail2ban-server")
         if proc is not None:
             running = proc
+    tools: dict[str, str] | None = None
+    if any(f"{d}/sh" in b.stats for d in TOOL_DIRS):
+        tools = {}
+        for tool in BAN_TOOLS:
+            where = next((f"{d}/{tool}" for d in TOOL_DIRS if f"{d}/{tool}" in b.stats), None)
+            if where is not None:
+                tools[tool] = where
+    log_errors: list[str] | None = None
+    rec = b.command(F2B_LOG_COMMAND) if b.live else None
+    if rec is not None and rec.rc == 0 and (b.is_root or b.uid is None) and not rec.stdout.startswith("#none"):
+        log_errors = [line for line in rec.stdout.splitlines() if line.strip()]
+    try:
+        ufw_text = b.text(UFW_CONF)
+    except EvidenceError:
+        ufw_text = None
+    ufw_enabled = None if ufw_text is None else bool(re.search(r"^\s*ENABLED\s*=\s*yes\b", ufw_text, re.M | re.I))
+    firewalld_up = _running(facts, "firewalld") if b.live else _enabled(facts, "firewalld.service")
     return Fail2ban(
         installed=installed,
         config=cfg,
@@ -843,6 +990,11 @@ def fail2ban(facts: Facts) -> Fail2ban:
         enabled_at_boot=_enabled(facts, "fail2ban.service") if installed else None,
         sshd_filter=SshdFilter(daemon, jm, sources),
         errors=errors,
+        files=files,
+        tools=tools,
+        log_errors=log_errors,
+        ufw_enabled=ufw_enabled,
+        firewalld_up=firewalld_up,
     )
 
 

@@ -134,6 +134,10 @@ class SshdConfig:
     unreadable: dict[str, str] = field(default_factory=dict)  # included path -> reason
     not_captured: list[str] = field(default_factory=list)  # included files that exist but were not read
     accounts: dict[str, PasswdEntry] = field(default_factory=dict)
+    # Accounts without a session shell (nologin, false) that sshd would still authenticate with a
+    # password: not locked, with a usable (or empty) password. sshd never looks at the shell before
+    # authenticating, and ForceCommand internal-sftp needs none.
+    password_accounts: frozenset[str] = frozenset()
     runtime: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # user -> sshd -T keyword lines
     runtime_note: str | None = None  # why sshd -T is absent or incomplete
     runtime_error: str | None = None  # stderr of a failing sshd -T
@@ -161,9 +165,16 @@ class SshdConfig:
     # -- accounts ------------------------------------------------------------------------------
     @property
     def login_users(self) -> list[str]:
-        """Login-capable accounts (shell not nologin/false), root first, in passwd order."""
-        names = [a.name for a in self.accounts.values() if a.has_session_shell and a.name != "root"]
+        """Accounts sshd may let in, root first, in passwd order: those with a session shell, and those
+        without one that it would authenticate with a password (``password_accounts``)."""
+        names = [a.name for a in self.accounts.values()
+                 if a.name != "root" and (a.has_session_shell or a.name in self.password_accounts)]
         return ["root", *names]
+
+    def session_shell(self, user: str) -> bool:
+        """Whether ``user`` gets a shell session (unknown accounts and the probe account: yes)."""
+        acct = self.accounts.get(user)
+        return acct is None or acct.has_session_shell
 
     def groups_of(self, user: str) -> tuple[str, ...]:
         acct = self.accounts.get(user)

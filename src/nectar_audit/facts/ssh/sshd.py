@@ -7,7 +7,8 @@ Public API (other fact modules and checks rely on it):
   ``.criteria``, ``.directives``), ``.effective(user=, groups=, host=, addr=, laddr=, lport=) -> dict``
   (keyword -> value string, sshd -T style: lower-case keywords, ``yes``/``no``, multi-valued keywords
   space-joined) and ``.effective_settings(...)`` (keyword -> ``Setting`` with provenance),
-  ``.login_users`` (login-capable accounts, root first), ``.contexts(user)`` (every distinct connection
+  ``.login_users`` (accounts sshd may let in: a session shell, or none but a usable password; root
+  first), ``.contexts(user)`` (every distinct connection
   situation worth evaluating for that user), ``.runtime`` (what real ``sshd -T`` said per user),
   ``.problems`` (errors that make sshd refuse to start).
 - ``sshd_listen_ports(facts) -> list[int]``: every TCP port sshd really listens on (sshd -T or the
@@ -23,7 +24,7 @@ and AuthenticationMethods take the first line's list), Include takes globs and p
 /etc/ssh and may sit inside a Match block (a Match inside an included file ends with that file), and a
 keyword set in a Match block that applies overrides the global value, the first matching block winning.
 Compiled-in defaults apply when nothing sets a keyword. Live and as root, real ``sshd -T -C
-user=U,host=H,addr=A`` for every login-capable user is authoritative for that connection; the parser
+user=U,host=H,addr=A`` for every such account is authoritative for that connection; the parser
 covers other addresses and everything offline or without root.
 """
 
@@ -37,7 +38,7 @@ from nectar_audit.evidence import Bundle, EvidenceError, Needs
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
-from nectar_audit.facts.accounts import parse_accounts, sh_no_session_case
+from nectar_audit.facts.accounts import accounts, parse_accounts, sh_no_session_case
 from nectar_audit.facts.ssh.files import (
     CMDLINE_FILES,
     CRYPTO_POLICY,
@@ -64,11 +65,13 @@ from nectar_audit.facts.ssh.units import (
 )
 from nectar_audit.facts.system import listeners, services, sockets_source
 
-# One sh process loop: real sshd -T for root and every login-capable account (shell not nologin/false),
-# asked about a connection from a non-local address. Root only: sshd -T needs the host keys.
+# One sh process loop: real sshd -T for root, every account with a session shell and every account
+# without one (nologin, false: SFTP-only accounts) that has a usable password, asked about a connection
+# from a non-local address. Root only: sshd -T needs the host keys.
 # sshd -T costs ~10 ms of CPU a run (it loads every host key); -C only matters to Match blocks, so when
 # neither /etc/ssh nor any file an Include there names has a Match line, root's answer is every
-# account's answer ("@@same root"), and hosts with many accounts are not slowed down by them. One grep
+# account's answer ("@@same root"), and hosts with many accounts are not slowed down by them. awk joins
+# passwd with shadow (whether an account without a session shell has a usable password). One grep
 # finds both the Match and the Include lines of /etc/ssh (which holds the 570 kB moduli file).
 _T_SNIPPET = r"""s=$(command -v sshd 2>/dev/null) || exit 127
 [ "$(id -u)" = 0 ] || { echo '@@skipped not root'; exit 0; }
@@ -85,12 +88,16 @@ if [ "$m" = 0 ]; then
     case "$p" in /etc/ssh/*|[!/]*) ;; *) grep -qsiE '^[[:space:]]*match[[:space:]]' $p && m=1;; esac
   done
 fi
+set -- /etc/passwd
+[ -r /etc/shadow ] && set -- /etc/shadow "$@"
 { echo root; echo nectar-new-user
-  while IFS=: read -r u _ _ _ _ _ sh || [ -n "$u" ]; do
+  awk -F: 'FILENAME == "/etc/shadow" { if ($2 !~ /^[!*]/ && $2 != "x" && $2 != "NP" && $2 != "LK") ok[$1] = 1; next }
+    { print $1 ":" ($2 == "x" ? ($1 in ok) : ($2 !~ /^[!*]/)) ":" $7 }' "$@" |
+  while IFS=: read -r u pw sh || [ -n "$u" ]; do
     case "$u" in ''|root|nectar-new-user|[+-]*|*[!A-Za-z0-9._@-]*) continue;; esac
-    case "$u:$sh" in NO_SESSION) continue;; esac
+    case "$u:$sh" in NO_SESSION) [ "$pw" = 1 ] || continue;; esac
     echo "$u"
-  done </etc/passwd
+  done
 } | { n=0; r=1
   while read -r u; do
     n=$((n+1)); if [ "$n" -gt MAX_ASKED ]; then echo '@@truncated'; break; fi
@@ -180,6 +187,7 @@ def sshd_config(facts: Facts) -> SshdConfig:
     passwd = _text_or_empty(b, "/etc/passwd")
     group = _text_or_empty(b, "/etc/group")
     cfg.accounts = parse_accounts(passwd, group)
+    cfg.password_accounts = _password_accounts(facts, cfg)
 
     rec = b.command(T_COMMAND) if b.live else None
     if rec is not None and not rec.missing:
@@ -206,6 +214,20 @@ def sshd_config(facts: Facts) -> SshdConfig:
             _path, reason = next(iter(cfg.unreadable.items()))
             raise EvidenceError(reason)
     return cfg
+
+
+def _password_accounts(facts: Facts, cfg: SshdConfig) -> frozenset[str]:
+    """Accounts without a session shell whose password sshd would check: not locked, not expired,
+    with a usable or empty password (unknown when shadow cannot be read: then none are added)."""
+    try:
+        accts = facts.get(accounts)
+    except EvidenceError:
+        return frozenset()
+    return frozenset(
+        a.name for a in accts.users
+        if a.name in cfg.accounts and not cfg.accounts[a.name].has_session_shell and a.password_usable
+        and not a.expired()
+    )
 
 
 def parse_service_options(text: str, variable: str) -> list[tuple[int, list[str]]]:
