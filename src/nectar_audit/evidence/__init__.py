@@ -7,6 +7,8 @@ the POSIX sh gatherer (``gather.sh``) and ``stream`` parses what it prints.
 
 from nectar_audit.evidence.bundle import (
     MAX_FILE_BYTES,
+    MAX_USER_FILE_BYTES,
+    USER_AREAS,
     Bundle,
     CommandRecord,
     EvidenceError,
@@ -22,7 +24,9 @@ from nectar_audit.evidence.stream import Budget, StreamParser, parse_stat_lines,
 
 __all__ = [
     "MAX_FILE_BYTES",
+    "MAX_USER_FILE_BYTES",
     "STAT_FORMAT",
+    "USER_AREAS",
     "Budget",
     "Bundle",
     "CommandRecord",

@@ -23,8 +23,12 @@ from nectar_audit.evidence.sanitize import Sanitizer, sanitize
 BUNDLE_FORMAT = 1
 # Config files are small; a larger file is kept truncated so one huge file cannot exhaust memory.
 MAX_FILE_BYTES = 16 * 1024 * 1024
-# Input of a sanitizer, which keeps only a small part of it (offline targets read this far).
+# Input of a sanitizer of a database under /var (apt's lists, dpkg's status, lastlog), which keeps only a
+# small part of it (offline targets read this far).
 MAX_SANITIZED_INPUT = 256 * 1024 * 1024
+# Where any user may write: a file there is read last (its own part, "user_files") and only this far.
+USER_AREAS = ("/home/", "/tmp/", "/var/tmp/", "/dev/shm/")
+MAX_USER_FILE_BYTES = 1024 * 1024
 
 
 class EvidenceError(Exception):
@@ -77,6 +81,11 @@ def _sanitizer_for(sanitizers: tuple[tuple[str, Sanitizer], ...], path: str) -> 
         if _matcher(pattern)(path):
             return fn
     return None
+
+
+def _part_of(path: str) -> str:
+    """The part of the gather that reads ``path`` (a pattern starting "/home/*" is a user area too)."""
+    return "user_files" if path.startswith(USER_AREAS) else "files"
 
 
 @dataclass
@@ -143,7 +152,11 @@ class Bundle:
     def read_limit(self, path: str) -> int:
         """How many bytes of ``path`` are worth reading: a sanitizer reduces what it is given (apt's
         Packages lists: 50 MB to a few KB), so sanitized files are read further than kept ones."""
-        return MAX_SANITIZED_INPUT if self._sanitizer(path) is not None else MAX_FILE_BYTES
+        if path.startswith(USER_AREAS):
+            return MAX_USER_FILE_BYTES
+        if path.startswith("/var/") and self._sanitizer(path) is not None:
+            return MAX_SANITIZED_INPUT
+        return MAX_FILE_BYTES
 
     def add_file(self, path: str, data: bytes, limit: int = MAX_FILE_BYTES) -> None:
         """Keep ``data`` (read up to ``limit`` + 1 bytes: more means the file was cut there)."""
@@ -183,14 +196,14 @@ class Bundle:
     def file(self, path: str) -> FileRecord | None:
         rec = self.files.get(path)
         if rec is None:
-            self._unknown("files", path)
+            self._unknown(_part_of(path), path)
         return rec
 
     def text(self, path: str) -> str | None:
         """Content of ``path``; None when absent; EvidenceError when present but unreadable."""
         rec = self.files.get(path)
         if rec is None:
-            self._unknown("files", path)
+            self._unknown(_part_of(path), path)
             return None
         if rec.error is not None:
             raise EvidenceError(self.unreadable_reason(path, rec.error))
@@ -203,7 +216,7 @@ class Bundle:
 
     def glob(self, pattern: str) -> list[str]:
         """Gathered file paths matching a shell-style pattern, sorted like sh expands them."""
-        self._unknown("files", f"the files matching {pattern}")
+        self._unknown(_part_of(pattern), f"the files matching {pattern}")
         match = _matcher(pattern)
         return sorted(p for p in self.files if match(p))
 

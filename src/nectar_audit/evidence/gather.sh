@@ -68,6 +68,15 @@ $p
     fi
     readable_file "$p" || continue
     case $p in
+      /home/*|/tmp/*|/var/tmp/*|/dev/shm/*)
+        # Any user may write here: read later, capped, as their own part (user_files).
+        case $p in
+          *"'"*) deferred="$deferred '$(printf '%s' "$p" | sed "s/'/'\\\\''/g")'" ;;
+          *) deferred="$deferred '$p'" ;;
+        esac
+        continue ;;
+    esac
+    case $p in
       /var/*|*"'"*)
         printf '\n%s F %s:%s\n' "$BOUNDARY" "${#p}" "$p"
         head -c "$MAX_FILE_BYTES" "$p" 2>"$SCRATCH/err"; end_file_record $? "$p" ;;
@@ -76,6 +85,34 @@ $p
         printf '\n%s F %s:%s\n' "$BOUNDARY" "${#p}" "$p" >"$SCRATCH/h$headers"
         batch="$batch \"\$SCRATCH/h$headers\" '$p' \"\$SCRATCH/footer\"" ;;
     esac
+  done
+  [ -n "$batch" ] || return 0
+  eval "cat -- $batch" 2>"$SCRATCH/cat-err"
+  if [ -s "$SCRATCH/cat-err" ]; then
+    printf '\n%s C %s\n' "$BOUNDARY" "$READ_ERRORS"; head -c 65536 "$SCRATCH/cat-err"; printf '\n%s E 0\n' "$BOUNDARY"
+  fi
+}
+
+# Files where any user may write (homes, /tmp), deferred by read_files: after everything else, so that
+# what a user plants can at most leave this part incomplete; each read up to MAX_USER_FILE_BYTES (one
+# find lists the larger ones, read alone with head; the rest go through one cat, as read_files does).
+deferred=
+# shellcheck disable=SC2120 # its arguments are the deferred names it sets itself
+read_user_files() {
+  [ -n "$deferred" ] || return 0
+  eval "set -- $deferred"
+  find "$@" -prune -type f -size +"$((MAX_USER_FILE_BYTES / 1024))"k -print0 2>/dev/null >"$SCRATCH/big"
+  batch='' i=0
+  for p do
+    i=$((i+1))
+    if [ -s "$SCRATCH/big" ] && grep -qzxF -e "$p" "$SCRATCH/big" 2>/dev/null; then
+      printf '\n%s F %s:%s\n' "$BOUNDARY" "${#p}" "$p"
+      head -c "$MAX_USER_FILE_BYTES" -- "$p" 2>"$SCRATCH/err"; end_file_record $? "$p"
+      continue
+    fi
+    headers=$((headers+1))
+    printf '\n%s F %s:%s\n' "$BOUNDARY" "${#p}" "$p" >"$SCRATCH/h$headers"
+    batch="$batch \"\$SCRATCH/h$headers\" \"\${$i}\" \"\$SCRATCH/footer\""
   done
   [ -n "$batch" ] || return 0
   eval "cat -- $batch" 2>"$SCRATCH/cat-err"

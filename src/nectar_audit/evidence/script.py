@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Sequence
 from importlib import resources
 
-from nectar_audit.evidence.bundle import MAX_FILE_BYTES
+from nectar_audit.evidence.bundle import MAX_FILE_BYTES, MAX_USER_FILE_BYTES
 from nectar_audit.evidence.needs import Follow, Needs
 
 STAT_COMMAND = "__stat__"
@@ -48,7 +48,8 @@ def _body(needs: Needs) -> str:
 
 
 def _build_body(needs: Needs) -> str:
-    lines = [f"MAX_FILE_BYTES={MAX_FILE_BYTES + 1} READ_ERRORS={READ_ERRORS} STAT_FORMAT={shlex.quote(STAT_FORMAT)}",
+    lines = [f"MAX_FILE_BYTES={MAX_FILE_BYTES + 1} MAX_USER_FILE_BYTES={MAX_USER_FILE_BYTES + 1} "
+             f"READ_ERRORS={READ_ERRORS} STAT_FORMAT={shlex.quote(STAT_FORMAT)}",
              "export BOUNDARY MAX_FILE_BYTES",
              resources.files(__package__).joinpath("gather.sh").read_text(encoding="utf-8")]
     lines.append(f"printf '\\n%s C %s\\n' \"$BOUNDARY\" {ID_COMMAND}; id -u; printf '\\n%s E 0\\n' \"$BOUNDARY\"")
@@ -90,6 +91,8 @@ def _build_body(needs: Needs) -> str:
     if needs.commands:
         lines.append("cat " + " ".join(f'"$SCRATCH/o{i}"' for i in range(len(needs.commands))))
     lines.append("part_done commands")
+    lines.append("read_user_files")
+    lines.append("part_done user_files")
     for i, search in enumerate(needs.searches):
         lines.append(f"read_search_hits {i} {shlex.quote(search.name)}")
     for i, follow in enumerate(needs.follows):

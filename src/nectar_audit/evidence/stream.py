@@ -95,9 +95,6 @@ class StreamParser:
         stat_out = b.commands.pop(STAT_COMMAND, None)
         if stat_out is not None:
             b.stats.update(parse_stat_lines(stat_out.stdout))
-        done = b.commands.pop(DONE_COMMAND, None)
-        if done is not None:
-            b.complete.update(done.stdout.split())
         if not b.gathered_at:
             b.gathered_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -236,6 +233,8 @@ class StreamParser:
                 b.add_hit_file(name, body, limit=self.cap - 1)
         elif kind == ord("U"):
             b.add_unreadable(name, _text(body).strip() or "unreadable")
+        elif kind == ord("C") and name == DONE_COMMAND:
+            b.complete.update(_text(body).split())
         elif kind == ord("C") and name == READ_ERRORS:
             _apply_read_errors(b, _text(body), self._error)
         elif kind == ord("C"):
