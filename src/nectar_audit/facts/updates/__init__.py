@@ -12,6 +12,8 @@ from nectar_audit.facts.updates.apt_config import NEEDS as _apt_config_needs
 from nectar_audit.facts.updates.apt_config import Setting, apt_config
 from nectar_audit.facts.updates.autoupdate import (
     APT_CRON,
+    UPGRADE_STAMP,
+    UU_LOG,
     YUM_CRON_JOB,
     AutoConfig,
     CronDaemon,
@@ -61,6 +63,8 @@ __all__ = [
     "LISTS",
     "NEEDS",
     "ROOT_FORWARD",
+    "UPGRADE_STAMP",
+    "UU_LOG",
     "YUM_CRON_JOB",
     "AutoConfig",
     "CronDaemon",
