@@ -233,3 +233,37 @@ def test_wide_range_opened_on_purpose() -> None:
     want = "Ports 1024-65535/tcp (64512 ports) are open in the firewall (IPv4): open only the ports of "
     want += "required services"
     assert m[want] is Status.WARN
+
+
+def test_offline_ufw_image_with_sshd_and_postgres_configured() -> None:
+    # ufw restores its user rules at boot (ENABLED=yes, ufw.service enabled): 22, 2222, 5432 from 10/8, …
+    b = Bundle("root:/img", "rootfs", False)
+    for path, text in ufw_files().items():
+        b.add_file(path, text.encode())
+    b.add_file("/etc/ssh/sshd_config", b"Port 22\nListenAddress 0.0.0.0\n")
+    for unit in ("ufw.service", "ssh.service"):
+        b.stats[f"/etc/systemd/system/multi-user.target.wants/{unit}"] = StatRecord(stat.S_IFLNK | 0o777, 0, 0, 40, 0)
+    m = msgs(run(Facts(b, Config(allowed_ports=("22/tcp",)))))
+    tail = PREDICTED + "; /etc/ssh/sshd_config)"
+    assert (
+        m[
+            "Offline image: port 2222/tcp is open in the firewall restored at boot (IPv4 and IPv6) but no enabled "
+            "service is configured to serve it" + tail
+        ]
+        is Status.FAIL
+    )
+    assert (
+        m[
+            "Offline image: port 5432/tcp is open to 10.0.0.0/8 in the firewall restored at boot (IPv4) but no "
+            "enabled service is configured to serve it" + tail
+        ]
+        is Status.WARN
+    )
+    assert not any("port 22/tcp" in k for k in m)
+    # ufw installed but not enabled (ENABLED=no): nothing is restored, the listener is simply reachable.
+    b.add_file("/etc/ufw/ufw.conf", ufw_files(enabled=False)["/etc/ufw/ufw.conf"].encode())
+    (f, _t) = run(Facts(b, Config(allowed_ports=("22/tcp",))))
+    assert f.message == (
+        "Offline image: no firewall is restored at boot (see Check-Security-08), and the 1 predicted "
+        "non-loopback listener(s) are in ports.allowed" + tail
+    )
