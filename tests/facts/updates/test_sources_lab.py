@@ -2,7 +2,8 @@
 
 Ground truth: ``apt-get indextargets --no-release-info`` inside the root (chroot; no network, no lists
 needed) prints every Packages index apt would fetch, per site, suite and architecture; the parser must
-find exactly those, and refuse exactly what apt refuses.
+find exactly those, and refuse exactly what apt refuses. A Signed-By keyring that does not exist: ``apt-get
+update`` of a local (file:) copy of the security archive's signed InRelease says whether apt verifies it.
 """
 
 from __future__ import annotations
@@ -127,3 +128,52 @@ def test_malformed_entry_is_refused_like_apt(lab_root: Path) -> None:
     assert [e.split(" (")[0] for e in _ours(lab_root).errors] == [
         "Malformed entry 1 in list file /etc/apt/sources.list.d/broken.list"
     ]
+
+
+@pytest.mark.parametrize("keyring", ["debian-archive-keyring.gpg", "missing.gpg"])
+def test_signed_by_keyring_that_does_not_exist(lab_root: Path, keyring: str) -> None:
+    lab.require_binary("chroot")
+    # A local copy of the security archive's signed InRelease (from the root's own lists), served by file:.
+    lists = lab_root / "var/lib/apt/lists"
+    dists = lab_root / "srv/repo/dists/bookworm-security"
+    dists.mkdir(parents=True)
+    shutil.copy(lists / "deb.debian.org_debian-security_dists_bookworm-security_InRelease", dists / "InRelease")
+    _clean_lists(lab_root)
+    (lists / "partial").mkdir()
+    (lab_root / "etc/apt/sources.list").write_text(
+        f"deb http://deb.debian.org/debian bookworm main\n"
+        f"deb [signed-by=/usr/share/keyrings/{keyring}] file:/srv/repo bookworm-security main\n"
+    )
+    proc = subprocess.run(
+        ["chroot", str(lab_root), "apt-get", "-o", "Acquire::Check-Valid-Until=false", "-o",
+         "Acquire::Languages=none", "update"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    refused = "The repository 'file:/srv/repo bookworm-security InRelease' is not signed." in proc.stderr
+    from tests.lab.patching import scan_root
+
+    check = scan_root(lab_root, "07")["Check-Security-07"]
+    verdicts = [
+        (f["status"], f["message"])
+        for f in check["findings"]
+        if f["message"].startswith(("apt's sources", "the security archive", "apt has no security archive"))
+    ]
+    if keyring == "missing.gpg":
+        assert refused, proc.stderr  # apt: NO_PUBKEY, the source is dropped
+        assert verdicts == [
+            (
+                "fail",
+                "the security archive file:/srv/repo bookworm-security is signed by "
+                "/usr/share/keyrings/missing.gpg, which does not exist: apt cannot verify it and refuses its "
+                "updates",
+            )
+        ]
+    else:
+        assert not refused and "NO_PUBKEY" not in proc.stderr, proc.stderr  # the signature verified
+        assert verdicts == [
+            (
+                "pass",
+                "apt's sources include the security archive: file:/srv/repo bookworm-security "
+                "(/etc/apt/sources.list:2)",
+            )
+        ]
