@@ -401,7 +401,10 @@ CHECK = Check(
     why="Security problems are announced on the distribution's lists before most attacks; a host whose owner "
     "does not read them, or whose security updates wait uninstalled, stays exposed.",
     how="Subscription cannot be seen from the host: the check is manual and names the exact lists and feeds "
-    "for the detected distribution. It verifies what it can: pending security updates (apt: installed "
+    "for the detected distribution. It verifies what it can: apt's configured sources include this release's "
+    "security archive (sources.list and sources.list.d, one-line and deb822, as apt reads them: comments, "
+    "Enabled: no, Types, architectures, Signed-By keyrings, malformed entries), pending security updates (apt: "
+    "installed "
     "versions against the security archive's lists, or apt-get -s dist-upgrade; dnf: updateinfo list "
     "--security --cacheonly; never refreshing metadata), stale package metadata, and whether root's mail "
     "(where update notices go) reaches anyone (/etc/aliases, ~root/.forward, an MTA).",
