@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nectar_audit.facts.updates.pending import classify_destination, parse_aliases, root_mail
 from nectar_audit.model import Status
 from tests.patching_helpers import Host, messages, sample
 
 SEC_REL = "/var/lib/apt/lists/deb.debian.org_debian-security_dists_bookworm-security_InRelease"
-SEC_LIST = (
-    "/var/lib/apt/lists/deb.debian.org_debian-security_dists_bookworm-security_main_binary-amd64_Packages"
-)
+SEC_LIST = "/var/lib/apt/lists/deb.debian.org_debian-security_dists_bookworm-security_main_binary-amd64_Packages"
 
 
 def quiet_debian() -> Host:
@@ -25,8 +25,7 @@ def quiet_debian() -> Host:
     )
     h.file(
         SEC_REL,
-        "Origin: Debian\nLabel: Debian-Security\nSuite: oldstable-security\n"
-        "Date: Mon, 30 Nov 2026 10:00:00 UTC\n",
+        "Origin: Debian\nLabel: Debian-Security\nSuite: oldstable-security\nDate: Mon, 30 Nov 2026 10:00:00 UTC\n",
     ).stat(SEC_REL)
     h.file(SEC_LIST, "Package: libssl3\nVersion: 3.0.22-1~deb12u2\nArchitecture: amd64\n").stat(SEC_LIST)
     return h
@@ -122,9 +121,7 @@ def test_no_mta_warns() -> None:
     del h.stats["/usr/sbin/sendmail"]
     r = h.check(7)
     assert r.status is Status.WARN
-    assert r.summary.startswith(
-        "no mail transfer agent is installed: update and security notices mailed to root"
-    )
+    assert r.summary.startswith("no mail transfer agent is installed: update and security notices mailed to root")
 
 
 def test_root_mail_stays_local() -> None:
@@ -223,9 +220,7 @@ def test_root_alias_loop_warns() -> None:
     h = quiet_debian().file("/etc/aliases", "root: alice\nalice: bob\nbob: root\n")
     status, message = _mail(h)
     assert status == "warn"
-    assert message == (
-        "root's mail aliases loop (root → alice → bob → root): the MTA bounces or drops what loops"
-    )
+    assert message == ("root's mail aliases loop (root → alice → bob → root): the MTA bounces or drops what loops")
     h.file("/etc/aliases", "root: alice, ops@example.org\nalice: root\n")
     assert _mail(h) == (
         "warn",
@@ -312,8 +307,10 @@ def test_security_archive_configured_without_lists_passes() -> None:
 
 
 def test_deb822_sources() -> None:
-    ubuntu = Host("ubuntu2404").dpkg().file(
-        "/etc/apt/sources.list.d/ubuntu.sources", sample("apt/sources/ubuntu2404-cloud.sources")
+    ubuntu = (
+        Host("ubuntu2404")
+        .dpkg()
+        .file("/etc/apt/sources.list.d/ubuntu.sources", sample("apt/sources/ubuntu2404-cloud.sources"))
     )
     ubuntu.stat("/etc/apt/sources.list.d/ubuntu.sources").stat("/usr/share/keyrings/ubuntu-archive-keyring.gpg")
     assert _security_verdict(ubuntu) == (
@@ -332,8 +329,10 @@ def test_deb822_sources() -> None:
         "/etc/apt/sources.list.d/ubuntu.sources:52 has Enabled: no): security updates never arrive",
     )
     # A keyring that is not there: apt cannot verify the archive.
-    missing = Host("ubuntu2404").dpkg().file(
-        "/etc/apt/sources.list.d/ubuntu.sources", sample("apt/sources/ubuntu2404-cloud.sources")
+    missing = (
+        Host("ubuntu2404")
+        .dpkg()
+        .file("/etc/apt/sources.list.d/ubuntu.sources", sample("apt/sources/ubuntu2404-cloud.sources"))
     )
     missing.stat("/etc/apt/sources.list.d/ubuntu.sources")
     assert _security_verdict(missing)[0] == "fail"
@@ -362,3 +361,14 @@ def test_credentials_in_source_uris_are_blanked() -> None:
     assert sanitize_sources(text.encode()) == (
         "deb [signed-by=/k.gpg] https://<redacted>@repo.example/debian bookworm main\n"
     )
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.text(max_size=300), st.text(max_size=300))
+def test_garbage_sources_never_crash(one_line: str, deb822: str) -> None:
+    from nectar_audit.facts.updates.sources import parse_deb822, parse_one_line
+
+    parse_one_line(one_line, "/etc/apt/sources.list")
+    parse_deb822(deb822, "/etc/apt/sources.list.d/x.sources")
+    r = _sources(one_line, deb822=deb822).check(7)
+    assert r.status is not Status.ERROR, messages(r)

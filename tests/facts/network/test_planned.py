@@ -5,6 +5,8 @@ from __future__ import annotations
 import stat
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from nectar_audit.config import Config
 from nectar_audit.evidence.bundle import Bundle, StatRecord
@@ -132,3 +134,25 @@ def test_unknown_units_are_undecided_and_resolved_llmnr() -> None:
     assert [u.unit for u in p.undecided] == ["myapp.service"]
     assert not any(li.port == 5355 for li in p.listeners)
     assert all(li.loopback for li in p.listeners if li.unit == "systemd-resolved.service")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=400), st.text(max_size=200))
+def test_garbage_configuration_never_crashes(text: str, other: str) -> None:
+    files = {
+        "/etc/ssh/sshd_config": text,
+        "/lib/systemd/system/x.socket": "[Socket]\n" + text,
+        "/etc/rsyslog.conf": text + other,
+        "/etc/redis/redis.conf": text,
+        "/etc/vsftpd.conf": other,
+        "/etc/inetd.conf": text,
+        "/etc/nginx/nginx.conf": other,
+        "/etc/systemd/resolved.conf": text,
+    }
+    units = ("ssh.service", "x.socket", "rsyslog.service", "redis-server.service", "vsftpd.service",
+             "inetd.service", "nginx.service", "systemd-resolved.service")  # fmt: skip
+    p = plan(image(files, *units))
+    for li in p.listeners:
+        assert 0 < li.port < 65536
+        assert li.proto in ("tcp", "udp")
+        li.listener()

@@ -290,6 +290,14 @@ class ServicePlan:
         return f"enabled units ({self.enabled_source})" + (f"; {shown}" if shown else "")
 
 
+def _read(p: _Plan, path: str) -> str | None:
+    """A file's text; None when absent or unreadable (the caller then cannot decide)."""
+    try:
+        return p.b.text(path)
+    except EvidenceError:
+        return None
+
+
 def _path(where: str) -> str:
     return re.sub(r":\d+$", "", where)
 
@@ -307,6 +315,10 @@ class _Plan:
 
     def add(self, proto: str, port: int, address: str, unit: str, program: str, ev: Iterable[Evidence]) -> None:
         evs = tuple(ev)
+        if not 0 < port < 65536:
+            # The daemon refuses such a port (and may not start at all): no listener, but not a decision.
+            self.undecided.append(Undecided(unit, f"port {port} is not a valid port", None))
+            return
         self.listeners.append(PlannedListener(proto, port, address or "*", unit, program, evs))
         for e in evs:
             p = _path(e.source)
@@ -414,7 +426,11 @@ def _ftp(p: _Plan, kind: str, unit: str) -> None:
         if path is None:
             p.undecided.append(Undecided(unit, "vsftpd: its configuration was not found", frozenset({("tcp", 21)})))
             return
-        conf = parse_vsftpd_conf(p.b.text(path) or "")
+        text = _read(p, path)
+        if text is None:
+            p.undecided.append(Undecided(unit, f"vsftpd: {path} is not readable", frozenset({("tcp", 21)})))
+            return
+        conf = parse_vsftpd_conf(text)
         port = conf.get("listen_port", ("21", 0))[0]
         v4 = conf.get("listen", ("NO", 0))[0].upper() == "YES"
         v6 = conf.get("listen_ipv6", ("NO", 0))[0].upper() == "YES"
@@ -511,7 +527,11 @@ def _socket_unit(p: _Plan, unit: str) -> None:
     values: list[tuple[str, str, str, str]] = []  # (kind, value, where, line)
     for path in parts:
         section = ""
-        for no, raw in enumerate((p.b.text(path) or "").splitlines(), 1):
+        text = _read(p, path)
+        if text is None:
+            p.undecided.append(Undecided(unit, f"{path} is not readable", None))
+            return
+        for no, raw in enumerate(text.splitlines(), 1):
             line = raw.strip()
             if line.startswith("[") and line.endswith("]"):
                 section = line[1:-1]
@@ -555,7 +575,7 @@ def _inetd(p: _Plan, unit: str) -> None:
 def _resolved_llmnr(p: _Plan, unit: str) -> None:
     value = None
     for path in [RESOLVED_CONF, *sorted(p.b.glob("/etc/systemd/resolved.conf.d/*.conf"))]:
-        for no, raw in enumerate((p.b.text(path) or "").splitlines(), 1):
+        for no, raw in enumerate((_read(p, path) or "").splitlines(), 1):
             m = re.match(r"\s*LLMNR\s*=\s*(\S*)", raw)
             if m:
                 value = (m.group(1).lower(), f"{path}:{no}", raw.strip())
