@@ -129,7 +129,11 @@ def test_unknown_units_are_undecided_and_resolved_llmnr() -> None:
     assert undecided["myapp.service"].ports is None
     assert p.could_serve("tcp", 8080) == [undecided["myapp.service"]]
     assert undecided["systemd-resolved.service"].ports == frozenset({("tcp", 5355), ("udp", 5355)})
-    b.add_file("/etc/systemd/resolved.conf", b"[Resolve]\nLLMNR=no\n")
+    # The packaged file shows the compiled-in defaults as comments: Debian's says yes.
+    b.add_file("/etc/systemd/resolved.conf", b"[Resolve]\n#DNS=\n#LLMNR=yes\n#MulticastDNS=no\n")
+    assert {li.port for li in plan(b).listeners if not li.loopback} == {5355}
+    assert plan(b).listeners[-1].evidence[0].detail == "#LLMNR=yes (the compiled-in default)"
+    b.add_file("/etc/systemd/resolved.conf", b"[Resolve]\n#LLMNR=yes\nLLMNR=no\n")
     p = plan(b)
     assert [u.unit for u in p.undecided] == ["myapp.service"]
     assert not any(li.port == 5355 for li in p.listeners)

@@ -573,23 +573,32 @@ def _inetd(p: _Plan, unit: str) -> None:
 
 
 def _resolved_llmnr(p: _Plan, unit: str) -> None:
-    value = None
+    value: tuple[str, str, str] | None = None
+    default: tuple[str, str, str] | None = None
     for path in [RESOLVED_CONF, *sorted(p.b.glob("/etc/systemd/resolved.conf.d/*.conf"))]:
         for no, raw in enumerate((_read(p, path) or "").splitlines(), 1):
             m = re.match(r"\s*LLMNR\s*=\s*(\S*)", raw)
             if m:
                 value = (m.group(1).lower(), f"{path}:{no}", raw.strip())
-    if value is not None and value[0] in ("no", "false", "0", "off"):
+            elif value is None and path == RESOLVED_CONF:
+                # The packaged resolved.conf shows the compile-time defaults as comments ("#LLMNR=no").
+                d = re.match(r"\s*#\s*LLMNR\s*=\s*(\S+)\s*$", raw)
+                if d:
+                    default = (d.group(1).lower(), f"{path}:{no}", f"{raw.strip()} (the compiled-in default)")
+    if value is None:
+        value = default
+    # "resolve": resolution only, the responder (the 5355 listener) stays off.
+    if value is not None and value[0] in ("no", "false", "0", "off", "resolve"):
         p.sources.append(_path(value[1]))
         return
-    if value is not None and value[0] in ("yes", "true", "1", "on", "resolve"):
+    if value is not None and value[0] in ("yes", "true", "1", "on"):
         for proto in ("tcp", "udp"):
             p.add(proto, 5355, "*", unit, "systemd-resolve", [Evidence(value[1], value[2])])
         return
     p.undecided.append(
         Undecided(
             unit,
-            "systemd-resolved: LLMNR is not set (its compiled-in default decides)",
+            "systemd-resolved: LLMNR is not set, and resolved.conf does not show the compiled-in default",
             frozenset({("tcp", 5355), ("udp", 5355)}),
         )
     )
