@@ -85,3 +85,28 @@ def test_live_chroot_uses_apt_config_dump(lab_root: Path, tmp_path: Path) -> Non
         "apt refreshes the package lists automatically but installs no updates "
         '(APT::Periodic::Unattended-Upgrade is "0" (/etc/apt/apt.conf.d/99local:1))'
     )
+
+
+def test_never_booted_image_is_not_a_warning_but_a_live_host_without_a_run_is(
+    lab_root: Path, tmp_path: Path
+) -> None:
+    # The lab root was built, never booted: no upgrade stamp, no unattended-upgrades log.
+    assert not (lab_root / STAMP).exists()
+    assert not (lab_root / "var/log/unattended-upgrades/unattended-upgrades.log").exists()
+    offline = scan_root(lab_root, "03")["Check-Security-03"]
+    assert offline["status"] == "pass", offline
+    assert offline["summary"] == (
+        "unattended-upgrades installs security updates automatically every day (offline image: no run is "
+        "recorded yet, as expected before its first boot; apt-daily-upgrade.timer runs it once a host boots "
+        "from the image)"
+    )
+    # The same root running (cron runs apt's daily job without systemd) and still without a run: warned.
+    with lab.chroot_host(lab_root, hostname="uu-norun", workdir=tmp_path) as host:
+        host.start(["cron"])
+        lab.wait_until(lambda: host.exec(["pgrep", "-x", "cron"]).returncode == 0, 10, "cron running")
+        result = audit_chroot(host, "Check-Security-03")
+    check = result.checks[0]
+    assert check.status is Status.WARN, check.findings
+    assert check.summary.startswith("no record of a successful unattended-upgrades run (no upgrade stamp"), (
+        check.summary
+    )

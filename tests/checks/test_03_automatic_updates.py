@@ -20,7 +20,7 @@ from nectar_audit.facts.updates.autoupdate import (
     unattended_upgrades,
 )
 from nectar_audit.facts.updates.pending import ReleaseInfo, parse_release
-from nectar_audit.model import Status
+from nectar_audit.model import Evidence, Status
 from tests.patching_helpers import NOW_TS, Host, apt_dir, messages, sample
 
 DAY = 86400
@@ -232,12 +232,26 @@ def test_last_run_from_log() -> None:
     )
 
 
-def test_no_record_warns() -> None:
-    h = debian_host()
+def test_no_record_warns_live_only() -> None:
+    h = debian_host(live=True).systemd(enabled=["apt-daily.timer", "apt-daily-upgrade.timer"])
     del h.stats["/var/lib/apt/periodic/upgrade-stamp"]
     r = h.check(3)
     assert r.status is Status.WARN
     assert r.summary.startswith("no record of a successful unattended-upgrades run")
+    # An image that never booted has no record either: expected there, said, not warned.
+    h = debian_host()
+    del h.stats["/var/lib/apt/periodic/upgrade-stamp"]
+    r = h.check(3)
+    assert r.status is Status.PASS, messages(r)
+    assert r.summary == (
+        "unattended-upgrades installs security updates automatically every day (offline image: no run is "
+        "recorded yet, as expected before its first boot; apt-daily-upgrade.timer runs it once a host boots "
+        "from the image)"
+    )
+    assert Evidence("/var/lib/apt/periodic/upgrade-stamp", "absent") in r.findings[0].evidence
+    # A stale record in an image still warns: the image was captured long after its last run.
+    h.stat("/var/lib/apt/periodic/upgrade-stamp", mtime=NOW_TS - 20 * DAY)
+    assert h.check(3).status is Status.WARN
 
 
 def test_live_dump_is_authoritative() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import stat
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -9,7 +11,7 @@ from nectar_audit.catalog import Entry, all_needs
 from nectar_audit.checks import encrypted_communications
 from nectar_audit.config import Config
 from nectar_audit.engine import run_check
-from nectar_audit.evidence.bundle import Bundle, CommandRecord
+from nectar_audit.evidence.bundle import Bundle, CommandRecord, StatRecord
 from nectar_audit.facts import Facts
 from nectar_audit.facts.network import plaintext
 from nectar_audit.facts.network.plaintext import (
@@ -245,17 +247,53 @@ def test_only_loopback_is_not_applicable_and_offline() -> None:
         "/etc/postfix/main.cf": (MAIL / "postfix-main.cf.debian12").read_text(),
         "/etc/postfix/master.cf": (MAIL / "postfix-master.cf.debian12").read_text(),
     }
-    status, findings = check(make_bundle(files, live=False))
-    assert status is Status.WARN
-    assert findings[0] == (
-        Status.WARN,
-        "SMTP (master) configured to listen beyond loopback on port 25 is not "
-        "encrypted: Postfix: no TLS: smtpd_tls_security_level is none (plaintext SMTP)",
+    # An image: the configuration decides, for the services enabled at boot only.
+    image = make_bundle(files, live=False)
+    status, findings = check(image)
+    assert status is Status.NOT_APPLICABLE
+    assert findings[0][1].startswith("Offline image: no enabled service is configured to listen on TCP beyond")
+    enable(image, "postfix.service", "nginx.service", "ssh.service")
+    image.add_file("/etc/ssh/sshd_config", b"Port 2222\nListenAddress 127.0.0.1\nListenAddress 192.0.2.7\n")
+    status, findings = check(image)
+    assert status is Status.FAIL
+    predicted = (
+        " (predicted from configuration: enabled units (/etc/systemd/system/*.wants/ and /etc/rc?.d/ links); "
+        "/etc/ssh/sshd_config, /etc/postfix/main.cf, /etc/postfix/master.cf, /etc/nginx/sites-enabled/default)"
     )
-    assert findings[1][1].startswith(
-        "HTTP (web server) configured to listen beyond loopback on port 80 is not"
+    assert findings == [
+        (
+            Status.PASS,
+            "Offline image: SSH (sshd) configured to listen beyond loopback on port 2222: encrypted (SSH is "
+            "encrypted)" + predicted,
+        ),
+        (
+            Status.FAIL,
+            "Offline image: SMTP (master) configured to listen beyond loopback on port 25 is not encrypted: "
+            "Postfix: no TLS: smtpd_tls_security_level is none (plaintext SMTP)" + predicted,
+        ),
+        (
+            Status.FAIL,
+            "Offline image: HTTP (nginx) configured to listen beyond loopback on port 80 is not encrypted: "
+            "plain HTTP serving content (no ssl on this port, no redirect to https://)" + predicted,
+        ),
+    ]
+    # An enabled service whose listeners the files do not tell: left to a human, saying which.
+    enable(image, "myapp.service")
+    status, findings = check(image)
+    assert findings[-1] == (
+        Status.MANUAL,
+        "Offline image: the configuration does not tell what these enabled services will listen on: "
+        "myapp.service (an enabled service this tool cannot predict the listeners of); check them on a host "
+        "booted from the image",
     )
-    assert findings[-1][0] is Status.MANUAL
+
+
+def enable(b: Bundle, *units: str) -> None:
+    """Enable units the way an image records it: symlinks in multi-user.target.wants (lstat metadata)."""
+    for unit in units:
+        b.stats[f"/etc/systemd/system/multi-user.target.wants/{unit}"] = StatRecord(
+            stat.S_IFLNK | 0o777, 0, 0, len(f"/lib/systemd/system/{unit}"), 0
+        )
 
 
 def test_probe_merge_and_refiner() -> None:

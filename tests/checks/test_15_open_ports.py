@@ -39,15 +39,10 @@ def test_open_ports_without_listener() -> None:
     m = msgs(findings)
     assert m["Port 2222/tcp is open in the firewall (IPv4) but nothing listens on it"] is Status.FAIL
     assert m["Port 5432/tcp is open to 10.0.0.0/8 (IPv4) but nothing listens on it"] is Status.WARN
-    assert (
-        m["Ports 60000-61000/udp are open in the firewall (IPv4 and IPv6) but nothing listens on any"]
-        is Status.WARN
-    )
+    assert m["Ports 60000-61000/udp are open in the firewall (IPv4 and IPv6) but nothing listens on any"] is Status.WARN
     fail = next(f for f in findings if f.status is Status.FAIL)
     assert fail.evidence[0].source == "command: iptables-nft-save"
-    assert (
-        fail.evidence[0].detail == "IPv4: ip filter ufw-user-limit-accept: -A ufw-user-limit-accept -j ACCEPT"
-    )
+    assert fail.evidence[0].detail == "IPv4: ip filter ufw-user-limit-accept: -A ufw-user-limit-accept -j ACCEPT"
     assert fail.remediation == "ufw delete allow 2222/tcp   (see `ufw status numbered`)"
     table = findings[-1]
     assert table.message == "Listeners × firewall (2 beyond loopback)"
@@ -89,16 +84,14 @@ def test_listener_review() -> None:
     # With one: a warning per reachable listener that is not in it.
     findings = run(
         ufw_host(
-            SSHD + 'udp UNCONN 0 0 *:60500 *:* users:(("mosh-server",pid=900,fd=4)) ino:14 sk:4 '
-            "v6only:0 <->\n",
+            SSHD + 'udp UNCONN 0 0 *:60500 *:* users:(("mosh-server",pid=900,fd=4)) ino:14 sk:4 v6only:0 <->\n',
             Config(allowed_ports=("22/tcp",)),
         )
     )
     warn = [f for f in findings if f.message.startswith("[::]:60500/udp")]
     assert len(warn) == 1 and warn[0].status is Status.WARN
     assert warn[0].message == (
-        "[::]:60500/udp (mosh-server) listens beyond loopback, the firewall lets it in, and it "
-        "is not in ports.allowed"
+        "[::]:60500/udp (mosh-server) listens beyond loopback, the firewall lets it in, and it is not in ports.allowed"
     )
     assert '"60500/udp" to ports.allowed' in (warn[0].remediation or "")
     assert "IPv4: open" in warn[0].evidence[0].detail and "IPv6: open" in warn[0].evidence[0].detail
@@ -114,8 +107,7 @@ def test_everything_fine() -> None:
     findings = run(ufw_host(ss, cfg))
     assert [f.status for f in findings] == [Status.PASS, Status.PASS]
     assert findings[0].message == (
-        "Every port the firewall opens has a listener, and the 5 non-loopback listener(s) "
-        "are allowed or blocked"
+        "Every port the firewall opens has a listener, and the 5 non-loopback listener(s) are allowed or blocked"
     )
 
 
@@ -127,25 +119,87 @@ def test_no_firewall_every_listener_is_reachable() -> None:
     assert "IPv4: open (no filter chain on the input path)" in findings[0].evidence[0].detail
 
 
-def test_offline_lists_ports_opened_at_boot() -> None:
+def _image(*units: str) -> Bundle:
+    """A Rocky image whose firewalld (enabled) opens ssh and 8080/tcp in the public zone."""
     b = Bundle("root:/img", "rootfs", False)
     b.add_file("/etc/os-release", ROCKY)
     b.add_file("/etc/firewalld/firewalld.conf", sample("firewalld/firewalld.conf").encode())
     b.add_file("/etc/firewalld/zones/public.xml", sample("firewalld/zones/public.xml").encode())
-    b.stats["/etc/systemd/system/multi-user.target.wants/firewalld.service"] = StatRecord(
-        stat.S_IFLNK | 0o777, 0, 0, 40, 0
-    )
-    (f,) = run(Facts(b))
+    for unit in ("firewalld.service", *units):
+        b.stats[f"/etc/systemd/system/multi-user.target.wants/{unit}"] = StatRecord(stat.S_IFLNK | 0o777, 0, 0, 40, 0)
+    return b
+
+
+PREDICTED = " (predicted from configuration: enabled units (/etc/systemd/system/*.wants/ and /etc/rc?.d/ links)"
+
+
+def test_offline_boot_firewall_against_the_enabled_services() -> None:
+    # sshd enabled (default port 22): 22 is served, 8080 is opened for nothing.
+    b = _image("sshd.service")
+    b.add_file("/etc/ssh/sshd_config", b"PasswordAuthentication no\n")
+    findings = run(Facts(b, Config(allowed_ports=("22/tcp",))))
+    m = msgs(findings)
+    assert m == {
+        "Offline image: port 8080/tcp is open in the firewall restored at boot (IPv4 and IPv6) but no enabled "
+        "service is configured to serve it" + PREDICTED + "; /etc/ssh/sshd_config)": Status.FAIL,
+        "Predicted listeners × firewall restored at boot (1 beyond loopback)": Status.PASS,
+    }
+    fail = findings[0]
+    assert [e.detail for e in fail.evidence[:2]] == [
+        "IPv4: inet firewalld filter_IN_public: /etc/firewalld/zones/public.xml: port 8080/tcp",
+        "IPv6: inet firewalld filter_IN_public: /etc/firewalld/zones/public.xml: port 8080/tcp",
+    ]
+    assert fail.remediation is not None and "--remove-port=8080/tcp" in fail.remediation
+    assert [e.detail for e in findings[-1].evidence] == [
+        "*:22/tcp by sshd (sshd.service): no Port nor ListenAddress: sshd listens on port 22 of every address → "
+        "IPv4: open (inet firewalld filter_IN_public: /etc/firewalld/zones/public.xml: service ssh (22/tcp)); "
+        "IPv6: open (inet firewalld filter_IN_public: /etc/firewalld/zones/public.xml: service ssh (22/tcp))"
+    ]
+    # A service configured on 8080 (nginx): every opened port is served.
+    b.add_file("/etc/nginx/nginx.conf", b"events {}\nhttp { server { listen 8080; root /srv; } }\n")
+    b.stats["/etc/systemd/system/multi-user.target.wants/nginx.service"] = StatRecord(stat.S_IFLNK | 0o777, 0, 0, 40, 0)
+    m = msgs(run(Facts(b, Config(allowed_ports=("22/tcp", "8080/tcp")))))
+    assert (
+        "Offline image: every port the firewall restored at boot opens has a service configured to serve it, "
+        "and the 2 predicted non-loopback listener(s) are allowed or blocked"
+        + PREDICTED
+        + "; /etc/ssh/sshd_config, /etc/nginx/nginx.conf)"
+    ) in m
+    assert not any(s is not Status.PASS for s in m.values())
+
+
+def test_offline_port_only_an_unknown_service_could_serve_stays_manual() -> None:
+    b = _image("sshd.service", "myapp.service")
+    b.add_file("/etc/ssh/sshd_config", b"Port 22\n")
+    (f, _table) = run(Facts(b, Config(allowed_ports=("22/tcp",))))
     assert f.status is Status.MANUAL
     assert f.message == (
-        "Offline image: the firewall restored at boot opens 22/tcp, 8080/tcp; check that a required "
-        "service listens on each (no live sockets in an offline image)"
+        "Offline image: the firewall restored at boot opens 8080/tcp (IPv4 and IPv6); no enabled service is "
+        "configured to serve it, but myapp.service may, and the configuration does not tell (myapp.service: an "
+        "enabled service this tool cannot predict the listeners of)" + PREDICTED + "; /etc/ssh/sshd_config)"
     )
-    b2 = Bundle("root:/img", "rootfs", False)
-    (f,) = run(Facts(b2))
-    assert f.status is Status.MANUAL and f.message.startswith(
-        "Offline image: no firewall is restored at boot"
+
+
+def test_offline_sshd_moved_to_another_port_leaves_22_open_for_nothing() -> None:
+    b = _image("sshd.service")
+    b.add_file("/etc/ssh/sshd_config", b"Port 2222\n")
+    m = msgs(run(Facts(b, Config(allowed_ports=("2222/tcp",)))))
+    assert (
+        "Offline image: port 22/tcp is open in the firewall restored at boot (IPv4 and IPv6) but no enabled "
+        "service is configured to serve it" + PREDICTED + "; /etc/ssh/sshd_config)"
+    ) in m
+
+
+def test_offline_without_firewall_or_services() -> None:
+    b = Bundle("root:/img", "rootfs", False)
+    (f, _table) = run(Facts(b))
+    assert f.status is Status.PASS
+    assert f.message == (
+        "Offline image: no firewall is restored at boot (see Check-Security-08), and no enabled service is "
+        "configured to listen beyond loopback" + PREDICTED + ")"
     )
+    b.stats["/etc/systemd/system/multi-user.target.wants/myapp.service"] = StatRecord(stat.S_IFLNK | 0o777, 0, 0, 40, 0)
+    assert run(Facts(b))[0].status is Status.MANUAL
 
 
 def test_listener_open_only_to_trusted_networks() -> None:
@@ -179,3 +233,37 @@ def test_wide_range_opened_on_purpose() -> None:
     want = "Ports 1024-65535/tcp (64512 ports) are open in the firewall (IPv4): open only the ports of "
     want += "required services"
     assert m[want] is Status.WARN
+
+
+def test_offline_ufw_image_with_sshd_and_postgres_configured() -> None:
+    # ufw restores its user rules at boot (ENABLED=yes, ufw.service enabled): 22, 2222, 5432 from 10/8, …
+    b = Bundle("root:/img", "rootfs", False)
+    for path, text in ufw_files().items():
+        b.add_file(path, text.encode())
+    b.add_file("/etc/ssh/sshd_config", b"Port 22\nListenAddress 0.0.0.0\n")
+    for unit in ("ufw.service", "ssh.service"):
+        b.stats[f"/etc/systemd/system/multi-user.target.wants/{unit}"] = StatRecord(stat.S_IFLNK | 0o777, 0, 0, 40, 0)
+    m = msgs(run(Facts(b, Config(allowed_ports=("22/tcp",)))))
+    tail = PREDICTED + "; /etc/ssh/sshd_config)"
+    assert (
+        m[
+            "Offline image: port 2222/tcp is open in the firewall restored at boot (IPv4 and IPv6) but no enabled "
+            "service is configured to serve it" + tail
+        ]
+        is Status.FAIL
+    )
+    assert (
+        m[
+            "Offline image: port 5432/tcp is open to 10.0.0.0/8 in the firewall restored at boot (IPv4) but no "
+            "enabled service is configured to serve it" + tail
+        ]
+        is Status.WARN
+    )
+    assert not any("port 22/tcp" in k for k in m)
+    # ufw installed but not enabled (ENABLED=no): nothing is restored, the listener is simply reachable.
+    b.add_file("/etc/ufw/ufw.conf", ufw_files(enabled=False)["/etc/ufw/ufw.conf"].encode())
+    (f, _t) = run(Facts(b, Config(allowed_ports=("22/tcp",))))
+    assert f.message == (
+        "Offline image: no firewall is restored at boot (see Check-Security-08), and the 1 predicted "
+        "non-loopback listener(s) are in ports.allowed" + tail
+    )

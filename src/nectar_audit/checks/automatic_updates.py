@@ -11,6 +11,8 @@ from nectar_audit.facts import updates as updates_facts
 from nectar_audit.facts.host import host
 from nectar_audit.facts.updates import (
     APT_CRON,
+    UPGRADE_STAMP,
+    UU_LOG,
     YUM_CRON_JOB,
     AutoConfig,
     CronDaemon,
@@ -222,6 +224,8 @@ def _debian(facts: Facts) -> list[Finding]:
         last = (
             f" (last successful run on {uu.last_run.when:%Y-%m-%d})"
             if fresh and uu.last_run and fresh.status is Status.PASS
+            else f" ({fresh.message})"
+            if fresh and fresh.status is Status.PASS
             else ""
         )
         findings.insert(
@@ -302,12 +306,23 @@ def _schedule(uu: UnattendedUpgrades, cron: CronDaemon) -> Finding | None:
 def _freshness(facts: Facts, uu: UnattendedUpgrades) -> Finding:
     now = _now(facts)
     last = uu.last_run
+    if last is None and not facts.bundle.live:
+        # An image that never booted has never run its timers: nothing is wrong yet.
+        return Finding(
+            Status.PASS,
+            "offline image: no run is recorded yet, as expected before its first boot; "
+            "apt-daily-upgrade.timer runs it once a host boots from the image",
+            [
+                Evidence(UPGRADE_STAMP, "absent"),
+                Evidence(UU_LOG, "no successful run"),
+            ],
+        )
     if last is None:
         why = uu.log_unreadable or "no upgrade stamp and no successful run in the unattended-upgrades log"
         return Finding(
             Status.WARN,
             f"no record of a successful unattended-upgrades run ({why})",
-            [Evidence("/var/lib/apt/periodic/upgrade-stamp", "absent")],
+            [Evidence(UPGRADE_STAMP, "absent")],
             "Check `systemctl list-timers apt-daily-upgrade.timer` and "
             "/var/log/unattended-upgrades/unattended-upgrades.log",
         )

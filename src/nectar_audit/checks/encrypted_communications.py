@@ -7,7 +7,14 @@ from nectar_audit.evidence import EvidenceError
 from nectar_audit.facts import Facts
 from nectar_audit.facts import network as network_facts
 from nectar_audit.facts import system as system_facts
-from nectar_audit.facts.network import ServiceExposure, exposures, planned_exposures, unidentified
+from nectar_audit.facts.network import (
+    ServiceExposure,
+    exposures,
+    planned_exposures,
+    planned_unidentified,
+    service_plan,
+    unidentified,
+)
 from nectar_audit.facts.system import sockets_source
 from nectar_audit.model import Evidence, Finding, Status
 
@@ -70,10 +77,7 @@ FIXES = {
         "Set www-address=127.0.0.1 in /etc/rstudio/rserver.conf and publish it through an HTTPS reverse "
         "proxy (nginx with a certificate), or use an SSH tunnel."
     ),
-    "shiny": (
-        "Bind Shiny Server to 127.0.0.1 (listen 3838 127.0.0.1;) and publish it through an HTTPS reverse "
-        "proxy."
-    ),
+    "shiny": ("Bind Shiny Server to 127.0.0.1 (listen 3838 127.0.0.1;) and publish it through an HTTPS reverse proxy."),
     "vnc": (
         "Use VNC only through an SSH tunnel (vncserver -localhost yes) or require TLS security types "
         "(SecurityTypes=X509Vnc,TLSVnc)."
@@ -101,7 +105,7 @@ def _group(items: list[ServiceExposure]) -> list[tuple[ServiceExposure, list[str
     return list(groups.values())
 
 
-def _finding(e: ServiceExposure, endpoints: list[str], src: str, offline: bool) -> Finding:
+def _finding(e: ServiceExposure, endpoints: list[str], src: str, offline: bool, predicted: str = "") -> Finding:
     name = NAMES.get(e.protocol, e.protocol)
     li = e.listener
     where = (
@@ -113,33 +117,64 @@ def _finding(e: ServiceExposure, endpoints: list[str], src: str, offline: bool) 
     ev = list(e.evidence)
     if not offline:
         ev.insert(0, Evidence(src, li.describe()))
+    lead = "Offline image: " if offline else ""
     if e.tls is True:
-        return Finding(Status.PASS, f"{name}{who} {where}: encrypted ({e.reason})", ev)
+        return Finding(Status.PASS, f"{lead}{name}{who} {where}: encrypted ({e.reason}){predicted}", ev)
     if e.redirect_only:
-        return Finding(Status.PASS, f"{name}{who} {where}: {e.reason}", ev)
+        return Finding(Status.PASS, f"{lead}{name}{who} {where}: {e.reason}{predicted}", ev)
     if e.tls is False:
-        status = Status.WARN if offline else Status.FAIL
-        return Finding(status, f"{name}{who} {where} is not encrypted: {e.reason}", ev, _fix(e.protocol))
+        return Finding(
+            Status.FAIL, f"{lead}{name}{who} {where} is not encrypted: {e.reason}{predicted}", ev, _fix(e.protocol)
+        )
     return Finding(
         Status.WARN,
-        f"{name}{who} {where}: cannot tell whether it is encrypted ({e.reason})",
+        f"{lead}{name}{who} {where}: cannot tell whether it is encrypted ({e.reason}){predicted}",
         ev,
         _fix(e.protocol),
     )
 
 
-def run(facts: Facts) -> list[Finding]:
-    if not facts.bundle.live:
-        planned = planned_exposures(facts)
-        findings = [_finding(e, [], "", True) for e, _ in _group(planned)]
+def _offline(facts: Facts) -> list[Finding]:
+    """An image: what its enabled services are configured to serve beyond loopback, judged as live ones are."""
+    plan = facts.get(service_plan)
+    predicted = f" (predicted from configuration: {plan.describe_sources()})"
+    findings = [_finding(e, [], "", True, predicted) for e, _ in _group(planned_exposures(facts))]
+    unknown = planned_unidentified(facts)
+    if unknown:
+        shown = sorted({i.describe() for i in unknown})
         findings.append(
             Finding(
                 Status.MANUAL,
-                "Offline image: which services listen, and whether they encrypt, is known only on a live "
-                "host; only the mail and web server configuration was checked",
+                f"Offline image: {len(shown)} service(s) configured to listen beyond loopback speak a protocol "
+                f"this tool does not identify: {', '.join(shown[:10])}; check that they use TLS{predicted}",
+                [e for i in unknown for e in i.evidence[:1]],
             )
         )
-        return findings
+    if plan.undecided:
+        findings.append(
+            Finding(
+                Status.MANUAL,
+                "Offline image: the configuration does not tell what these enabled services will listen on: "
+                + ", ".join(f"{u.unit} ({u.why})" for u in plan.undecided[:8])
+                + (" …" if len(plan.undecided) > 8 else "")
+                + "; check them on a host booted from the image",
+                [Evidence(plan.enabled_source, u.unit) for u in plan.undecided],
+            )
+        )
+    if not findings:
+        return [
+            Finding(
+                Status.NOT_APPLICABLE,
+                f"Offline image: no enabled service is configured to listen on TCP beyond loopback{predicted}",
+                [Evidence(s, "read") for s in plan.sources] or [Evidence(plan.enabled_source, "enabled units")],
+            )
+        ]
+    return findings
+
+
+def run(facts: Facts) -> list[Finding]:
+    if not facts.bundle.live:
+        return _offline(facts)
     try:
         items = facts.get(exposures)
         unknown = facts.get(unidentified)
@@ -176,9 +211,10 @@ CHECK = Check(
     "MongoDB, Elasticsearch, SSH) and decides from its configuration whether it is encrypted (postfix "
     "smtpd_tls_*, dovecot ssl, nginx/apache 'listen … ssl' / SSLEngine and redirects to https://, Jupyter "
     "certfile, vsftpd/ProFTPD TLS, redis tls-port, mongod net.tls, memcached -Z, xpack http ssl). Plaintext "
-    "fails, unknown warns (never guessed), unidentified listeners are listed for manual review. Offline: "
-    "mail "
-    "and web server configuration only.",
+    "fails, unknown warns (never guessed), unidentified listeners are listed for manual review. Offline images: the "
+    "services enabled at boot (units, SysV links, inetd) and what their configuration makes them listen on "
+    "(sshd, mail, web, DNS, NTP, FTP, Redis, rsyslog, socket units) are judged the same way, as a prediction "
+    "naming its files; enabled services whose listeners the configuration does not tell are left to a human.",
     fix={
         "debian": "Replace plaintext services by encrypted ones (SSH/SFTP, HTTPS, STARTTLS/IMAPS) or bind "
         "them to "

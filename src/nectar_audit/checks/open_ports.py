@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from nectar_audit.checks.base import Check, for_family
-from nectar_audit.evidence import EvidenceError
 from nectar_audit.facts import Facts
 from nectar_audit.facts import firewall as firewall_facts
+from nectar_audit.facts import network as network_facts
 from nectar_audit.facts import system as system_facts
 from nectar_audit.facts.firewall import Firewall, PortRange, Verdict, firewall
+from nectar_audit.facts.network import ServicePlan, service_plan
 from nectar_audit.facts.system import Listener, listeners, sockets_source
 from nectar_audit.model import Evidence, Finding, Status
 
@@ -62,8 +64,7 @@ def _close_fix(facts: Facts, proto: str, port: str, fw: Firewall) -> str | None:
         return f"ufw delete allow {port}/{proto}   (see `ufw status numbered`)"
     if fw.firewalld is not None and any(m.name == "firewalld" and m.enabled for m in fw.boot):
         return (
-            f"firewall-cmd --permanent --remove-port={port}/{proto} (or --remove-service=NAME) && "
-            "firewall-cmd --reload"
+            f"firewall-cmd --permanent --remove-port={port}/{proto} (or --remove-service=NAME) && firewall-cmd --reload"
         )
     return for_family(
         facts,
@@ -90,18 +91,48 @@ def _range_listeners(socks: Sequence[Listener], r: PortRange) -> list[Listener]:
     ]
 
 
+@dataclass(frozen=True)
+class _View:
+    """Where the listeners come from: the live sockets, or (offline) the services' configuration."""
+
+    plan: ServicePlan | None = None
+    sources: dict[tuple[str, int, str], Evidence] = field(default_factory=dict)
+    live_source: str = ""
+
+    @property
+    def offline(self) -> bool:
+        return self.plan is not None
+
+    def row(self, s: Listener) -> Evidence:
+        if self.plan is None:
+            return Evidence(self.live_source, s.describe())
+        return self.sources.get((s.proto, s.port, s.address), Evidence("configuration", s.describe()))
+
+
+def _planned(plan: ServicePlan) -> tuple[list[Listener], dict[tuple[str, int, str], Evidence]]:
+    socks: list[Listener] = []
+    rows: dict[tuple[str, int, str], Evidence] = {}
+    for item in plan.listeners:
+        li = item.listener()
+        socks.append(li)
+        ev = item.evidence[0] if item.evidence else Evidence(plan.enabled_source, item.unit)
+        rows[(li.proto, li.port, li.address)] = Evidence(ev.source, f"{item.describe()}: {ev.detail}")
+    return socks, rows
+
+
 def run(facts: Facts) -> list[Finding]:
     fw = facts.get(firewall)
-    try:
-        socks = facts.get(listeners)
-    except EvidenceError as exc:
-        if facts.bundle.live:
-            raise
-        return _offline(facts, fw, str(exc))
+    if not facts.bundle.live:
+        return _offline(facts, fw)
+    socks = facts.get(listeners)
+    return _judge(facts, fw, socks, _View(live_source=sockets_source(facts)))
+
+
+def _judge(facts: Facts, fw: Firewall, socks: Sequence[Listener], view: _View) -> list[Finding]:
     findings: list[Finding] = []
-    src = sockets_source(facts)
+    plan = view.plan
     which = "loaded" if fw.loaded_known else "boot"
-    if not fw.loaded_known:
+    if not fw.loaded_known and not view.offline:
         findings.append(
             Finding(
                 Status.ERROR,
@@ -109,6 +140,10 @@ def run(facts: Facts) -> list[Finding]:
                 "judged with the rules restored at boot instead",
             )
         )
+    predicted = f" (predicted from configuration: {plan.describe_sources()})" if plan is not None else ""
+    nothing = "no enabled service is configured to serve it" if plan is not None else "nothing listens on it"
+    nothing_any = "no enabled service is configured to serve any" if plan is not None else "nothing listens on any"
+    where = "the firewall restored at boot" if plan is not None else "the firewall"
 
     # 1. Ports the firewall opens with nothing listening (one finding per port range, both families).
     ranges = fw.open_ports(which=which)
@@ -132,35 +167,50 @@ def run(facts: Facts) -> list[Finding]:
         r = group[0]
         fams = " and ".join(FAMILY_NAME[g.family] for g in group)
         loop = [s for s in socks if s.proto == proto and lo <= s.port <= hi and s.loopback]
-        tail = f"; only a loopback listener: {loop[0].describe()}" if loop else ""
-        ev = [
-            Evidence(fw.source_of(g.verdict, which), f"{FAMILY_NAME[g.family]}: {g.verdict.rule}")
-            for g in group
-        ]
+        tail = f"; only a loopback listener: {view.row(loop[0]).detail}" if loop else ""
+        ev = [Evidence(fw.source_of(g.verdict, which), f"{FAMILY_NAME[g.family]}: {g.verdict.rule}") for g in group]
+        maybe = (
+            sorted({u.unit for p in range(lo, hi + 1) for u in plan.could_serve(proto, p)})
+            if plan is not None and hi - lo < 64
+            else []
+        )
+        if plan is not None and (maybe or (hi - lo >= 64 and plan.undecided)):
+            why = "; ".join(f"{u.unit}: {u.why}" for u in plan.undecided if u.unit in maybe or not maybe)
+            findings.append(
+                Finding(
+                    Status.MANUAL,
+                    f"Offline image: {where} opens {r.label()} ({fams}); no enabled service is configured to "
+                    f"serve it, but {', '.join(maybe) or 'enabled services'} may, and the configuration does "
+                    f"not tell ({why}){predicted}",
+                    ev,
+                )
+            )
+            continue
         if to_all:
             status = Status.FAIL if lo == hi else Status.WARN
             msg = (
-                f"Port {r.label()} is open in the firewall ({fams}) but nothing listens on it{tail}"
+                f"Port {r.label()} is open in {where} ({fams}) but {nothing}{tail}"
                 if lo == hi
-                else f"Ports {r.label()} are open in the firewall ({fams}) but nothing listens on any{tail}"
+                else f"Ports {r.label()} are open in {where} ({fams}) but {nothing_any}{tail}"
             )
         else:
             status = Status.WARN
             srcs = ", ".join(sorted({s for g in group for s in g.verdict.sources}))
-            msg = f"Port {r.label()} is open to {srcs} ({fams}) but nothing listens on it{tail}"
+            inside = f" in {where}" if plan is not None else ""
+            msg = f"Port {r.label()} is open to {srcs}{inside} ({fams}) but {nothing}{tail}"
+        if plan is not None:
+            msg = "Offline image: " + msg[0].lower() + msg[1:] + predicted
+            ev += [Evidence(src, "read") for src in plan.sources]
         port_text = str(lo) if lo == hi else f"{lo}:{hi}"
         findings.append(Finding(status, msg, ev, _close_fix(facts, proto, port_text, fw)))
 
     for (proto, lo, hi), group in wide.items():
         fams = " and ".join(FAMILY_NAME[g.family] for g in group)
-        ev = [
-            Evidence(fw.source_of(g.verdict, which), f"{FAMILY_NAME[g.family]}: {g.verdict.rule}")
-            for g in group
-        ]
+        ev = [Evidence(fw.source_of(g.verdict, which), f"{FAMILY_NAME[g.family]}: {g.verdict.rule}") for g in group]
         findings.append(
             Finding(
                 Status.WARN,
-                f"Ports {group[0].label()} ({hi - lo + 1} ports) are open in the firewall ({fams}): "
+                f"Ports {group[0].label()} ({hi - lo + 1} ports) are open in {where} ({fams}): "
                 "open only the ports of required services",
                 ev,
                 _close_fix(facts, proto, f"{lo}:{hi}", fw),
@@ -170,6 +220,7 @@ def run(facts: Facts) -> list[Finding]:
     # 2. Listeners beyond loopback: the table, and the ones not in ports.allowed.
     table: list[Evidence] = []
     review: list[tuple[Listener, list[str]]] = []
+    no_firewall = not fw.loaded_known and not any(m.enabled for m in fw.boot)
     for s in socks:
         if s.loopback:
             continue
@@ -178,25 +229,41 @@ def run(facts: Facts) -> list[Finding]:
         cells: list[str] = []
         reachable = False
         for fam in _families(s):
-            if not fw.loaded_known and not any(m.enabled for m in fw.boot):
-                v = Verdict(True, "no firewall rules loaded or restored at boot")
-            else:
-                v = _verdict(fw, s, fam)
+            v = Verdict(True, "no firewall rules loaded or restored at boot") if no_firewall else _verdict(fw, s, fam)
             cells.append(f"{FAMILY_NAME[fam]}: {v.describe()}")
             if v.allowed is not False or (v.sources and not _trusted(facts, v.sources)):
                 reachable = True
-        table.append(Evidence(src, f"{s.describe()} → " + "; ".join(cells)))
+        row = view.row(s)
+        table.append(Evidence(row.source, f"{row.detail} → " + "; ".join(cells)))
         if reachable and not _allowed(facts, s.proto, s.port):
             review.append((s, cells))
+    if plan is not None and no_firewall and plan.undecided:
+        findings.append(
+            Finding(
+                Status.MANUAL,
+                "Offline image: no firewall is restored at boot, so whatever the enabled services listen on "
+                "is reachable, and for "
+                + ", ".join(f"{u.unit} ({u.why})" for u in plan.undecided[:6])
+                + (" …" if len(plan.undecided) > 6 else "")
+                + f" the configuration does not tell which ports that is{predicted}",
+                [Evidence(plan.enabled_source, u.unit) for u in plan.undecided],
+                "Enable a firewall that opens only the required ports (see Check-Security-08)",
+            )
+        )
     if review:
+        name = "predicted listener" if plan is not None else "listener"
+        lead = "Offline image: " if plan is not None else ""
         if facts.config.allowed_ports:
             for s, cells in review:
+                row = view.row(s)
                 findings.append(
                     Finding(
                         Status.WARN,
-                        f"{s.endpoint} ({s.process or 'unknown process'}) listens beyond loopback, the "
-                        f"firewall lets it in, and it is not in ports.allowed",
-                        [Evidence(src, f"{s.describe()} → " + "; ".join(cells))],
+                        f"{lead}{s.endpoint} ({s.process or 'unknown process'}) "
+                        + ("is configured to listen" if plan is not None else "listens")
+                        + " beyond loopback, the firewall lets it in, and it is not in ports.allowed"
+                        + predicted,
+                        [Evidence(row.source, f"{row.detail} → " + "; ".join(cells))],
                         _rebind_fix(s),
                     )
                 )
@@ -205,8 +272,8 @@ def run(facts: Facts) -> list[Finding]:
             findings.append(
                 Finding(
                     Status.MANUAL,
-                    f"No ports.allowed list in the config: review the {len(review)} listener(s) the "
-                    f"firewall lets in: {names}",
+                    f"{lead}{'n' if lead else 'N'}o ports.allowed list in the config: review the "
+                    f"{len(review)} {name}(s) the firewall lets in: {names}{predicted}",
                     [],
                     'List the required ports in the config file: a "ports" table with allowed = '
                     '"22/tcp", "443/tcp" as a TOML list',
@@ -217,71 +284,66 @@ def run(facts: Facts) -> list[Finding]:
         findings.append(
             Finding(
                 Status.PASS,
-                f"Every port the firewall opens has a listener, and the {n} "
-                "non-loopback listener(s) are allowed or blocked",
+                (
+                    (
+                        "Offline image: no firewall is restored at boot (see Check-Security-08), and "
+                        + (
+                            f"the {n} predicted non-loopback listener(s) are in ports.allowed"
+                            if n
+                            else "no enabled service is configured to listen beyond loopback"
+                        )
+                        + predicted
+                    )
+                    if no_firewall
+                    else (
+                        f"Offline image: every port {where} opens has a service configured to serve it, and the "
+                        f"{n} predicted non-loopback listener(s) are allowed or blocked{predicted}"
+                    )
+                )
+                if plan is not None
+                else (
+                    f"Every port the firewall opens has a listener, and the {n} "
+                    "non-loopback listener(s) are allowed or blocked"
+                ),
                 [],
             )
         )
-    findings.append(
-        Finding(
-            Status.PASS,
-            f"Listeners × firewall ({len(table)} beyond loopback)",
-            table or [Evidence(src, "no listener beyond loopback")],
-        )
+    title = (
+        f"Predicted listeners × firewall restored at boot ({len(table)} beyond loopback)"
+        if plan is not None
+        else f"Listeners × firewall ({len(table)} beyond loopback)"
     )
+    empty_row = (
+        Evidence(plan.enabled_source, "no enabled service is configured to listen beyond loopback")
+        if plan is not None
+        else Evidence(view.live_source, "no listener beyond loopback")
+    )
+    findings.append(Finding(Status.PASS, title, table or [empty_row]))
     return findings
 
 
-def _offline(facts: Facts, fw: Firewall, reason: str) -> list[Finding]:
-    if not any(m.enabled for m in fw.boot):
-        return [
-            Finding(
-                Status.MANUAL,
-                "Offline image: no firewall is restored at boot (see Check-Security-08) "
-                f"and what will listen cannot be known ({reason})",
-            )
-        ]
-    ranges = [
-        r for r in fw.open_ports(which="boot") if r.hi - r.lo + 1 <= WIDE and r.verdict.allowed is not None
-    ]
-    ev = [
-        Evidence(
-            fw.source_of(r.verdict, "boot"), f"{FAMILY_NAME[r.family]} {r.label()}: {r.verdict.describe()}"
-        )
-        for r in ranges
-    ]
-    if not ranges:
-        return [
-            Finding(
-                Status.PASS,
-                "Offline image: the firewall restored at boot opens no port "
-                f"(what will listen cannot be known: {reason})",
-                ev,
-            )
-        ]
-    labels = sorted({r.label() for r in ranges})
-    return [
-        Finding(
-            Status.MANUAL,
-            f"Offline image: the firewall restored at boot opens {', '.join(labels[:10])}"
-            f"; check that a required service listens on each ({reason})",
-            ev,
-        )
-    ]
+def _offline(facts: Facts, fw: Firewall) -> list[Finding]:
+    """An image does not run: its boot firewall against what its enabled services are configured to serve."""
+    plan = facts.get(service_plan)
+    socks, rows = _planned(plan)
+    return _judge(facts, fw, socks, _View(plan, rows))
 
 
 CHECK = Check(
     id="Check-Security-15",
     severity="medium",
     run=run,
-    needs=firewall_facts.NEEDS | system_facts.NEEDS,
+    needs=firewall_facts.NEEDS | system_facts.NEEDS | network_facts.NEEDS,
     why="An open firewall port with no service behind it invites whatever starts listening there later; a "
     "service listening on every interface that nobody needs from outside is exposed attack surface.",
     how="Crosses the listening sockets (ss -tulpnH or /proc/net) with the host firewall evaluator of "
     "Check-Security-08: every port the firewall opens to a non-local source must have a non-loopback "
     "listener (fail otherwise); every non-loopback listener the firewall lets in must be in ports.allowed "
-    "(warn otherwise; without that list, a manual review). Offline images: lists the ports the boot-time "
-    "rules open. `nectar-audit cloud` adds the security groups: every port a rule opens must have a "
+    "(warn otherwise; without that list, a manual review). Offline images: the same with the rules restored "
+    "at boot and the listeners the enabled services are configured to open (sshd Port/ListenAddress or its "
+    "socket unit, Postfix/Exim/Dovecot, nginx/Apache, DNS and NTP servers, FTP, Redis, rsyslog inputs, socket "
+    "units, inetd), stated as a prediction; a port only an enabled service of unknown listeners could serve "
+    "stays manual. `nectar-audit cloud` adds the security groups: every port a rule opens must have a "
     "listener the host firewall lets through ([cloud] findings).",
     fix={
         "debian": "ufw delete allow PORT/PROTO (or remove the rule from /etc/nftables.conf); stop or rebind "

@@ -11,7 +11,19 @@ from nectar_audit.facts import Facts
 from nectar_audit.facts import host as host_facts
 from nectar_audit.facts import updates as updates_facts
 from nectar_audit.facts.host import HostInfo, host
-from nectar_audit.facts.updates import ALIASES, ROOT_FORWARD, apt_config, pending_updates, root_mail
+from nectar_audit.facts.updates import (
+    ALIASES,
+    LISTS,
+    NO_SECURITY_LISTS,
+    ROOT_FORWARD,
+    SOURCE_LIST,
+    NoPackageLists,
+    apt_config,
+    apt_sources,
+    packages,
+    pending_updates,
+    root_mail,
+)
 from nectar_audit.model import Evidence, Finding, Status
 
 STALE_LISTS_DAYS = 7
@@ -135,9 +147,106 @@ def _now(facts: Facts) -> dt.datetime:
     return now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc)
 
 
+def _sources(facts: Facts) -> list[Finding]:
+    """Does apt fetch from the security archive? Judged on the configured sources, not the lists."""
+    try:
+        src = facts.get(apt_sources)
+    except EvidenceError as exc:
+        return [Finding(Status.ERROR, f"apt's sources cannot be read: {exc}")]
+    out: list[Finding] = []
+    for err in src.errors:
+        out.append(
+            Finding(
+                Status.FAIL,
+                f"apt refuses to read its sources, so it fetches no update at all: {err}",
+                [Evidence(err.split(" file ", 1)[-1].split(" (", 1)[0], err)],
+                "Correct or remove that entry (see sources.list(5)); `apt-get update` must run without errors",
+            )
+        )
+    active = src.active()
+    listed = [Evidence(e.origin, e.describe()) for e in active]
+    sec = src.security()
+    if sec:
+        usable = [e for e in sec if not src.keyring_missing(e)]
+        for e in sec:
+            for path in src.keyring_missing(e):
+                out.append(
+                    Finding(
+                        Status.WARN if usable else Status.FAIL,
+                        f"the security archive {e.uri} {e.suite} is signed by {path}, which does not exist: apt "
+                        "cannot verify it and refuses its updates",
+                        [Evidence(e.origin, e.describe()), Evidence(path, "absent")],
+                        f"Install the archive's keyring package (debian-archive-keyring / ubuntu-keyring) or "
+                        f"correct Signed-By in {e.origin.rsplit(':', 1)[0]}",
+                    )
+                )
+        if usable:
+            e = usable[0]
+            alias = (
+                f"; {e.suite} is an alias whose release changes over time (this host: {src.codename})"
+                if src.this_release(e) is None and src.codename
+                else ""
+            )
+            out.append(
+                Finding(
+                    Status.PASS,
+                    f"apt's sources include the security archive: {e.uri} {e.suite} ({e.origin}){alias}",
+                    [Evidence(x.origin, x.describe()) for x in usable],
+                )
+            )
+        return out
+    why: list[str] = []
+    ev: list[Evidence] = []
+    for e in src.entries:
+        if e.security_release is None or e.kind != "deb":
+            continue
+        if e.commented:
+            why.append(f"{e.origin} is commented out")
+        elif not e.enabled:
+            why.append(f"{e.origin} has Enabled: no")
+        elif e not in active:
+            archs = ",".join(e.architectures(src.architectures)) or "none"
+            why.append(f"{e.origin} is for architecture {archs}, not {src.native}")
+        else:
+            why.append(f"{e.origin} is the security archive of {e.security_release}, not of {src.codename}")
+        ev.append(Evidence(e.origin, ("# " if e.commented else "") + e.describe()))
+    files = ", ".join(src.files) or "no sources file"
+    out.append(
+        Finding(
+            Status.FAIL,
+            f"apt has no security archive among its configured sources ({files}"
+            + (f"; {'; '.join(why)}" if why else "")
+            + "): security updates never arrive",
+            ev + listed or [Evidence(SOURCE_LIST, "no entry")],
+            for_family(
+                facts,
+                {
+                    "debian": "Add the security archive to /etc/apt/sources.list (Debian: "
+                    "deb http://security.debian.org/debian-security <codename>-security main; "
+                    "Ubuntu: deb http://security.ubuntu.com/ubuntu <codename>-security main), "
+                    "then apt-get update"
+                },
+            ),
+        )
+    )
+    return out
+
+
 def _pending(facts: Facts) -> list[Finding]:
     try:
         ups = facts.get(pending_updates)
+    except NoPackageLists as exc:
+        if facts.bundle.live:
+            return [Finding(Status.ERROR, f"pending security updates cannot be listed: {exc}")]
+        return [
+            Finding(
+                Status.NOT_APPLICABLE,
+                "pending security updates cannot be known from this image: it holds no downloaded package "
+                "lists (usually removed when an image is built); a host booted from it fetches them with its "
+                "first apt update",
+                [Evidence(LISTS, "no Packages list")],
+            )
+        ]
     except EvidenceError as exc:
         return [Finding(Status.ERROR, f"pending security updates cannot be listed: {exc}")]
     fix = for_family(
@@ -148,23 +257,28 @@ def _pending(facts: Facts) -> list[Finding]:
         },
     )
     out: list[Finding] = []
-    if "no security archive is among apt's sources" in ups.notes:
-        out.append(
-            Finding(
-                Status.FAIL,
-                "apt has no security archive among its sources: security updates never arrive",
-                [Evidence("/var/lib/apt/lists", "no Release file with a security suite or label")],
-                for_family(
-                    facts,
-                    {
-                        "debian": "Add the security archive to /etc/apt/sources.list (Debian: "
-                        "deb http://security.debian.org/debian-security <codename>-security main; "
-                        "Ubuntu: deb http://security.ubuntu.com/ubuntu <codename>-security main), "
-                        "then apt-get update"
-                    },
-                ),
+    if NO_SECURITY_LISTS in ups.notes:
+        # Whether the security archive is configured is _sources' business; here: updates are not seen.
+        ev = [Evidence(LISTS, "no Release file with a security suite or label")]
+        if facts.bundle.live:
+            out.append(
+                Finding(
+                    Status.WARN,
+                    "apt's downloaded lists hold no security archive: `apt update` has not run successfully "
+                    "since its sources were set, so pending security updates are not seen",
+                    ev,
+                    "apt-get update (and read its errors)",
+                )
             )
-        )
+        else:
+            out.append(
+                Finding(
+                    Status.NOT_APPLICABLE,
+                    "pending security updates cannot be known from this image: its downloaded lists hold no "
+                    "security archive (a host booted from it fetches them with its first apt update)",
+                    ev,
+                )
+            )
     sec = ups.security
     if sec:
         names = ", ".join(u.name for u in sec[:8]) + (f" and {len(sec) - 8} more" if len(sec) > 8 else "")
@@ -268,6 +382,12 @@ def _mail(facts: Facts) -> Finding:
 def run(facts: Facts) -> list[Finding]:
     info = facts.get(host)
     findings = [_announcements(info)]
+    try:
+        apt = facts.get(packages).manager == "dpkg"
+    except EvidenceError:
+        apt = info.family == "debian"
+    if apt:
+        findings.extend(_sources(facts))
     findings.extend(_pending(facts))
     findings.append(_mail(facts))
     return findings
@@ -281,7 +401,10 @@ CHECK = Check(
     why="Security problems are announced on the distribution's lists before most attacks; a host whose owner "
     "does not read them, or whose security updates wait uninstalled, stays exposed.",
     how="Subscription cannot be seen from the host: the check is manual and names the exact lists and feeds "
-    "for the detected distribution. It verifies what it can: pending security updates (apt: installed "
+    "for the detected distribution. It verifies what it can: apt's configured sources include this release's "
+    "security archive (sources.list and sources.list.d, one-line and deb822, as apt reads them: comments, "
+    "Enabled: no, Types, architectures, Signed-By keyrings, malformed entries), pending security updates (apt: "
+    "installed "
     "versions against the security archive's lists, or apt-get -s dist-upgrade; dnf: updateinfo list "
     "--security --cacheonly; never refreshing metadata), stale package metadata, and whether root's mail "
     "(where update notices go) reaches anyone (/etc/aliases, ~root/.forward, an MTA).",

@@ -47,8 +47,12 @@ Conf base-files (12.4+deb12u15 Debian:12.15/oldstable [amd64])
 """
 
 
+DEBIAN_SOURCES = sample("apt/sources/debian12-lab.list")
+
+
 def lists_host(status: str | None = None, live: bool = False, sec_mtime: int = NOW_TS - 3600) -> Host:
     h = Host("debian12", live=live, kernel="6.1.0-56-cloud-amd64").dpkg(status)
+    h.file("/etc/apt/sources.list", DEBIAN_SOURCES)
     h.file(SEC_REL, sample("apt/lists-debian12-security_InRelease"))
     h.file(SEC_LIST, sample("apt/lists-debian12-security_main_binary-amd64_Packages"))
     h.file(MAIN_REL, MAIN_RELEASE)
@@ -94,27 +98,57 @@ def test_stale_lists_warn() -> None:
     assert ups.refreshed is not None and f"{ups.refreshed:%Y-%m-%d}" == "2026-10-22"
     assert (
         "warn",
-        "the package metadata was last refreshed on 2026-10-22: security updates published since "
-        "then are not seen",
+        "the package metadata was last refreshed on 2026-10-22: security updates published since then are not seen",
     ) in messages(h.check(7))
 
 
-def test_no_lists_is_an_error() -> None:
-    r = Host().dpkg().check(7)
+def test_no_lists_is_an_error_live_and_expected_in_an_image() -> None:
+    r = Host(live=True).dpkg().file("/etc/apt/sources.list", DEBIAN_SOURCES).check(7)
     err = next(f for f in r.findings if f.status is Status.ERROR)
     assert err.message.startswith("pending security updates cannot be listed: apt has no package lists")
+    r = Host().dpkg().file("/etc/apt/sources.list", DEBIAN_SOURCES).check(7)
+    assert r.status is Status.WARN, messages(r)  # root's mail; nothing about the lists is wrong
+    assert (
+        "not_applicable",
+        "pending security updates cannot be known from this image: it holds no downloaded package lists "
+        "(usually removed when an image is built); a host booted from it fetches them with its first apt update",
+    ) in messages(r)
 
 
 def test_no_security_archive_fails() -> None:
+    main_only = "deb http://deb.debian.org/debian bookworm main\n"
     h = Host().dpkg().file(MAIN_REL, MAIN_RELEASE).stat(MAIN_REL).stat(MAIN_LIST)
+    h.file("/etc/apt/sources.list", main_only)
     r = h.check(7)
     assert r.status is Status.FAIL
-    assert r.summary == "apt has no security archive among its sources: security updates never arrive"
+    assert r.summary == (
+        "apt has no security archive among its configured sources (/etc/apt/sources.list): security updates "
+        "never arrive"
+    )
+    # Configured, but not in the lists (apt update has not run since): the image cannot tell, a live host warns.
+    h.file("/etc/apt/sources.list", DEBIAN_SOURCES)
+    assert (
+        "pass",
+        "apt's sources include the security archive: http://deb.debian.org/debian-security "
+        "bookworm-security (/etc/apt/sources.list:3)",
+    ) in messages(h.check(7))
+    assert (
+        "not_applicable",
+        "pending security updates cannot be known from this image: its downloaded lists "
+        "hold no security archive (a host booted from it fetches them with its first apt update)",
+    ) in messages(h.check(7))
+    h.live, h.uid = True, 0
+    h.processes([])
+    assert (
+        "warn",
+        "apt's downloaded lists hold no security archive: `apt update` has not run successfully "
+        "since its sources were set, so pending security updates are not seen",
+    ) in messages(h.check(7))
 
 
 def test_compressed_lists_offline_is_an_error() -> None:
     h = Host().dpkg().file(SEC_REL, sample("apt/lists-debian12-security_InRelease")).stat(SEC_REL)
-    h.stat(SEC_LIST + ".lz4")
+    h.stat(SEC_LIST + ".lz4").file("/etc/apt/sources.list", DEBIAN_SOURCES)
     r = h.check(7)
     err = next(f for f in r.findings if f.status is Status.ERROR)
     assert "stored compressed" in err.message and "live host" in err.message
@@ -125,6 +159,7 @@ def test_compressed_lists_live_use_the_simulation() -> None:
         Host("debian12", live=True, kernel="6.1.0-56-cloud-amd64")
         .dpkg()
         .file(SEC_REL, sample("apt/lists-debian12-security_InRelease"))
+        .file("/etc/apt/sources.list", DEBIAN_SOURCES)
     )
     h.stat(SEC_REL).stat(SEC_LIST + ".lz4").command("apt.simulate", SIMULATION)
     ups = h.facts().get(pending_updates)
@@ -165,6 +200,7 @@ def test_ubuntu_security_list() -> None:
         "Package: tzdata\nStatus: install ok installed\nArchitecture: all\nVersion: 2025b-0ubuntu0.22.04\n"
     )
     h = Host("ubuntu2204").dpkg(status).file(*rel).file(*lst).stat(rel[0]).stat(lst[0])
+    h.file("/etc/apt/sources.list", "deb http://security.ubuntu.com/ubuntu jammy-security main\n")
     assert h.check(7).summary == "1 security update is not installed: libssl3"
 
 
@@ -204,9 +240,7 @@ def test_dnf_nothing_pending() -> None:
 
 def test_rpm_offline_is_an_error() -> None:
     r = Host("rocky9").stat("/var/lib/rpm/rpmdb.sqlite").check(7)
-    assert any(
-        f.status is Status.ERROR and "cannot be known without running rpm" in f.message for f in r.findings
-    )
+    assert any(f.status is Status.ERROR and "cannot be known without running rpm" in f.message for f in r.findings)
 
 
 def test_dnf_parsers() -> None:
@@ -348,8 +382,9 @@ def test_live_targets_filter_every_list_on_the_host_offline_ones_read_it(tmp_pat
     lists = root / "var/lib/apt/lists"
     lists.mkdir(parents=True)
     (root / "etc").mkdir()
-    filler = "".join(f"Package: pkg{i}\nVersion: 1.0-{i}\nArchitecture: amd64\nDescription: {'x' * 200}\n\n"
-                     for i in range(80_000))
+    filler = "".join(
+        f"Package: pkg{i}\nVersion: 1.0-{i}\nArchitecture: amd64\nDescription: {'x' * 200}\n\n" for i in range(80_000)
+    )
     kernel = "Package: linux-image-6.1.0-99-cloud-amd64\nVersion: 6.1.999-1\nArchitecture: amd64\n\n"
     (lists / "deb.debian.org_debian_dists_bookworm-updates_main_binary-amd64_Packages").write_text(filler + kernel)
     assert len(filler) > 16 * 1024 * 1024

@@ -7,7 +7,7 @@ of the pack and of the packs it builds on.
 from __future__ import annotations
 
 from nectar_audit.evidence import merge
-from nectar_audit.facts import accounts, firewall, net, system, updates
+from nectar_audit.facts import accounts, firewall, net, ssh, system, updates
 from nectar_audit.facts.network.dns import NEEDS as _dns_needs
 from nectar_audit.facts.network.dns import DnsServer, Scope, dns_servers, match_process
 from nectar_audit.facts.network.mail import NEEDS as _mail_needs
@@ -20,8 +20,16 @@ from nectar_audit.facts.network.plaintext import (
 from nectar_audit.facts.network.plaintext import (
     ServiceExposure,
     exposures,
-    planned_exposures,
     unidentified,
+)
+from nectar_audit.facts.network.planned import NEEDS as _planned_needs
+from nectar_audit.facts.network.planned import (
+    PlannedListener,
+    ServicePlan,
+    Undecided,
+    planned_exposures,
+    planned_unidentified,
+    service_plan,
 )
 from nectar_audit.facts.network.reach import firewall_reach, limit, merge_reach
 
@@ -31,9 +39,11 @@ NEEDS = merge(
         _mail_needs,
         _ntp_needs,
         _plaintext_needs,
+        _planned_needs,
         net.NEEDS,
         accounts.NEEDS,
         firewall.NEEDS,
+        ssh.NEEDS,
         system.NEEDS,
         updates.NEEDS,
     ]
@@ -46,8 +56,11 @@ __all__ = [
     "DnsServer",
     "MailServer",
     "NtpServer",
+    "PlannedListener",
     "Scope",
     "ServiceExposure",
+    "ServicePlan",
+    "Undecided",
     "dns_servers",
     "exposures",
     "firewall_reach",
@@ -57,5 +70,7 @@ __all__ = [
     "merge_reach",
     "ntp_servers",
     "planned_exposures",
+    "planned_unidentified",
+    "service_plan",
     "unidentified",
 ]

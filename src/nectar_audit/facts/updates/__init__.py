@@ -12,6 +12,8 @@ from nectar_audit.facts.updates.apt_config import NEEDS as _apt_config_needs
 from nectar_audit.facts.updates.apt_config import Setting, apt_config
 from nectar_audit.facts.updates.autoupdate import (
     APT_CRON,
+    UPGRADE_STAMP,
+    UU_LOG,
     YUM_CRON_JOB,
     AutoConfig,
     CronDaemon,
@@ -40,6 +42,7 @@ from nectar_audit.facts.updates.packages import packages
 from nectar_audit.facts.updates.pending import (
     ALIASES,
     LISTS,
+    NO_SECURITY_LISTS,
     ROOT_FORWARD,
     NoPackageLists,
     PendingUpdate,
@@ -50,9 +53,20 @@ from nectar_audit.facts.updates.pending import (
 from nectar_audit.facts.updates.pending import (
     NEEDS as _pending_needs,
 )
+from nectar_audit.facts.updates.sources import NEEDS as _sources_needs
+from nectar_audit.facts.updates.sources import SOURCE_LIST, AptSources, SourceEntry, apt_sources
 
 NEEDS = merge(
-    [_apt_config_needs, _autoupdate_needs, _kernel_needs, _packages_needs, _pending_needs, host.NEEDS, system.NEEDS]
+    [
+        _apt_config_needs,
+        _autoupdate_needs,
+        _kernel_needs,
+        _packages_needs,
+        _pending_needs,
+        _sources_needs,
+        host.NEEDS,
+        system.NEEDS,
+    ]
 )
 
 __all__ = [
@@ -60,8 +74,13 @@ __all__ = [
     "APT_CRON",
     "LISTS",
     "NEEDS",
+    "NO_SECURITY_LISTS",
     "ROOT_FORWARD",
+    "SOURCE_LIST",
+    "UPGRADE_STAMP",
+    "UU_LOG",
     "YUM_CRON_JOB",
+    "AptSources",
     "AutoConfig",
     "CronDaemon",
     "DnfAutomatic",
@@ -70,10 +89,12 @@ __all__ = [
     "NoPackageLists",
     "PendingUpdate",
     "Setting",
+    "SourceEntry",
     "TimerState",
     "UnattendedUpgrades",
     "apt_config",
     "apt_kernel_updates",
+    "apt_sources",
     "cron_daemon",
     "dnf_automatic",
     "kernel_flavour",

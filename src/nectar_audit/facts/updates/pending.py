@@ -88,6 +88,9 @@ _NO_CACHE = re.compile(r"Cache-only enabled but no cache for '([^']+)'")
 # str(timedelta): "0:03:47", "1 day, 2:00:05", "12 days, 0:00:01".
 _DNF_CHECKED = re.compile(r"^Last metadata expiration check: (?:(\d+) days?, )?(\d+):(\d\d):(\d\d) ago\b", re.M)
 
+# A note of UpdateState: the lists downloaded last hold no security archive (whatever the sources say).
+NO_SECURITY_LISTS = "the downloaded package lists hold no security archive"
+
 STAMPS = ("/var/lib/apt/periodic/update-success-stamp", "/var/lib/apt/periodic/update-stamp")
 
 ALIASES = "/etc/aliases"
@@ -450,7 +453,7 @@ def _apt_updates(facts: Facts, db: PackageDb) -> UpdateState:
     stats = {p: s for p, s in b.stats.items() if p.startswith(LISTS + "/")}
     lists = [p for p in stats if re.search(r"_Packages(\.[a-z0-9]+)?$", p)]
     if not lists:
-        raise EvidenceError(
+        raise NoPackageLists(
             f"apt has no package lists ({LISTS} is empty): pending updates cannot be known "
             "until `apt update` has run"
         )
@@ -485,7 +488,7 @@ def _apt_updates(facts: Facts, db: PackageDb) -> UpdateState:
 
     sim = b.command("apt.simulate")
     if not sec_lists:
-        no_security = () if security_releases else ("no security archive is among apt's sources",)
+        no_security = () if security_releases else (NO_SECURITY_LISTS,)
         if sim is not None and sim.rc == 0:
             simulated = parse_apt_simulation(sim.stdout)
             return UpdateState(
