@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import sys
+import tempfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable, TextIO
 
@@ -18,7 +21,7 @@ from nectar_audit.checklist import BY_ID
 from nectar_audit.cli_options import make_ssh_options, ssh_options, warn_no_host_key_check
 from nectar_audit.config import Config, ConfigError, load_config, normalise_check_id
 from nectar_audit.evidence import Needs
-from nectar_audit.model import HostResult
+from nectar_audit.model import HostResult, visible
 from nectar_audit.targets import Target, TargetError, parse_target
 
 REPORT_FORMATS = ("text", "json", "html", "junit", "markdown", "prometheus")
@@ -217,29 +220,47 @@ def _render_document(results: list[HostResult], fmt: str) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def atomic_output(path: str, private: bool = False) -> Iterator[TextIO]:
+    """A text file that becomes ``path`` only once complete: written to a temp file created exclusively
+    (O_EXCL: never an existing file, never through a symlink) in the same directory, then renamed over
+    ``path`` (a symlink at ``path`` is replaced, not followed). Readers (node_exporter's textfile
+    collector, a browser reloading the page) never see half a report. ``private``: mode 0600, else the
+    usual mode of a new file (0666 less the umask); removed if writing fails."""
+    target = os.path.abspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.", suffix=".tmp")
+    try:
+        if not private:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def write_report(results: list[HostResult], fmt: str, output: str | None) -> None:
     """The one place report formats are chosen. Text reports of several hosts end with the fleet
-    summary (host x check matrix, failures grouped by check)."""
+    summary (host x check matrix, failures grouped by check). With ``output``, every format is
+    written through ``atomic_output``."""
     try:
         document = _render_document(results, fmt)
         if document is not None:
             if output:
-                # Written next to the target and renamed: node_exporter's textfile collector (and a
-                # browser reloading the page) never sees a half-written file.
-                tmp = f"{output}.tmp.{os.getpid()}"
-                try:
-                    with open(tmp, "w", encoding="utf-8") as out:
-                        out.write(document)
-                    os.replace(tmp, output)
-                finally:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
+                with atomic_output(output) as out:
+                    out.write(document)
             else:
                 sys.stdout.write(document)
             return
         if fmt == "json":
             if output:
-                with open(output, "w", encoding="utf-8") as out:
+                with atomic_output(output) as out:
                     write_json(results, out)
             else:
                 write_json(results, sys.stdout)
@@ -247,7 +268,7 @@ def write_report(results: list[HostResult], fmt: str, output: str | None) -> Non
         from nectar_audit.reports import fleet_summary, text
 
         if output:
-            with open(output, "w", encoding="utf-8") as fh:
+            with atomic_output(output) as fh:
                 console = _console(fh, plain=True)
                 text.render(results, console)  # type: ignore[arg-type]
                 if len(results) > 1:
@@ -258,7 +279,8 @@ def write_report(results: list[HostResult], fmt: str, output: str | None) -> Non
             if len(results) > 1:
                 fleet_summary.render(results, console)  # type: ignore[arg-type]
     except OSError as exc:
-        click.echo(f"nectar-audit: cannot write report to {output}: {exc.strerror or exc}", err=True)
+        click.echo(f"nectar-audit: cannot write report to {visible(output or 'stdout')}: {exc.strerror or exc}",
+                   err=True)
         sys.exit(EXIT_USAGE)
 
 
@@ -266,18 +288,18 @@ def write_json(results: list[HostResult], out: TextIO) -> None:
     """``json_report.render(results)``, byte for byte, written one host at a time: a fleet's report is
     never held whole in memory (200 hosts can make tens of MB of JSON and several times that in objects).
     """
-    from nectar_audit.model import report_json
+    from nectar_audit.model import dumps_json, report_json
     from nectar_audit.reports import json_report
 
     envelope = report_json([], __version__)
-    head = json.dumps(envelope, indent=2, ensure_ascii=False)
+    head = dumps_json(envelope)
     before, sep, after = head.rpartition('"hosts": []')
     if not results or not sep or set(envelope) != {"schema_version", "tool", "hosts"}:
         out.write(json_report.render(results))  # a new envelope field may depend on the hosts
         return
     out.write(before + '"hosts": [\n')
     for i, host in enumerate(results):
-        text = json.dumps(host.to_json(), indent=2, ensure_ascii=False)
+        text = dumps_json(host.to_json())
         out.write(("" if i == 0 else ",\n") + textwrap.indent(text, "    "))
     out.write("\n  ]" + after + "\n")
 
@@ -475,9 +497,11 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
     limit_servers(project, limits)
     if save_evidence:
         try:
+            from nectar_audit.model import dumps_json
+
             Path(save_evidence).mkdir(parents=True, exist_ok=True)
-            (Path(save_evidence) / "openstack.json").write_text(
-                json.dumps(project.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            with atomic_output(str(Path(save_evidence) / "openstack.json"), private=True) as out:
+                out.write(dumps_json(project.to_json(), indent=1) + "\n")
         except OSError as exc:
             raise click.UsageError(f"cannot save evidence in {save_evidence}: {exc.strerror or exc}") from exc
     for note in project.notes:
