@@ -206,6 +206,12 @@ def _ansible_host(name: str, hostvars: dict[str, Any], loader: Any, groups: list
             value = hostvars.get(key)
             if value is None or value == "":
                 continue
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                # A list or mapping (or yes/no) where a name, address or port belongs: a typo in the
+                # inventory, never to be turned into an address by str().
+                kind = ("true/false" if isinstance(value, bool) else "a list" if isinstance(value, (list, tuple))
+                        else "a mapping" if isinstance(value, dict) else type(value).__name__)
+                raise InventoryError(f"host {name}: {key} must be a string or a number, not {kind}")
             text = str(value)
             if "{{" in text or "{%" in text:  # template the original: Ansible tags it as trusted
                 text = _template(value, hostvars, loader, name, key)
