@@ -300,7 +300,8 @@ def write_json(results: list[HostResult], out: TextIO) -> None:
     out.write(before + '"hosts": [\n')
     for i, host in enumerate(results):
         text = dumps_json(host.to_json())
-        out.write(("" if i == 0 else ",\n") + textwrap.indent(text, "    "))
+        # Not textwrap.indent: it also breaks lines at U+0085/U+2028 inside strings, which JSON keeps raw.
+        out.write(("" if i == 0 else ",\n") + "    " + text.replace("\n", "\n    "))
     out.write("\n  ]" + after + "\n")
 
 
