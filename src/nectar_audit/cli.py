@@ -45,7 +45,7 @@ def main() -> None:
 
 def _select(checks: str | None) -> list[Entry]:
     available = implemented()
-    if not checks:
+    if checks is None:
         return available
     wanted = []
     for word in re.split(r"[,\s]+", checks.strip()):
@@ -59,6 +59,9 @@ def _select(checks: str | None) -> list[Entry]:
         if not entry.implemented:
             raise click.BadParameter(f"{cid} is planned, not implemented yet", param_hint="--checks")
         wanted.append(entry)
+    if not wanted:  # "--checks ," or "--checks ' '": running nothing and exiting 0 would look like a pass
+        raise click.BadParameter(f"{checks!r} names no check (e.g. 01,17 or Check-Security-01)",
+                                 param_hint="--checks")
     return wanted
 
 
@@ -587,10 +590,14 @@ _FAMILY_NAMES = {
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--timeout", type=click.FloatRange(0.1, 30.0), default=2.0, show_default=True,
               help="Seconds per probe.")
-def probe(addresses: tuple[str, ...], ports: str | None, fmt: str, timeout: float) -> None:
+@click.option("--allow-special-address", "allow_special", is_flag=True,
+              help="Also probe a multicast, broadcast, unspecified or reserved address (refused otherwise: "
+                   "every host of the group or network would receive the probes).")
+def probe(addresses: tuple[str, ...], ports: str | None, fmt: str, timeout: float, allow_special: bool) -> None:
     """Actively probe IP ADDRESS(es) from here (bounded, rate-limited, read-only requests)."""
     import ipaddress
 
+    from nectar_audit.probes.guard import special_address
     from nectar_audit.probes.run import DEFAULT_PORTS, PROBE_WORKERS, host_job, new_probe_result, run_probes
 
     for a in addresses:
@@ -599,6 +606,10 @@ def probe(addresses: tuple[str, ...], ports: str | None, fmt: str, timeout: floa
         except ValueError:
             raise click.BadParameter(f"{a!r} is not an IP address (probes go only to literal addresses)",
                                      param_hint="ADDRESS") from None
+        reason = None if allow_special else special_address(a)
+        if reason is not None:
+            raise click.BadParameter(f"{a} is {reason}; add --allow-special-address if that is really meant",
+                                     param_hint="ADDRESS")
     port_list: tuple[int, ...] = DEFAULT_PORTS
     if ports:
         try:
@@ -615,8 +626,8 @@ def probe(addresses: tuple[str, ...], ports: str | None, fmt: str, timeout: floa
             raise click.BadParameter(f"at most {MAX_PORTS} ports per address ({len(port_list)} given)",
                                      param_hint="--ports")
     results = [new_probe_result(a) for a in addresses]
-    interrupted = run_probes([(r, host_job(a, port_list, timeout)) for r, a in zip(results, addresses)],
-                             PROBE_WORKERS)
+    interrupted = run_probes([(r, host_job(a, port_list, timeout, allow_special))
+                              for r, a in zip(results, addresses)], PROBE_WORKERS)
     if fmt == "json":
         write_json(results, sys.stdout)
     else:

@@ -97,7 +97,10 @@ def check(value: Any, spec: Spec, where: str = "") -> None:
     if isinstance(spec, Opt):
         if value is None:
             return
-        if isinstance(spec.spec, (type, tuple)) and not _is(value, _types(spec.spec)):
+        inner = spec.spec
+        outer_ok = (isinstance(value, list) if isinstance(inner, List) else isinstance(value, dict)
+                    if isinstance(inner, (Map, Obj)) else True if isinstance(inner, Opt) else _is(value, _types(inner)))
+        if not outer_ok:
             raise ShapeError(f"{where or 'the file'}: expected {describe(spec)}, got {_kind(value)}")
         check(value, spec.spec, where)
         return

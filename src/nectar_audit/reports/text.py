@@ -50,7 +50,8 @@ def render_host(host: HostResult, console: Console) -> None:
     title = (f"[bold]{escape(name)}[/]  [dim]{escape(visible(host.target))} · {escape(os_name)} · "
              f"{host.duration_s:.2f} s[/]")
     if host.error:
-        console.print(Panel(Text(visible(host.error, lines=True)), title=title, title_align="left", border_style="red",
+        reason = Text(visible(host.error, lines=True), overflow="fold")
+        console.print(Panel(reason, title=title, title_align="left", border_style="red",
                             subtitle="could not be audited"))
         return
     table = Table(show_header=True, header_style="bold", expand=False, box=None, pad_edge=False)
