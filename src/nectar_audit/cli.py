@@ -9,6 +9,7 @@ import re
 import sys
 import tempfile
 import textwrap
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable, TextIO
@@ -37,10 +38,24 @@ def _console(file: object | None = None, *, stderr: bool = False, plain: bool = 
     return Console(stderr=stderr, highlight=False, emoji=False)
 
 
+def quiet_library_warnings() -> None:
+    """Standard error carries our own messages only. asyncssh still names cryptography's DSA classes,
+    and importing it makes cryptography warn that DSA is deprecated (about ten lines before every remote
+    scan: a note for asyncssh's developers, nothing the user can act on). Exactly that category, from
+    those two libraries, is ignored; every other warning still shows."""
+    try:
+        from cryptography.utils import CryptographyDeprecationWarning
+    except ImportError:  # pragma: no cover - cryptography comes with asyncssh
+        return
+    warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning,
+                            module=r"(asyncssh|cryptography)(\.|$)")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="nectar-audit")
 def main() -> None:
     """Audit Linux VMs against the Nectar Research Cloud Security Administration Checklist."""
+    quiet_library_warnings()
 
 
 def _select(checks: str | None) -> list[Entry]:
