@@ -125,3 +125,25 @@ def test_invalid_utf8_file_names_round_trip_in_every_format(lab_root: Path, tmp_
     assert again.returncode in (0, 1), again.stderr.decode()
     verdicts = {c["id"]: c["status"] for c in json.loads(again.stdout)["hosts"][0]["checks"]}
     assert verdicts == {c["id"]: c["status"] for c in report["hosts"][0]["checks"]}
+
+
+def test_names_decode_the_same_whatever_the_locale(tmp_path: Path) -> None:
+    """Names enter as UTF-8 (surrogateescape for other bytes) even where Python's file system encoding
+    is ASCII (C locale without UTF-8 mode): a bundle means the same on every machine."""
+    root = tmp_path / "image"
+    (root / "etc/ssh/sshd_config.d").mkdir(parents=True)
+    (root / "etc/hostname").write_text("img\n")
+    for name in ("clé.conf".encode(), b"raw\xff.conf"):
+        with open(os.path.join(os.fsencode(root / "etc/ssh/sshd_config.d"), name), "w") as fh:
+            fh.write("PermitRootLogin no\n")
+    names = []
+    for env in ({"PYTHONUTF8": "1"}, {"PYTHONUTF8": "0", "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0"}):
+        bundle = tmp_path / "b.json"
+        proc = subprocess.run([sys.executable, "-m", "nectar_audit", "scan", f"root:{root}", "--checks", "18",
+                               "--save-evidence", str(bundle), "-o", str(tmp_path / "r.txt")],
+                              env={**ENV, **env}, capture_output=True, timeout=120, check=False)
+        assert proc.returncode in (0, 1), proc.stderr
+        names.append(sorted(p for p in json.loads(bundle.read_text(encoding="utf-8"))["files"] if ".conf" in p))
+    assert names[0] == names[1]
+    assert "/etc/ssh/sshd_config.d/clé.conf" in names[0]
+    assert b"/etc/ssh/sshd_config.d/raw\xff.conf" in [os.fsencode(n) for n in names[0]]
