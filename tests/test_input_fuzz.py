@@ -60,11 +60,24 @@ def _replace(value: Any, path: tuple[Any, ...], new: Any) -> Any:
     return value
 
 
+def _delete(value: Any, path: tuple[Any, ...]) -> Any:
+    if not path:
+        return value
+    value = copy.deepcopy(value)
+    node = value
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    return value
+
+
 def _mutations(base: Any) -> st.SearchStrategy[Any]:
-    """``base`` with one node (anywhere, the whole document included) replaced by any JSON value."""
+    """``base`` with one node (anywhere, the whole document included) replaced by any JSON value, or
+    removed."""
     paths = _paths(base)
-    return st.builds(lambda i, new: _replace(base, paths[i], new),
-                     st.integers(0, len(paths) - 1), json_values)
+    index = st.integers(0, len(paths) - 1)
+    return st.one_of(st.builds(lambda i, new: _replace(base, paths[i], new), index, json_values),
+                     st.builds(lambda i: _delete(base, paths[i]), index))
 
 
 def _no_internal_error(result: Any) -> None:
@@ -149,6 +162,14 @@ def test_cloud_evidence_loader_and_judging_on_mutated_files(data: Any) -> None:
     for target in instance_targets(ev):
         result, _ = audit(target, ENTRIES, Config(), needs=CLOUD_ENTRY_NEEDS)
         assert result.error is None
+        _no_internal_error(result)
+
+
+@pytest.mark.parametrize("key", sorted(set(PROJECT) - {"format"}))
+def test_every_project_field_but_format_may_be_absent(key: str) -> None:
+    data = {k: v for k, v in PROJECT.items() if k != key}
+    for target in instance_targets(ProjectEvidence.from_json(data)):
+        result, _ = audit(target, ENTRIES, Config(), needs=CLOUD_ENTRY_NEEDS)
         _no_internal_error(result)
 
 

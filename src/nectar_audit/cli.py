@@ -145,7 +145,7 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
         parsed = [plan.EvidenceTap(t, config) if getattr(t, "kind", "") == "ssh" else t for t in parsed]
         needs = needs | plan.NEEDS
     def notice(text: str) -> None:
-        click.echo(f"nectar-audit: {text}", err=True)
+        click.echo(f"nectar-audit: {visible(text, lines=True)}", err=True)  # may quote what a host sent
 
     if len(parsed) == 1 and getattr(parsed[0], "kind", "") != "ssh":
         # This machine, an image or a saved bundle: no event loop, threads or worker processes to set up
@@ -511,7 +511,7 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
     except (CloudError, CallFailed) as exc:
         click.echo(f"nectar-audit: {exc}", err=True)
         sys.exit(EXIT_USAGE)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise click.UsageError(f"cannot read {evidence_file}: {exc}") from exc
     limit_servers(project, limits)
     if save_evidence:
@@ -524,7 +524,7 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
         except OSError as exc:
             raise click.UsageError(f"cannot save evidence in {save_evidence}: {exc.strerror or exc}") from exc
     for note in project.notes:
-        click.echo(f"nectar-audit: {note}", err=True)
+        click.echo(f"nectar-audit: {visible(note, lines=True)}", err=True)  # the API's data is not trusted
     if not project.servers:
         click.echo(f"nectar-audit: no instances in project {project.project_id or '?'}"
                    f"{' matching ' + ', '.join(limits) if limits else ''}", err=True)
@@ -537,7 +537,7 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
 
     run = run_fleet(targets, selected, config, concurrency=concurrency, save_evidence=save_evidence,
                     debug=debug, progress=_show_progress(progress, len(targets), quiet), jobs=jobs,
-                    on_notice=lambda text: click.echo(f"nectar-audit: {text}", err=True),
+                    on_notice=lambda text: click.echo(f"nectar-audit: {visible(text, lines=True)}", err=True),
                     needs=needs_for(selected, CLOUD_NEEDS, *([PROBE_NEEDS] if do_probe else [])))
     interrupted = run.interrupted
     if do_probe and not interrupted:

@@ -99,3 +99,22 @@ def test_saved_bundles_are_private_and_never_written_through_a_symlink(tmp_path:
     assert result.exit_code in (0, 1), result.output
     saved = sorted(many.iterdir())
     assert len(saved) == 2 and all(p.stat().st_mode & 0o777 == 0o600 for p in saved)
+
+
+def test_cloud_saved_evidence_is_private(tmp_path: Path) -> None:
+    project = tmp_path / "in.json"
+    project.write_text(json.dumps({"format": "nectar-audit-openstack-project/1", "gathered_at": "",
+                                   "servers": [{"id": "s1", "name": "web\u001b[2J", "status": "ACTIVE"}],
+                                   "notes": ["image x: \u001b]0;owned\u0007"]}))
+    out = tmp_path / "saved"
+    old = os.umask(0o022)
+    try:
+        result = CliRunner().invoke(main, ["cloud", "--evidence", str(project), "--save-evidence", str(out),
+                                           "--checks", "15", "-o", str(tmp_path / "r.txt")])
+    finally:
+        os.umask(old)
+    assert result.exit_code in (0, 1), result.output
+    assert (out / "openstack.json").stat().st_mode & 0o777 == 0o600
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in out.iterdir())
+    assert "\x1b" not in result.output and "\\x1b]0;owned\\x07" in result.output  # the API's note, on stderr
+    assert "\x1b" not in (tmp_path / "r.txt").read_text() and "web\\x1b[2J" in (tmp_path / "r.txt").read_text()

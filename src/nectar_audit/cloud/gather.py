@@ -90,6 +90,8 @@ class ProjectEvidence:
         kw = {k: data[k] for k in ("auth_url", "region", "project_id", "gathered_at", "servers", "ports",
                                    "security_groups", "floating_ips", "images", "keypairs", "notes") if k in data}
         kw.setdefault("gathered_at", "")
+        for key in ("auth_url", "region", "project_id"):
+            kw.setdefault(key, None)
         return cls(**kw)
 
 
