@@ -7,6 +7,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from nectar_audit.inventory import InventoryError, inventory_targets, load_inven
 from nectar_audit.shape import ShapeError
 from nectar_audit.targets import TargetError
 from nectar_audit.targets.saved import SavedTarget
+from tests import REPO
 from tests.cloud.test_model import project
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -146,6 +150,13 @@ def test_a_saved_bundle_passes_its_own_validation(tmp_path: Path) -> None:
     assert again.to_json() == bundle.to_json()
 
 
+def test_a_deeply_nested_bundle_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "b.json"
+    path.write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(TargetError, match="is not JSON"):
+        SavedTarget(str(path)).gather(NEEDS)
+
+
 # -- cloud --evidence ------------------------------------------------------------------------------
 PROJECT = json.loads(json.dumps(project().to_json()))
 CLOUD_ENTRY_NEEDS = needs_for(ENTRIES, CLOUD_NEEDS)
@@ -173,6 +184,21 @@ def test_every_project_field_but_format_may_be_absent(key: str) -> None:
         _no_internal_error(result)
 
 
+def test_deeply_nested_config_and_cloud_files_are_usage_errors(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from nectar_audit.cli import main
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000 + "]" * 100000)
+    result = CliRunner().invoke(main, ["cloud", "--evidence", str(deep)])
+    assert result.exit_code == 2 and "cannot read" in result.output
+    toml = tmp_path / "deep.toml"
+    toml.write_text("a = " + "[" * 5000 + "]" * 5000)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        parse_config_file(toml)
+
+
 # -- config ----------------------------------------------------------------------------------------
 toml_scalars = st.one_of(st.booleans(), st.integers(-10, 70000), st.floats(allow_nan=False), st.text(max_size=20),
                          st.dates(), st.sampled_from(["22/tcp", "123/udp", "10.0.0.0/8", "::/0", "17"]))
@@ -198,7 +224,8 @@ def test_config_documents(data: dict[str, Any]) -> None:
 
 
 @FUZZ
-@given(st.text(max_size=200) | st.sampled_from(['[ports]\nallowed = [[["x"]]]\n', "a = [" * 2000]))
+@given(st.text(max_size=200) | st.sampled_from(['[ports]\nallowed = [[["x"]]]\n', "a = [" * 2000,
+                                                "a = " + "[" * 5000 + "]" * 5000]))
 def test_config_files(text: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "c.toml"
@@ -244,6 +271,18 @@ def test_yaml_inventory_host_vars(hostvars: dict[str, Any]) -> None:
                                             and not host.address.startswith(("[", "{")))
         with contextlib.suppress(InventoryError):
             inventory_targets(hosts)
+
+
+def test_a_deeply_nested_inventory_is_refused_before_ansible_crashes_on_it(tmp_path: Path) -> None:
+    """Ansible's parser dies of a C stack overflow (SIGSEGV) on this: run in a child process."""
+    pytest.importorskip("ansible")
+    path = tmp_path / "hosts.json"
+    path.write_text('{"all": {"vars": {"x": ' + "[" * 50000 + "]" * 50000 + "}}}")
+    proc = subprocess.run([sys.executable, "-m", "nectar_audit", "scan", "--inventory", str(path)],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])})
+    assert proc.returncode == 2, proc.stderr
+    assert "nested more than 200 levels deep" in proc.stderr
 
 
 def test_an_inventory_var_of_the_wrong_type_is_named(tmp_path: Path) -> None:

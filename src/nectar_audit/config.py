@@ -76,6 +76,8 @@ def parse_config_file(path: Path) -> Config:
         return parse_config(tomllib.loads(text), source=str(path))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path}: invalid TOML: {exc}") from exc
+    except RecursionError as exc:  # tomllib recurses into nested arrays and tables
+        raise ConfigError(f"config {path}: invalid TOML: nested too deeply") from exc
 
 
 def parse_config(data: dict[str, Any], source: str | None = None) -> Config:
