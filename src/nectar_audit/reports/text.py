@@ -63,7 +63,7 @@ def render_host(host: HostResult, console: Console) -> None:
         cell = status_text(check.status)
         if check.waiver:
             cell.append(" (waived)", style="dim")
-        table.add_row(visible(check.id), cell, Text(visible(check.title)), Text(visible(check.summary)))
+        table.add_row(Text(visible(check.id)), cell, Text(visible(check.title)), Text(visible(check.summary)))
     console.print(Panel(table, title=title, title_align="left"))
     for check in host.checks:
         if check.status in (Status.PASS, Status.NOT_APPLICABLE):
