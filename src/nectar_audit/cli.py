@@ -243,9 +243,15 @@ def atomic_output(path: str, private: bool = False) -> Iterator[TextIO]:
     """A text file that becomes ``path`` only once complete: written to a temp file created exclusively
     (O_EXCL: never an existing file, never through a symlink) in the same directory, then renamed over
     ``path`` (a symlink at ``path`` is replaced, not followed). Readers (node_exporter's textfile
-    collector, a browser reloading the page) never see half a report. ``private``: mode 0600, else the
+    collector, a browser reloading the page) never see half a report. A path under /dev or /proc (a
+    stream: /dev/stdout, /dev/fd/N) is written directly. ``private``: mode 0600, else the
     usual mode of a new file (0666 less the umask); removed if writing fails."""
     target = os.path.abspath(path)
+    if target.startswith(("/dev/", "/proc/")):
+        # A stream the operator named (/dev/stdout, a shell's /dev/fd/63): nothing to replace, written as is.
+        with open(target, "w", encoding="utf-8") as stream:
+            yield stream
+        return
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.", suffix=".tmp")
     try:
         if not private:

@@ -118,3 +118,40 @@ def test_cloud_saved_evidence_is_private(tmp_path: Path) -> None:
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in out.iterdir())
     assert "\x1b" not in result.output and "\\x1b]0;owned\\x07" in result.output  # the API's note, on stderr
     assert "\x1b" not in (tmp_path / "r.txt").read_text() and "web\\x1b[2J" in (tmp_path / "r.txt").read_text()
+
+
+def test_a_stream_is_written_directly(tmp_path: Path) -> None:
+    """``-o /dev/fd/N`` (a shell's process substitution, /dev/stdout): nothing to replace there."""
+    import subprocess
+    import sys
+
+    from tests import REPO
+
+    read, write = os.pipe()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
+    proc = subprocess.Popen([sys.executable, "-m", "nectar_audit", "scan", f"root:{_image(tmp_path)}", "--checks",
+                             "01", "--format", "json", "-o", f"/dev/fd/{write}"], pass_fds=(write,), env=env,
+                            stderr=subprocess.PIPE)
+    os.close(write)
+    with os.fdopen(read, "rb") as stream:
+        data = stream.read()
+    assert proc.wait(timeout=120) in (0, 1), proc.stderr.read() if proc.stderr else ""
+    assert json.loads(data)["hosts"][0]["hostname"] == "imagehost"
+
+
+def test_evidence_to_a_stream_is_written_directly(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests import REPO
+
+    read, write = os.pipe()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), str(REPO)])}
+    proc = subprocess.Popen([sys.executable, "-m", "nectar_audit", "scan", f"root:{_image(tmp_path)}", "--checks",
+                             "01", "--save-evidence", f"/dev/fd/{write}", "-o", str(tmp_path / "r.txt")],
+                            pass_fds=(write,), env=env, stderr=subprocess.PIPE)
+    os.close(write)
+    with os.fdopen(read, "rb") as stream:
+        data = stream.read()
+    assert proc.wait(timeout=120) in (0, 1), proc.stderr.read() if proc.stderr else ""
+    assert json.loads(data)["format"] == 1

@@ -267,6 +267,10 @@ def save_bundle(bundle: Bundle, base: Path, target: str, many: bool) -> None:
     temp file created exclusively beside it (never an existing file or a symlink) renamed over it."""
     path = evidence_path(base, target, many)
     data = bundle_text(bundle).encode("utf-8")
+    if str(path.absolute()).startswith(("/dev/", "/proc/")):  # a stream (/dev/stdout): nothing to replace
+        with open(path, "wb") as stream:
+            stream.write(data)
+        return
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
     try:
         with os.fdopen(fd, "wb") as out:
