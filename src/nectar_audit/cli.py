@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import re
+import stat
 import sys
 import tempfile
 import textwrap
@@ -244,8 +245,9 @@ def atomic_output(path: str, private: bool = False) -> Iterator[TextIO]:
     (O_EXCL: never an existing file, never through a symlink) in the same directory, then renamed over
     ``path`` (a symlink at ``path`` is replaced, not followed). Readers (node_exporter's textfile
     collector, a browser reloading the page) never see half a report. A path under /dev or /proc (a
-    stream: /dev/stdout, /dev/fd/N) is written directly. ``private``: mode 0600, else the
-    usual mode of a new file (0666 less the umask); removed if writing fails."""
+    stream: /dev/stdout, /dev/fd/N) is written directly. Mode: ``private`` 0600; else that of the
+    regular file replaced, or 0666 less the umask for a new one. The temp file is removed if writing
+    fails."""
     target = os.path.abspath(path)
     if target.startswith(("/dev/", "/proc/")):
         # A stream the operator named (/dev/stdout, a shell's /dev/fd/63): nothing to replace, written as is.
@@ -255,9 +257,16 @@ def atomic_output(path: str, private: bool = False) -> Iterator[TextIO]:
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.", suffix=".tmp")
     try:
         if not private:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.fchmod(fd, 0o666 & ~umask)
+            try:  # a report replaced keeps the mode it was given (a textfile collector's group, say)
+                st = os.lstat(target)
+                mode = stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
+            except OSError:
+                mode = None
+            if mode is None:
+                umask = os.umask(0)
+                os.umask(umask)
+                mode = 0o666 & ~umask
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             yield out
             out.flush()

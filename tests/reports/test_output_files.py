@@ -58,6 +58,14 @@ def test_report_mode_follows_the_umask(tmp_path: Path) -> None:
     assert (tmp_path / "a.prom").stat().st_mode & 0o777 == 0o640
 
 
+def test_a_replaced_report_keeps_its_mode(tmp_path: Path) -> None:
+    out = tmp_path / "a.prom"
+    out.write_text("old\n")
+    out.chmod(0o640)
+    write_report(sample_hosts(), "prometheus", str(out))
+    assert out.stat().st_mode & 0o777 == 0o640 and out.read_text().startswith("# HELP")
+
+
 def test_a_failed_write_leaves_the_old_report_and_no_temp_file(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "report.md"
