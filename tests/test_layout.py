@@ -29,7 +29,8 @@ BELOW = {
     "facts": {"evidence", "model", "config", "facts"},
     "checks": {"evidence", "model", "config", "facts", "checklist", "checks"},
     "reports": {"model", "reports", "__init__"},
-    "targets": {"evidence", "targets"},
+    "targets": {"evidence", "targets", "shape"},
+    "shape": set(),
 }
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import stat
 import sys
+import tempfile
 import textwrap
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable, TextIO
 
@@ -18,7 +23,7 @@ from nectar_audit.checklist import BY_ID
 from nectar_audit.cli_options import make_ssh_options, ssh_options, warn_no_host_key_check
 from nectar_audit.config import Config, ConfigError, load_config, normalise_check_id
 from nectar_audit.evidence import Needs
-from nectar_audit.model import HostResult
+from nectar_audit.model import HostResult, visible
 from nectar_audit.targets import Target, TargetError, parse_target
 
 REPORT_FORMATS = ("text", "json", "html", "junit", "markdown", "prometheus")
@@ -34,15 +39,29 @@ def _console(file: object | None = None, *, stderr: bool = False, plain: bool = 
     return Console(stderr=stderr, highlight=False, emoji=False)
 
 
+def quiet_library_warnings() -> None:
+    """Standard error carries our own messages only. asyncssh still names cryptography's DSA classes,
+    and importing it makes cryptography warn that DSA is deprecated (about ten lines before every remote
+    scan: a note for asyncssh's developers, nothing the user can act on). Exactly that category, from
+    those two libraries, is ignored; every other warning still shows."""
+    try:
+        from cryptography.utils import CryptographyDeprecationWarning
+    except ImportError:  # pragma: no cover - cryptography comes with asyncssh
+        return
+    warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning,
+                            module=r"(asyncssh|cryptography)(\.|$)")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "-V", "--version", prog_name="nectar-audit")
 def main() -> None:
     """Audit Linux VMs against the Nectar Research Cloud Security Administration Checklist."""
+    quiet_library_warnings()
 
 
 def _select(checks: str | None) -> list[Entry]:
     available = implemented()
-    if not checks:
+    if checks is None:
         return available
     wanted = []
     for word in re.split(r"[,\s]+", checks.strip()):
@@ -56,6 +75,9 @@ def _select(checks: str | None) -> list[Entry]:
         if not entry.implemented:
             raise click.BadParameter(f"{cid} is planned, not implemented yet", param_hint="--checks")
         wanted.append(entry)
+    if not wanted:  # "--checks ," or "--checks ' '": running nothing and exiting 0 would look like a pass
+        raise click.BadParameter(f"{checks!r} names no check (e.g. 01,17 or Check-Security-01)",
+                                 param_hint="--checks")
     return wanted
 
 
@@ -124,7 +146,7 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
         parsed = [plan.EvidenceTap(t, config) if getattr(t, "kind", "") == "ssh" else t for t in parsed]
         needs = needs | plan.NEEDS
     def notice(text: str) -> None:
-        click.echo(f"nectar-audit: {text}", err=True)
+        click.echo(f"nectar-audit: {visible(text, lines=True)}", err=True)  # may quote what a host sent
 
     if len(parsed) == 1 and getattr(parsed[0], "kind", "") != "ssh":
         # This machine, an image or a saved bundle: no event loop, threads or worker processes to set up
@@ -217,29 +239,61 @@ def _render_document(results: list[HostResult], fmt: str) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def atomic_output(path: str, private: bool = False) -> Iterator[TextIO]:
+    """A text file that becomes ``path`` only once complete: written to a temp file created exclusively
+    (O_EXCL: never an existing file, never through a symlink) in the same directory, then renamed over
+    ``path`` (a symlink at ``path`` is replaced, not followed). Readers (node_exporter's textfile
+    collector, a browser reloading the page) never see half a report. A path under /dev or /proc (a
+    stream: /dev/stdout, /dev/fd/N) is written directly. Mode: ``private`` 0600; else that of the
+    regular file replaced, or 0666 less the umask for a new one. The temp file is removed if writing
+    fails."""
+    target = os.path.abspath(path)
+    if target.startswith(("/dev/", "/proc/")):
+        # A stream the operator named (/dev/stdout, a shell's /dev/fd/63): nothing to replace, written as is.
+        with open(target, "w", encoding="utf-8") as stream:
+            yield stream
+        return
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=f".{os.path.basename(target)}.", suffix=".tmp")
+    try:
+        if not private:
+            try:  # a report replaced keeps the mode it was given (a textfile collector's group, say)
+                st = os.lstat(target)
+                mode = stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
+            except OSError:
+                mode = None
+            if mode is None:
+                umask = os.umask(0)
+                os.umask(umask)
+                mode = 0o666 & ~umask
+            os.fchmod(fd, mode)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            yield out
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def write_report(results: list[HostResult], fmt: str, output: str | None) -> None:
     """The one place report formats are chosen. Text reports of several hosts end with the fleet
-    summary (host x check matrix, failures grouped by check)."""
+    summary (host x check matrix, failures grouped by check). With ``output``, every format is
+    written through ``atomic_output``."""
     try:
         document = _render_document(results, fmt)
         if document is not None:
             if output:
-                # Written next to the target and renamed: node_exporter's textfile collector (and a
-                # browser reloading the page) never sees a half-written file.
-                tmp = f"{output}.tmp.{os.getpid()}"
-                try:
-                    with open(tmp, "w", encoding="utf-8") as out:
-                        out.write(document)
-                    os.replace(tmp, output)
-                finally:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
+                with atomic_output(output) as out:
+                    out.write(document)
             else:
                 sys.stdout.write(document)
             return
         if fmt == "json":
             if output:
-                with open(output, "w", encoding="utf-8") as out:
+                with atomic_output(output) as out:
                     write_json(results, out)
             else:
                 write_json(results, sys.stdout)
@@ -247,7 +301,7 @@ def write_report(results: list[HostResult], fmt: str, output: str | None) -> Non
         from nectar_audit.reports import fleet_summary, text
 
         if output:
-            with open(output, "w", encoding="utf-8") as fh:
+            with atomic_output(output) as fh:
                 console = _console(fh, plain=True)
                 text.render(results, console)  # type: ignore[arg-type]
                 if len(results) > 1:
@@ -258,7 +312,8 @@ def write_report(results: list[HostResult], fmt: str, output: str | None) -> Non
             if len(results) > 1:
                 fleet_summary.render(results, console)  # type: ignore[arg-type]
     except OSError as exc:
-        click.echo(f"nectar-audit: cannot write report to {output}: {exc.strerror or exc}", err=True)
+        click.echo(f"nectar-audit: cannot write report to {visible(output or 'stdout')}: {exc.strerror or exc}",
+                   err=True)
         sys.exit(EXIT_USAGE)
 
 
@@ -266,19 +321,20 @@ def write_json(results: list[HostResult], out: TextIO) -> None:
     """``json_report.render(results)``, byte for byte, written one host at a time: a fleet's report is
     never held whole in memory (200 hosts can make tens of MB of JSON and several times that in objects).
     """
-    from nectar_audit.model import report_json
+    from nectar_audit.model import dumps_json, report_json
     from nectar_audit.reports import json_report
 
     envelope = report_json([], __version__)
-    head = json.dumps(envelope, indent=2, ensure_ascii=False)
+    head = dumps_json(envelope)
     before, sep, after = head.rpartition('"hosts": []')
     if not results or not sep or set(envelope) != {"schema_version", "tool", "hosts"}:
         out.write(json_report.render(results))  # a new envelope field may depend on the hosts
         return
     out.write(before + '"hosts": [\n')
     for i, host in enumerate(results):
-        text = json.dumps(host.to_json(), indent=2, ensure_ascii=False)
-        out.write(("" if i == 0 else ",\n") + textwrap.indent(text, "    "))
+        text = dumps_json(host.to_json())
+        # Not textwrap.indent: it also breaks lines at U+0085/U+2028 inside strings, which JSON keeps raw.
+        out.write(("" if i == 0 else ",\n") + "    " + text.replace("\n", "\n    "))
     out.write("\n  ]" + after + "\n")
 
 
@@ -470,18 +526,20 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
     except (CloudError, CallFailed) as exc:
         click.echo(f"nectar-audit: {exc}", err=True)
         sys.exit(EXIT_USAGE)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise click.UsageError(f"cannot read {evidence_file}: {exc}") from exc
     limit_servers(project, limits)
     if save_evidence:
         try:
+            from nectar_audit.model import dumps_json
+
             Path(save_evidence).mkdir(parents=True, exist_ok=True)
-            (Path(save_evidence) / "openstack.json").write_text(
-                json.dumps(project.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            with atomic_output(str(Path(save_evidence) / "openstack.json"), private=True) as out:
+                out.write(dumps_json(project.to_json(), indent=1) + "\n")
         except OSError as exc:
             raise click.UsageError(f"cannot save evidence in {save_evidence}: {exc.strerror or exc}") from exc
     for note in project.notes:
-        click.echo(f"nectar-audit: {note}", err=True)
+        click.echo(f"nectar-audit: {visible(note, lines=True)}", err=True)  # the API's data is not trusted
     if not project.servers:
         click.echo(f"nectar-audit: no instances in project {project.project_id or '?'}"
                    f"{' matching ' + ', '.join(limits) if limits else ''}", err=True)
@@ -494,7 +552,7 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
 
     run = run_fleet(targets, selected, config, concurrency=concurrency, save_evidence=save_evidence,
                     debug=debug, progress=_show_progress(progress, len(targets), quiet), jobs=jobs,
-                    on_notice=lambda text: click.echo(f"nectar-audit: {text}", err=True),
+                    on_notice=lambda text: click.echo(f"nectar-audit: {visible(text, lines=True)}", err=True),
                     needs=needs_for(selected, CLOUD_NEEDS, *([PROBE_NEEDS] if do_probe else [])))
     interrupted = run.interrupted
     if do_probe and not interrupted:
@@ -562,10 +620,14 @@ _FAMILY_NAMES = {
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--timeout", type=click.FloatRange(0.1, 30.0), default=2.0, show_default=True,
               help="Seconds per probe.")
-def probe(addresses: tuple[str, ...], ports: str | None, fmt: str, timeout: float) -> None:
+@click.option("--allow-special-address", "allow_special", is_flag=True,
+              help="Also probe a multicast, broadcast, unspecified or reserved address (refused otherwise: "
+                   "every host of the group or network would receive the probes).")
+def probe(addresses: tuple[str, ...], ports: str | None, fmt: str, timeout: float, allow_special: bool) -> None:
     """Actively probe IP ADDRESS(es) from here (bounded, rate-limited, read-only requests)."""
     import ipaddress
 
+    from nectar_audit.probes.guard import special_address
     from nectar_audit.probes.run import DEFAULT_PORTS, PROBE_WORKERS, host_job, new_probe_result, run_probes
 
     for a in addresses:
@@ -574,6 +636,10 @@ def probe(addresses: tuple[str, ...], ports: str | None, fmt: str, timeout: floa
         except ValueError:
             raise click.BadParameter(f"{a!r} is not an IP address (probes go only to literal addresses)",
                                      param_hint="ADDRESS") from None
+        reason = None if allow_special else special_address(a)
+        if reason is not None:
+            raise click.BadParameter(f"{a} is {reason}; add --allow-special-address if that is really meant",
+                                     param_hint="ADDRESS")
     port_list: tuple[int, ...] = DEFAULT_PORTS
     if ports:
         try:
@@ -590,8 +656,8 @@ def probe(addresses: tuple[str, ...], ports: str | None, fmt: str, timeout: floa
             raise click.BadParameter(f"at most {MAX_PORTS} ports per address ({len(port_list)} given)",
                                      param_hint="--ports")
     results = [new_probe_result(a) for a in addresses]
-    interrupted = run_probes([(r, host_job(a, port_list, timeout)) for r, a in zip(results, addresses)],
-                             PROBE_WORKERS)
+    interrupted = run_probes([(r, host_job(a, port_list, timeout, allow_special))
+                              for r, a in zip(results, addresses)], PROBE_WORKERS)
     if fmt == "json":
         write_json(results, sys.stdout)
     else:

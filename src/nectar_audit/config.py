@@ -76,6 +76,8 @@ def parse_config_file(path: Path) -> Config:
         return parse_config(tomllib.loads(text), source=str(path))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path}: invalid TOML: {exc}") from exc
+    except RecursionError as exc:  # tomllib recurses into nested arrays and tables
+        raise ConfigError(f"config {path}: invalid TOML: nested too deeply") from exc
 
 
 def parse_config(data: dict[str, Any], source: str | None = None) -> Config:
@@ -128,8 +130,10 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
     if kind == "list[net]":
         nets = []
         for v in items:
+            if not isinstance(v, str):
+                raise ConfigError(f"{name}: {v!r} is not a network: write it as a string like \"10.0.0.0/8\"")
             try:
-                nets.append(ipaddress.ip_network(str(v), strict=False))
+                nets.append(ipaddress.ip_network(v, strict=False))
             except ValueError as exc:
                 raise ConfigError(f"{name}: {v!r} is not a network ({exc})") from exc
         return nets
@@ -137,6 +141,8 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
 
 
 def _port(name: str, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(f"{name}: {value!r} is not a port like 443, \"443/tcp\" or \"123/udp\"")
     text = str(value)
     number, _, proto = text.partition("/")
     proto = proto or "tcp"

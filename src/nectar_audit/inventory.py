@@ -170,7 +170,27 @@ def _plain_match(name: str, limit: str) -> bool:
 
 
 # -- Ansible --------------------------------------------------------------------------------------
+MAX_NESTING = 200  # brackets/braces deep; real inventories nest a few levels
+
+
+def _refuse_deep_nesting(path: Path) -> None:
+    """Ansible's YAML/JSON parsers recurse on nested flow collections and crash the process (a C stack
+    overflow, not an exception) some thousands of levels down: such a file is refused first."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else []
+    for f in files[:10000]:
+        try:
+            data = f.read_bytes()
+        except OSError:
+            continue  # Ansible reports what it cannot read
+        depth = 0
+        for byte in data.translate(None, delete=bytes(b for b in range(256) if b not in b"[]{}")):
+            depth += 1 if byte in b"[{" else -1
+            if depth > MAX_NESTING:
+                raise InventoryError(f"inventory {f}: nested more than {MAX_NESTING} levels deep")
+
+
 def _load_ansible(path: Path, limit: str | None) -> list[InventoryHost]:
+    _refuse_deep_nesting(path)
     try:
         ansible_constants = importlib.import_module("ansible.constants")
         AnsibleError = importlib.import_module("ansible.errors").AnsibleError
@@ -206,6 +226,12 @@ def _ansible_host(name: str, hostvars: dict[str, Any], loader: Any, groups: list
             value = hostvars.get(key)
             if value is None or value == "":
                 continue
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                # A list or mapping (or yes/no) where a name, address or port belongs: a typo in the
+                # inventory, never to be turned into an address by str().
+                kind = ("true/false" if isinstance(value, bool) else "a list" if isinstance(value, (list, tuple))
+                        else "a mapping" if isinstance(value, dict) else type(value).__name__)
+                raise InventoryError(f"host {name}: {key} must be a string or a number, not {kind}")
             text = str(value)
             if "{{" in text or "{%" in text:  # template the original: Ansible tags it as trusted
                 text = _template(value, hostvars, loader, name, key)

@@ -3,8 +3,46 @@
 from __future__ import annotations
 
 import enum
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+# What a terminal, a bidi-aware viewer or an XML parser would act on instead of showing: C0 and C1
+# controls (ESC, CSI), DEL, bidi marks/embeddings/overrides/isolates, non-characters, and the lone
+# surrogates by which Python carries a file name's undecodable bytes (surrogateescape).
+_UNSAFE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]")
+_UNSAFE_LINES = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # an undecodable byte of a name (surrogateescape): the byte itself
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str, lines: bool = False) -> str:
+    """``text`` with every control, bidi and undecodable character written as a visible escape
+    (``\\x1b``, ``\\u202e``, ``\\xff`` for a raw byte of a file name), so a string from the audited
+    host can neither drive the reader's terminal nor reorder what it shows. ``lines``: keep newlines
+    and tabs (multi-line messages and fixes)."""
+    return (_UNSAFE_LINES if lines else _UNSAFE).sub(_visible, text)
+
+
+def _escape_surrogate(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def dumps_json(data: Any, indent: int | None = 2) -> str:
+    """JSON text that any UTF-8 writer can write: a lone surrogate (an undecodable byte of a file name)
+    becomes its ``\\udcXX`` escape, which ``json.loads`` turns back into the same string, so the name's
+    bytes survive (``os.fsencode``); everything else stays readable UTF-8."""
+    # A str holds lone surrogates only inside JSON string literals, where \uXXXX is their escape.
+    return _SURROGATE.sub(_escape_surrogate, json.dumps(data, indent=indent, ensure_ascii=False))
 
 
 class Status(str, enum.Enum):

@@ -426,9 +426,24 @@ class Host:
     def live(self) -> bool:
         return self.root == Path("/")
 
-    def path(self, absolute: str | Path) -> Path:
-        """A path of the target system, under --root when given."""
-        return self.root / str(absolute).lstrip("/")
+    def path(self, absolute: str | Path, follow_last: bool = False) -> Path:
+        """A path of the target system, under --root when given. In an image its symlinks are resolved
+        as ``root:`` resolves them (an absolute link points into the image, ``..`` stops at its top), so
+        nothing the image holds can send a read or write outside it; the last component is followed only
+        with ``follow_last`` (a directory we write in), else a link there is itself the file."""
+        if self.live:
+            return self.root / str(absolute).lstrip("/")
+        return inside_root(self.root, str(absolute), follow_last)
+
+
+def inside_root(root: Path, absolute: str, follow_last: bool = False) -> Path:
+    """``absolute`` of the image at ``root``, resolved inside it (``RootFsTarget.resolve``)."""
+    from nectar_audit.targets.rootfs import RootFsTarget
+
+    try:
+        return RootFsTarget(str(root)).resolve(absolute, follow_last=follow_last)
+    except OSError as exc:
+        raise ScheduleError(f"{absolute} in {root}: {exc.strerror or exc}") from exc
 
 
 def probe_host(root: str | None = None) -> Host:
@@ -441,11 +456,14 @@ def probe_host(root: str | None = None) -> Host:
         user, pw_home = str(euid), ""
     home = Path(os.environ.get("HOME") or pw_home or "/")
     runtime = Path(os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{euid}")
+    def image(path: str) -> Path:
+        return rootp / path if rootp == Path("/") else inside_root(rootp, path, follow_last=True)
+
     if rootp == Path("/"):
         hostname = socket.gethostname()
     else:
         try:
-            hostname = (rootp / "etc/hostname").read_text(encoding="utf-8").strip() or socket.gethostname()
+            hostname = image("/etc/hostname").read_text(encoding="utf-8").strip() or socket.gethostname()
         except OSError:
             hostname = socket.gethostname()
     return Host(
@@ -455,8 +473,8 @@ def probe_host(root: str | None = None) -> Host:
         home=home,
         systemd_booted=Path("/run/systemd/system").is_dir(),
         user_manager=(runtime / "systemd" / "private").exists(),
-        systemd_installed=any((rootp / p).exists() for p in ("usr/lib/systemd/systemd", "lib/systemd/systemd")),
-        cron_d=(rootp / "etc/cron.d").is_dir(),
+        systemd_installed=any(image(p).exists() for p in ("/usr/lib/systemd/systemd", "/lib/systemd/systemd")),
+        cron_d=image("/etc/cron.d").is_dir(),
         crontab=shutil.which("crontab"),
         hostname=hostname,
         linger=Path("/var/lib/systemd/linger", user).exists(),
@@ -492,13 +510,16 @@ class Paths:
     @staticmethod
     def of(host: Host, scope: str) -> Paths:
         if scope == SYSTEM:
-            unit_dir = host.path("/etc/systemd/system")
+            # Directories written in are resolved whole (in an image: inside it), the files themselves not.
+            unit_dir = host.path("/etc/systemd/system", follow_last=True)
+            wants = host.path("/etc/systemd/system/timers.target.wants", follow_last=True)
         else:
             config = os.environ.get("XDG_CONFIG_HOME")
             base = Path(config) if config and os.path.isabs(config) else host.home / ".config"
             unit_dir = base / "systemd" / "user"
+            wants = unit_dir / "timers.target.wants"
         return Paths(service=unit_dir / SERVICE, timer=unit_dir / TIMER, unit_dir=unit_dir,
-                     wants=unit_dir / "timers.target.wants", cron_d=host.path("/etc/cron.d") / NAME)
+                     wants=wants, cron_d=host.path("/etc/cron.d", follow_last=True) / NAME)
 
 
 def is_ours(path: Path) -> bool:
@@ -880,7 +901,7 @@ def check_config(path: str | None, host: Host) -> tuple[str | None, str]:
             return None, ("config: " + (source or "none (built-in defaults)") + "; the job looks it up the same "
                           "way at each run (/etc/nectar-audit.toml, then ~/.config/nectar-audit.toml)")
         absolute = os.path.abspath(path)
-        parse_config_file(host.path(absolute))
+        parse_config_file(host.path(absolute, follow_last=True))
         return absolute, f"config: {absolute}"
     except ConfigError as exc:
         raise ScheduleError(str(exc)) from exc
@@ -890,7 +911,7 @@ def check_output(path: str | None, host: Host) -> str | None:
     if path is None:
         return None
     absolute = os.path.abspath(path)
-    parent = host.path(os.path.dirname(absolute))
+    parent = host.path(os.path.dirname(absolute), follow_last=True)
     if not parent.is_dir():
         raise ScheduleError(f"--output {absolute}: the directory {parent} does not exist")
     return absolute
@@ -910,7 +931,7 @@ def prepare_install(host: Host, scope: str, backend: str, scan: click.Command, s
         warning = check_command(command, version)
         if warning:
             warnings.append(warning)
-    elif not os.access(host.path(command[0]), os.X_OK):
+    elif not os.access(host.path(command[0], follow_last=True), os.X_OK):
         warnings.append(f"{command[0]} is not an executable in {host.root}: pass --executable with the path "
                         "nectar-audit has in the image")
     url = resolve_store(store, scope, host)

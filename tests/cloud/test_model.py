@@ -138,10 +138,10 @@ def test_project_evidence_round_trip() -> None:
     assert again == ev
     with pytest.raises(ValueError, match="not a nectar-audit OpenStack evidence file"):
         ProjectEvidence.from_json({"format": 1})
-    for bad, why in (({"servers": [{"id": 1}]}, "'servers' must be a list"),
-                     ({"servers": [{"id": "s"}]}, "server s has no name"),
-                     ({"ports": {"id": "p"}}, "'ports' must be a list"),
-                     ({"images": []}, "'images' must be an object")):
+    for bad, why in (({"servers": [{"id": 1}]}, r"servers\[0\]\.id: expected a string, got the number 1"),
+                     ({"servers": [{"id": "s"}]}, r"servers\[0\]\.name: missing"),
+                     ({"ports": {"id": "p"}}, "ports: expected a list, got an object"),
+                     ({"images": []}, "images: expected an object, got a list")):
         with pytest.raises(ValueError, match=why):
             ProjectEvidence.from_json({"format": "nectar-audit-openstack-project/1", **bad})
 
@@ -155,7 +155,7 @@ def test_cli_malformed_evidence_file_is_a_usage_error(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"format": "nectar-audit-openstack-project/1", "servers": [{"id": "x"}]}))
     result = CliRunner().invoke(main, ["cloud", "--evidence", str(bad)])
     assert result.exit_code == 2
-    assert "server x has no name" in result.output and "Traceback" not in result.output
+    assert "servers[0].name: missing" in result.output and "Traceback" not in result.output
     bad.write_text("{not json")
     result = CliRunner().invoke(main, ["cloud", "--evidence", str(bad)])
     assert result.exit_code == 2 and "cannot read" in result.output

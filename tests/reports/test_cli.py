@@ -36,7 +36,8 @@ def test_scan_writes_each_format_to_a_file(tmp_path: Path, fmt: str) -> None:
     elif fmt == "html":
         assert text.startswith("<!DOCTYPE html>")
     elif fmt == "prometheus":
-        assert 'nectar_audit_check_status{host="imagehost",check="Check-Security-01"' in text
+        assert 'nectar_audit_check_status{target="root:' in text
+        assert ',hostname="imagehost",check="Check-Security-01"' in text
     elif fmt == "markdown":
         assert text.startswith("# nectar-audit report\n")
 

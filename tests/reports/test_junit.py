@@ -59,10 +59,10 @@ def test_hostile_strings_stay_text() -> None:
     assert "<script>" not in text and "</style>" not in text
     root = _validate(text)
     evil = root.findall("testsuite")[1]
-    # Round-trips as data (control characters replaced, XML 1.0 cannot carry them).
-    assert evil.get("name") == HOSTILE.replace("\x01", "\ufffd")
+    # Round-trips as data (control characters as visible escapes: XML 1.0 cannot carry them).
+    assert evil.get("name") == HOSTILE.replace("\x01", "\\x01")
     failure = evil.find("testcase/failure")
-    assert failure is not None and failure.get("message") == HOSTILE.replace("\x01", "\ufffd")
+    assert failure is not None and failure.get("message") == HOSTILE.replace("\x01", "\\x01")
 
 
 def test_empty_and_bare_hosts() -> None:

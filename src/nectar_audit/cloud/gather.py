@@ -23,10 +23,48 @@ from typing import Any
 
 from nectar_audit.cloud.auth import explain
 from nectar_audit.facts.openstack import RECORD_FORMAT
+from nectar_audit.shape import List, Map, Obj, Opt, ShapeError, check
 
 PROJECT_FORMAT = "nectar-audit-openstack-project/1"
 _RULE_KEYS = ("id", "direction", "ethertype", "protocol", "port_range_min", "port_range_max",
               "remote_ip_prefix", "remote_group_id", "remote_address_group_id")
+
+
+_S = Opt(str)
+_NUM = Opt((int, str))  # Neutron's port ranges and protocols: numbers, or their text
+# Every field the cloud side reads from a saved openstack.json (``cloud --evidence``), with its type.
+_SERVER = Obj({
+    "id": str, "name": str, "status": _S, "key_name": _S, "project_id": _S,
+    "image": Opt(Obj({"id": _S})),
+    "addresses": Opt(Map(List(Obj({"addr": _S, "version": Opt(int), "OS-EXT-IPS:type": _S})))),
+    "security_groups": Opt(List(Obj({"name": _S}))),
+    "volumes_attached": Opt(List(Obj({"id": _S}))),
+}, required=("id", "name"))
+PROJECT_SHAPE = Obj({
+    "format": str, "auth_url": _S, "region": _S, "project_id": _S, "gathered_at": str, "notes": List(str),
+    "servers": List(_SERVER),
+    # Instances outside --limit, kept as members of remote-group rules only.
+    "other_servers": List(_SERVER),
+    "address_groups": List(Obj({"id": str, "name": _S, "addresses": List(str)}, required=("id",))),
+    "ports": List(Obj({
+        "id": str, "name": _S, "network_id": _S, "device_id": _S, "device_owner": _S,
+        "fixed_ips": Opt(List(Obj({"ip_address": _S, "subnet_id": _S}))),
+        "security_groups": Opt(List(str)), "port_security_enabled": Opt(bool),
+    }, required=("id",))),
+    "security_groups": List(Obj({
+        "id": str, "name": _S, "stateful": Opt(bool),
+        "security_group_rules": List(Obj({
+            "id": _S, "direction": _S, "ethertype": _S, "protocol": _NUM, "port_range_min": _NUM,
+            "port_range_max": _NUM, "remote_ip_prefix": _S, "remote_group_id": _S,
+            "remote_address_group_id": _S,
+        })),
+    }, required=("id", "security_group_rules"))),
+    "floating_ips": List(Obj({"id": str, "floating_ip_address": _S, "fixed_ip_address": _S, "port_id": _S},
+                             required=("id",))),
+    "images": Map(Opt(Obj({"id": str, "name": _S, "owner": _S, "visibility": _S, "default_user": _S,
+                           "os_distro": _S}, required=("id",)))),
+    "keypairs": Map(Obj({"name": str, "type": _S, "fingerprint": _S}, required=("name",))),
+}, required=("format",))
 
 
 @dataclass
@@ -53,8 +91,10 @@ class ProjectEvidence:
 
     @classmethod
     def from_json(cls, data: Any) -> ProjectEvidence:
+        """A saved ``openstack.json``; ShapeError (a ValueError) naming the first field of a wrong type."""
         if not isinstance(data, dict) or data.get("format") != PROJECT_FORMAT:
-            raise ValueError(f"not a nectar-audit OpenStack evidence file (format {PROJECT_FORMAT})")
+            raise ShapeError(f"not a nectar-audit OpenStack evidence file (format {PROJECT_FORMAT})")
+        check(data, PROJECT_SHAPE)
         kw = {k: data[k] for k in ("auth_url", "region", "project_id", "gathered_at", "servers", "ports",
                                    "security_groups", "floating_ips", "images", "keypairs", "notes",
                                    "address_groups", "other_servers") if k in data}
@@ -72,6 +112,8 @@ class ProjectEvidence:
                 raise ValueError(f"{key!r} must be an object")
         if not isinstance(kw.get("notes", []), list):
             raise ValueError("'notes' must be a list")
+        for key in ("auth_url", "region", "project_id"):
+            kw.setdefault(key, None)
         return cls(**kw)
 
 

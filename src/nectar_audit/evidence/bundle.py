@@ -6,11 +6,14 @@ secrets: sensitive files are reduced by ``sanitize.py`` as they are added.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import functools
 import json
+import os
 import re
 import stat as stat_mod
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,6 +311,32 @@ def evidence_path(base: Path, target: str, many: bool) -> Path:
     return base
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def bundle_text(bundle: Bundle) -> str:
+    """The bundle as JSON text that is valid UTF-8 whatever the names hold: an undecodable byte of a file
+    name (a lone surrogate, surrogateescape) is written as its ``\\udcXX`` escape, which ``json.loads``
+    reads back as the same name."""
+    text = json.dumps(bundle.to_json(), indent=1, ensure_ascii=False)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
+
+
 def save_bundle(bundle: Bundle, base: Path, target: str, many: bool) -> None:
+    """Write the bundle readable by its owner only (0600: it describes the host in detail), through a
+    temp file created exclusively beside it (never an existing file or a symlink) renamed over it."""
     path = evidence_path(base, target, many)
-    path.write_text(json.dumps(bundle.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    data = bundle_text(bundle).encode("utf-8")
+    if str(path.absolute()).startswith(("/dev/", "/proc/")):  # a stream (/dev/stdout): nothing to replace
+        with open(path, "wb") as stream:
+            stream.write(data)
+        return
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # mode 0600
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -166,7 +166,7 @@ class StreamParser:
             if buf[end] != 0x0A:
                 self._error("malformed record header")
                 return at + m
-            self._open(kind, _text(bytes(buf[colon + 1:end])))
+            self._open(kind, _name(bytes(buf[colon + 1:end])))
             return end + 1
         nl = buf.find(b"\n", start)
         if nl < 0:
@@ -242,7 +242,7 @@ class StreamParser:
         elif kind == ord("S"):
             self.stderr[name] = redact(_text(body))
         elif kind == ord("X"):
-            b.add_search_hits(name, [_text(p) for p in body.split(b"\0") if p])
+            b.add_search_hits(name, [_name(p) for p in body.split(b"\0") if p])
 
 
 def parse_stream(data: bytes, boundary: str, bundle: Bundle, budget: Budget = DEFAULT_BUDGET) -> None:
@@ -250,6 +250,12 @@ def parse_stream(data: bytes, boundary: str, bundle: Bundle, budget: Budget = DE
     parser = StreamParser(boundary, bundle, budget)
     parser.feed(data)
     parser.finish()
+
+
+def _name(data: bytes) -> str:
+    """A file name the host chose: bytes that are not UTF-8 kept as surrogate escapes, as ``root:`` reads
+    names, so a name is one name and round-trips (reports show such bytes as ``\\xNN``)."""
+    return data.decode("utf-8", "surrogateescape")
 
 
 def _text(data: bytes) -> str:

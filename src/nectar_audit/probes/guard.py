@@ -6,6 +6,10 @@ named; ``connect``/``sendto`` to any other address raise ``ScopeError`` before a
 every connection or datagram waits for the process-wide rate limiter; sockets start with a finite
 timeout; and what is sent must be one of the read-only requests the probes know (``payload_allowed``):
 an NTP/DNS query, a capability command, a HEAD request.
+
+A scope refuses addresses that are no single host (``special_address``: multicast, broadcast,
+unspecified, reserved), wherever they come from (the command line, an ssh_config HostName, the cloud
+API's addresses), unless it is made with ``allow_special`` (``probe --allow-special-address``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from nectar_audit.probes import LIMITER, MAX_PACKETS_PER_PORT, RateLimiter, validate_target
+from nectar_audit.probes.onlink import local_on_link
 
 MAX_TCP_CONNECTS = 5  # a connect, then greeting, TLS, HTTP and Redis attempts
 MAX_DATAGRAMS = MAX_PACKETS_PER_PORT  # NTP: mode 3, mode 6, mode 7
@@ -92,6 +97,31 @@ def payload_allowed(kind: str, data: bytes, stream: bool) -> bool:
     return False
 
 
+def special_address(address: str, on_link: str | None = None) -> str | None:
+    """Why ``address`` is not one host a probe may talk to, or None. A datagram to a multicast or broadcast
+    address reaches every listener of the group or network; the unspecified address means "this host";
+    reserved addresses are no one's. ``on_link``: the attached subnet holding the address (default: from
+    this machine's routes), whose broadcast address is refused too."""
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_unspecified:
+        return "the unspecified address (this host, not a target)"
+    if ip.is_multicast:
+        return "a multicast address (every member of the group would receive the probes)"
+    if isinstance(ip, ipaddress.IPv4Address) and ip == ipaddress.IPv4Address("255.255.255.255"):
+        return "the broadcast address (every host of the network would receive the probes)"
+    if ip.is_reserved and not ip.is_loopback:  # ::1 lies in the reserved ::/8
+        return "a reserved address"
+    network = on_link if on_link is not None else local_on_link(str(ip))
+    if isinstance(ip, ipaddress.IPv4Address) and network:
+        net = ipaddress.ip_network(network, strict=False)
+        if net.prefixlen < 31 and ip == net.broadcast_address:
+            return (f"the broadcast address of the attached network {network} (every host on it would "
+                    "receive the probes)")
+    return None
+
+
 class Scope:
     """The addresses the user named, with the per-port budgets and the shared rate limit."""
 
@@ -101,8 +131,15 @@ class Scope:
         limiter: RateLimiter = LIMITER,
         max_tcp: int = MAX_TCP_CONNECTS,
         max_datagrams: int = MAX_DATAGRAMS,
+        allow_special: bool = False,
     ) -> None:
         self.addresses = frozenset(validate_target(a) for a in addresses)
+        if not allow_special:
+            for address in sorted(self.addresses):
+                reason = special_address(address)
+                if reason is not None:
+                    raise ScopeError(f"refusing to probe {address}: {reason}; if that is really meant, "
+                                     f"run `nectar-audit probe --allow-special-address {address}`")
         self.limiter = limiter
         self.max = {"tcp": max_tcp, "udp": max_datagrams}
         self.used: Counter[tuple[str, str, int]] = Counter()

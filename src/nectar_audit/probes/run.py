@@ -67,12 +67,13 @@ def _observe_port(scope: Scope, address: str, port: int, timeout: float) -> list
 
 def observe(
     address: str, ports: Sequence[int] = DEFAULT_PORTS, timeout: float = DEFAULT_TIMEOUT, scope: Scope | None = None,
-    stop: threading.Event | None = None,
+    stop: threading.Event | None = None, allow_special: bool = False,
 ) -> list[Observation]:
     """Probe `address` only (no name resolution, no other host), port by port, within the Scope's bounds.
-    Once ``stop`` is set no further socket is opened: ProbeInterrupted."""
+    Once ``stop`` is set no further socket is opened: ProbeInterrupted. A multicast, broadcast,
+    unspecified or reserved address is refused (ScopeError) unless ``allow_special``."""
     address = validate_target(address)
-    scope = scope if scope is not None else Scope([address])
+    scope = scope if scope is not None else Scope([address], allow_special=allow_special)
     scope.stop = stop
     scope.check_address(address)
     obs: list[Observation] = []
@@ -183,19 +184,20 @@ def run_probes(jobs: Sequence[tuple[HostResult, ProbeJob]], workers: int) -> boo
 
 def probe_checks(address: str, ports: Sequence[int], timeout: float, stop: threading.Event, *,
                  own_addresses: frozenset[str] = frozenset(), why: Mapping[int, str] | None = None,
-                 notes: Sequence[str] = ()) -> list[CheckResult]:
+                 notes: Sequence[str] = (), allow_special: bool = False) -> list[CheckResult]:
     """observe, then to_checks with the vantage this machine's routes give (the target on its subnet)."""
-    return to_checks(observe(address, ports, timeout, stop=stop), own_addresses, why, notes,
-                     on_link=local_on_link(address))
+    return to_checks(observe(address, ports, timeout, stop=stop, allow_special=allow_special), own_addresses,
+                     why, notes, on_link=local_on_link(address))
 
 
-def host_job(address: str, ports: Sequence[int] = DEFAULT_PORTS, timeout: float = DEFAULT_TIMEOUT) -> ProbeJob:
+def host_job(address: str, ports: Sequence[int] = DEFAULT_PORTS, timeout: float = DEFAULT_TIMEOUT,
+             allow_special: bool = False) -> ProbeJob:
     """`nectar-audit probe ADDRESS`: the named address only; a failure is the host's error."""
 
     def job(stop: threading.Event) -> ProbeOutcome:
         start = time.monotonic()
         try:
-            checks = probe_checks(address, ports, timeout, stop)
+            checks = probe_checks(address, ports, timeout, stop, allow_special=allow_special)
         except (OSError, ValueError, ScopeError) as exc:
             return ProbeOutcome(error=f"probe of {address} failed: {exc}", seconds=time.monotonic() - start)
         return ProbeOutcome(checks, seconds=time.monotonic() - start)

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from nectar_audit.model import HostResult, Status
+from nectar_audit.model import HostResult, Status, visible
 from nectar_audit.reports.text import STYLE
 
 MAX_NAMES = 25  # hosts named per line before "(+N more)"
@@ -30,9 +30,10 @@ CELL = {
 
 
 def host_label(host: HostResult) -> str:
+    """The operator's name of the host, with the name it reports; made visible (terminal-safe)."""
     if host.hostname and host.hostname != host.target:
-        return f"{host.target} ({host.hostname})"
-    return host.target
+        return visible(f"{host.target} ({host.hostname})")
+    return visible(host.target)
 
 
 def check_ids(hosts: Sequence[HostResult]) -> list[str]:
@@ -78,7 +79,7 @@ def render(hosts: Sequence[HostResult], console: Console) -> None:
     table = Table(show_header=True, header_style="bold", box=None, pad_edge=False, expand=False)
     table.add_column("Host", overflow="fold")
     for cid in ids:
-        table.add_column(cid.rsplit("-", 1)[-1], justify="center", no_wrap=True)
+        table.add_column(visible(cid.rsplit("-", 1)[-1]), justify="center", no_wrap=True)
     table.add_column("Result", overflow="fold")
     for host in hosts:
         by_id = {c.id: c for c in host.checks}
@@ -93,7 +94,7 @@ def render(hosts: Sequence[HostResult], console: Console) -> None:
             else:
                 cells.append(Text(CELL[check.status], style=STYLE[check.status]))
         if host.error:
-            outcome = Text(f"not audited: {host.error}", style="magenta")
+            outcome = Text(visible(f"not audited: {host.error}"), style="magenta")
         else:
             counts: dict[Status, int] = {}
             for check in host.checks:
@@ -110,17 +111,17 @@ def render(hosts: Sequence[HostResult], console: Console) -> None:
     if fails:
         console.print(Text("Failures by check", style="bold"))
         for cid, names in fails:
-            console.print(Text.assemble((cid, "bold red"), f" fails on {_plural(len(names), 'host')}: ",
+            console.print(Text.assemble((visible(cid), "bold red"), f" fails on {_plural(len(names), 'host')}: ",
                                         _names(names)))
     errors = grouped(hosts, Status.ERROR)
     if errors:
         console.print(Text("Checks that could not be decided", style="bold"))
         for cid, names in errors:
-            console.print(Text.assemble((cid, "magenta"), f" could not be checked on "
+            console.print(Text.assemble((visible(cid), "magenta"), f" could not be checked on "
                                         f"{_plural(len(names), 'host')}: ", _names(names)))
     if broken:
         console.print(Text(f"Hosts that could not be audited ({len(broken)})", style="bold"))
         for host in broken:
-            console.print(Text.assemble(("  " + host.target, "magenta"), ": ", host.error or ""))
+            console.print(Text.assemble(("  " + visible(host.target), "magenta"), ": ", visible(host.error or "")))
     if not fails and not errors and not broken:
         console.print(Text("No failures on any host.", style="green"))

@@ -9,14 +9,13 @@ Only renders.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 
 import jinja2
 
 from nectar_audit import __version__
-from nectar_audit.model import HostResult, Status
+from nectar_audit.model import HostResult, Status, visible
 
 STATUS_ORDER = (Status.FAIL, Status.ERROR, Status.WARN, Status.MANUAL, Status.PASS, Status.NOT_APPLICABLE)
 _LABELS = {
@@ -25,12 +24,10 @@ _LABELS = {
 }
 
 
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
 def _finalize(value: Any) -> Any:
-    # Control characters are HTML parse errors; shown as U+FFFD (before autoescaping, which follows).
-    return _CONTROL.sub("\ufffd", value) if isinstance(value, str) else value
+    # Control characters are HTML parse errors, bidi overrides reorder what is shown and an undecodable
+    # byte of a file name cannot be encoded: all shown as visible escapes (autoescaping follows).
+    return visible(value, lines=True) if isinstance(value, str) else value
 
 
 _ENV = jinja2.Environment(

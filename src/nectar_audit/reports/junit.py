@@ -12,17 +12,15 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 
-from nectar_audit.model import CheckResult, HostResult, Status
-
-# XML 1.0 forbids most control characters even as character references; drop them.
-_INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-
+from nectar_audit.model import CheckResult, HostResult, Status, visible
 
 _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
 
 
 def _clean(text: str) -> str:
-    return _INVALID_XML.sub("\ufffd", text)
+    # XML 1.0 cannot carry most control characters, even as character references, nor an undecodable
+    # byte of a file name: each is written as a visible escape (\x1b, \xff), so nothing is lost.
+    return visible(text, lines=True)
 
 
 def _details(check: CheckResult) -> str:
@@ -52,7 +50,7 @@ def _testcase(suite: ET.Element, host: HostResult, check: CheckResult) -> str:
     status = check.status
     summary = _clean(check.summary)
     if check.waiver is None and status is Status.FAIL:
-        el = ET.SubElement(case, "failure", {"message": summary, "type": f"severity:{check.severity}"})
+        el = ET.SubElement(case, "failure", {"message": summary, "type": _clean(f"severity:{check.severity}")})
         el.text = _details(check)
         return "failure"
     if status is Status.ERROR:

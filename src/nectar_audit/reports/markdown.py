@@ -7,10 +7,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from nectar_audit.model import CheckResult, HostResult, Status
+from nectar_audit.model import CheckResult, HostResult, Status, visible
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
 
 _LABEL = {
     Status.PASS: "PASS",
@@ -24,15 +23,16 @@ _LABEL = {
 
 def escape(text: str) -> str:
     """Inline-safe text: HTML entities for ``& < >``, backslash before markdown punctuation and ``|``,
-    newlines as spaces (a table cell is one line)."""
-    text = _CONTROL.sub("\ufffd", text.replace("\r\n", "\n").replace("\n", " ").replace("\t", " "))
+    newlines as spaces (a table cell is one line), other controls, bidi overrides and undecodable bytes as
+    visible escapes (``model.visible``)."""
+    text = visible(text.replace("\r\n", "\n").replace("\n", " ").replace("\t", " "))
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def code_block(text: str) -> str:
     """A fenced block whose fence is longer than any backtick run inside it (content stays literal)."""
-    text = _CONTROL.sub("\ufffd", text.replace("\r\n", "\n"))
+    text = visible(text.replace("\r\n", "\n"), lines=True)
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}\n{text}\n{fence}"

@@ -1,10 +1,14 @@
 """Prometheus text exposition for node_exporter's textfile collector.
 
-``nectar_audit_check_status{host,check,status}`` is one-hot: for every check, one sample per possible
+``nectar_audit_check_status{target,hostname,check,status}`` is one-hot: for every check, one sample per possible
 status, 1 for the check's status and 0 for the others (so an alert on ``status="fail" == 1`` sees a
 regression and its recovery). A waived failure stays ``fail``, with
 ``nectar_audit_check_waived`` 1. Per host: ``nectar_audit_last_run_timestamp_seconds`` (run start),
 ``nectar_audit_duration_seconds`` and ``nectar_audit_host_up`` (0 when the host could not be audited).
+
+Series are keyed by ``target``, the name the operator gave (command line, inventory, cloud instance):
+the audited host controls its own hostname, and keying by it would let one host overwrite (or hide
+behind) another's series. The hostname it reports is a separate label, ``hostname`` ("" when unknown).
 Only renders.
 """
 
@@ -13,20 +17,21 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from nectar_audit.model import HostResult, Status
+from nectar_audit.model import HostResult, Status, visible
 
 
 def escape_label(value: str) -> str:
-    """Label value escaping of the text format: backslash, double quote and newline."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    """Label value escaping of the text format (backslash, double quote and newline), after every other
+    control, bidi or undecodable character is made a visible escape (a label value is UTF-8 text)."""
+    return visible(value, lines=True).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def _labels(**labels: str) -> str:
     return "{" + ",".join(f'{key}="{escape_label(value)}"' for key, value in labels.items()) + "}"
 
 
-def _host(host: HostResult) -> str:
-    return host.hostname or host.target
+def _host(host: HostResult) -> dict[str, str]:
+    return {"target": host.target, "hostname": host.hostname or ""}
 
 
 def _timestamp(started: str) -> float | None:
@@ -51,19 +56,19 @@ def render(hosts: Sequence[HostResult]) -> str:
     duration_lines: list[str] = []
     for host in hosts:
         name = _host(host)
-        up_lines.append(f"nectar_audit_host_up{_labels(host=name)} {0 if host.error is not None else 1}")
+        up_lines.append(f"nectar_audit_host_up{_labels(**name)} {0 if host.error is not None else 1}")
         when = _timestamp(host.started)
         if when is not None:
-            ts_lines.append(f"nectar_audit_last_run_timestamp_seconds{_labels(host=name)} {_number(when)}")
-        duration_lines.append(f"nectar_audit_duration_seconds{_labels(host=name)} {_number(host.duration_s)}")
+            ts_lines.append(f"nectar_audit_last_run_timestamp_seconds{_labels(**name)} {_number(when)}")
+        duration_lines.append(f"nectar_audit_duration_seconds{_labels(**name)} {_number(host.duration_s)}")
         for check in host.checks:
             current = check.status
             for status in Status:
                 value = 1 if status is current else 0
                 status_lines.append(
-                    f"nectar_audit_check_status{_labels(host=name, check=check.id, status=status.value)} {value}")
+                    f"nectar_audit_check_status{_labels(**name, check=check.id, status=status.value)} {value}")
             waived_lines.append(
-                f"nectar_audit_check_waived{_labels(host=name, check=check.id)} {1 if check.waiver else 0}")
+                f"nectar_audit_check_waived{_labels(**name, check=check.id)} {1 if check.waiver else 0}")
     out: list[str] = []
 
     def family(name: str, help_text: str, lines: list[str]) -> None:

@@ -1,4 +1,8 @@
-"""The terminal report (rich): a row per check, then the evidence and fix for every problem."""
+"""The terminal report (rich): a row per check, then the evidence and fix for every problem.
+
+Every string is passed through ``model.visible`` first: what the audited host sends (its hostname,
+PRETTY_NAME, file names, contents quoted in messages) can hold terminal escapes, and rich writes
+those as they are."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from nectar_audit.model import CheckResult, HostResult, Status
+from nectar_audit.model import CheckResult, HostResult, Status, visible
 
 STYLE = {
     Status.PASS: "green",
@@ -41,11 +45,13 @@ def render(hosts: Sequence[HostResult], console: Console) -> None:
 
 
 def render_host(host: HostResult, console: Console) -> None:
-    name = host.hostname or host.target
-    os_name = host.os.pretty_name or host.os.id
-    title = f"[bold]{escape(name)}[/]  [dim]{escape(host.target)} · {escape(os_name)} · {host.duration_s:.2f} s[/]"
+    name = visible(host.hostname or host.target)
+    os_name = visible(host.os.pretty_name or host.os.id)
+    title = (f"[bold]{escape(name)}[/]  [dim]{escape(visible(host.target))} · {escape(os_name)} · "
+             f"{host.duration_s:.2f} s[/]")
     if host.error:
-        console.print(Panel(Text(host.error), title=title, title_align="left", border_style="red",
+        reason = Text(visible(host.error, lines=True), overflow="fold")
+        console.print(Panel(reason, title=title, title_align="left", border_style="red",
                             subtitle="could not be audited"))
         return
     table = Table(show_header=True, header_style="bold", expand=False, box=None, pad_edge=False)
@@ -57,7 +63,7 @@ def render_host(host: HostResult, console: Console) -> None:
         cell = status_text(check.status)
         if check.waiver:
             cell.append(" (waived)", style="dim")
-        table.add_row(check.id, cell, Text(check.title), Text(check.summary))
+        table.add_row(Text(visible(check.id)), cell, Text(visible(check.title)), Text(visible(check.summary)))
     console.print(Panel(table, title=title, title_align="left"))
     for check in host.checks:
         if check.status in (Status.PASS, Status.NOT_APPLICABLE):
@@ -80,15 +86,17 @@ def details(check: CheckResult) -> Panel:
     parts: list[Text | Padding] = []
     if check.waiver:
         until = f" until {check.waiver.expires}" if check.waiver.expires else ""
-        parts.append(Text(f"Waived{until}: {check.waiver.reason}", style="dim"))
+        parts.append(Text(visible(f"Waived{until}: {check.waiver.reason}", lines=True), style="dim"))
     for finding in check.findings:
         if finding.status is Status.PASS and check.status is not Status.PASS:
             continue
-        head = Text.assemble(status_text(finding.status), " ", finding.message)
+        head = Text.assemble(status_text(finding.status), " ", visible(finding.message, lines=True))
         parts.append(head)
         for ev in finding.evidence:
-            parts.append(Padding(Text.assemble((ev.source, "bold"), ": ", ev.detail), (0, 0, 0, 4)))
+            line = Text.assemble((visible(ev.source), "bold"), ": ", visible(ev.detail, lines=True))
+            parts.append(Padding(line, (0, 0, 0, 4)))
         if finding.remediation:
-            parts.append(Padding(Text.assemble(("Fix: ", "bold green"), finding.remediation), (0, 0, 0, 4)))
-    return Panel(Group(*parts), title=f"{check.id} · {escape(check.title)}", title_align="left",
-                 border_style=STYLE[check.status].split()[-1])
+            fix = Text.assemble(("Fix: ", "bold green"), visible(finding.remediation, lines=True))
+            parts.append(Padding(fix, (0, 0, 0, 4)))
+    return Panel(Group(*parts), title=f"{escape(visible(check.id))} · {escape(visible(check.title))}",
+                 title_align="left", border_style=STYLE[check.status].split()[-1])

@@ -2,6 +2,10 @@
 
 Nothing is executed from the tree. Paths are resolved as a chroot would: an absolute symlink inside
 the image points into the image, never to the auditing machine's own files.
+
+Names are bytes on disk. They enter as text in one way only, whatever this machine's locale: UTF-8 with
+``surrogateescape`` (``image_name``), so a name that is not UTF-8 keeps its exact bytes (as lone
+surrogates, which every report writer escapes) and opens the same file again.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 import posixpath
 import re
 import stat as stat_mod
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +25,18 @@ from nectar_audit.evidence import MAX_FILE_BYTES, Bundle, Follow, Needs, Search,
 from nectar_audit.targets.base import TargetError
 
 _MAX_LINKS = 40
+_FS_UTF8 = sys.getfilesystemencoding().lower().replace("-", "") == "utf8"
+
+
+def image_name(host_name: str) -> str:
+    """A name as this process got it from the OS (``os.fsdecode``) -> the image's name: UTF-8, with
+    ``surrogateescape`` for bytes that are not."""
+    return host_name if _FS_UTF8 else os.fsencode(host_name).decode("utf-8", "surrogateescape")
+
+
+def host_name(image: str) -> str:
+    """The inverse of ``image_name``: what to hand the OS to reach the same bytes."""
+    return image if _FS_UTF8 else os.fsdecode(image.encode("utf-8", "surrogateescape"))
 
 
 class RootFsTarget:
@@ -41,19 +58,19 @@ class RootFsTarget:
                 if resolved:
                     resolved.pop()
                 continue
-            candidate = self.root.joinpath(*resolved, part)
+            candidate = self.root.joinpath(*map(host_name, resolved), host_name(part))
             is_last = not parts
             if (follow_last or not is_last) and candidate.is_symlink():
                 links += 1
                 if links > _MAX_LINKS:
                     raise OSError(errno.ELOOP, "too many levels of symbolic links", path)
-                target = os.readlink(candidate)
+                target = image_name(os.readlink(candidate))
                 if target.startswith("/"):
                     resolved = []
                 parts = [p for p in target.split("/") if p and p != "."] + parts
                 continue
             resolved.append(part)
-        return self.root.joinpath(*resolved)
+        return self.root.joinpath(*map(host_name, resolved))
 
     def expand(self, pattern: str) -> list[str]:
         """Image paths matching a shell glob, expanded component by component inside the root."""
@@ -63,7 +80,7 @@ class RootFsTarget:
             for base in found:
                 if any(ch in comp for ch in "*?["):
                     try:
-                        names = sorted(os.listdir(self.resolve(base or "/")))
+                        names = sorted(map(image_name, os.listdir(self.resolve(base or "/"))))
                     except OSError:
                         continue
                     nxt.extend(
@@ -222,8 +239,7 @@ class RootFsTarget:
                                 continue
                     except OSError:
                         continue
-                    rel = os.path.relpath(host, self.root)
-                    yield "/" + rel
+                    yield "/" + image_name(os.path.relpath(host, self.root))
 
 
 def _include_path(arg: str, directory: str, host: str) -> str | None:
