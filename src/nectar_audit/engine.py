@@ -45,6 +45,8 @@ def audit(target: Target, entries: Sequence[Entry], config: Config, debug: bool 
 def judge(bundle: Bundle, entries: Sequence[Entry], config: Config, result: HostResult,
           debug: bool = False, today: dt.date | None = None) -> None:
     facts = Facts(bundle, config)
+    if bundle.cut is not None:  # what was not read, and why: the checks that needed it say error
+        result.extra["evidence_incomplete"] = {"reason": bundle.cut, "complete_parts": sorted(bundle.complete)}
     if bundle.kind != CLOUD_ONLY:
         try:
             info = facts.get(host)

@@ -31,7 +31,7 @@ class Budget:
     """What one host may send: past it the rest is not read (``--max-evidence`` sets ``total_bytes``)."""
 
     total_bytes: int = 64 * 1024 * 1024
-    records: int = 200_000
+    records: int = 50_000  # a login node with 3,000 accounts sends about 10,000
     command_bytes: int = MAX_FILE_BYTES
     errors: int = 200  # bundle.errors kept (a flood of bad records must not grow them)
 
