@@ -21,10 +21,14 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from nectar_audit.evidence import MAX_FILE_BYTES, Bundle, Follow, Needs, Search, StatRecord
+from nectar_audit.evidence import MAX_FILE_BYTES, USER_AREAS, Budget, Bundle, Follow, Needs, Search, StatRecord
 from nectar_audit.targets.base import TargetError
 
 _MAX_LINKS = 40
+
+
+class _BudgetSpent(Exception):
+    pass
 _FS_UTF8 = sys.getfilesystemencoding().lower().replace("-", "") == "utf8"
 
 
@@ -42,8 +46,10 @@ def host_name(image: str) -> str:
 class RootFsTarget:
     kind = "rootfs"
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, budget: Budget | None = None) -> None:
         self.root = Path(root)
+        self.budget = budget or Budget()
+        self._kept = 0
         self.name = f"root:{root}"
 
     # -- path resolution inside the root -------------------------------------------------------
@@ -94,6 +100,8 @@ class RootFsTarget:
 
     # -- gathering -----------------------------------------------------------------------------
     def gather(self, needs: Needs) -> Bundle:
+        """Read what ``needs`` names, in the live gather's order of parts (what any user may write comes
+        last), keeping at most the budget's bytes: past it, the parts not finished are unknown."""
         if not self.root.is_dir():
             raise TargetError(f"{self.root} is not a directory")
         if not (self.root / "etc").is_dir():
@@ -102,24 +110,39 @@ class RootFsTarget:
             self.name, self.kind, False, needs,
             gathered_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
-        for pattern in (*needs.files, *needs.offline_files):
-            for path in self.expand(pattern):
+        self._kept = 0
+        later: list[str] = []
+        try:
+            for pattern in (*needs.files, *needs.offline_files):
+                for path in self.expand(pattern):
+                    if path.startswith(USER_AREAS):
+                        later.append(path)
+                    else:
+                        self._read_into(bundle, path)
+            bundle.complete.add("files")
+            for pattern in needs.stats:
+                for path in self.expand(pattern):
+                    rec = self._lstat(path)
+                    if rec is not None:
+                        bundle.stats[path] = rec
+            bundle.complete.update(("stats", "commands"))
+            for path in dict.fromkeys(later):
                 self._read_into(bundle, path)
-        for pattern in needs.stats:
-            for path in self.expand(pattern):
-                rec = self._lstat(path)
-                if rec is not None:
-                    bundle.stats[path] = rec
-        for search in needs.searches:
-            hits = list(self._search(search))
-            bundle.add_search_hits(search.name, hits)
-            for path in hits:
-                self._read_into(bundle, path)
-        for follow in needs.follows:
-            hits = self._follow(follow)
-            bundle.add_search_hits(follow.name, hits)
-            for path in hits:
-                self._read_into(bundle, path)
+            bundle.complete.add("user_files")
+            for search in needs.searches:
+                hits = list(self._search(search))
+                bundle.add_search_hits(search.name, hits)
+                for path in hits:
+                    self._read_into(bundle, path, hit=True)
+            for follow in needs.follows:
+                hits = self._follow(follow)
+                bundle.add_search_hits(follow.name, hits)
+                for path in hits:
+                    self._read_into(bundle, path, hit=True)
+            bundle.complete.add("searches")
+        except _BudgetSpent:
+            bundle.cut = (f"the image holds more than {self.budget.total_bytes // (1024 * 1024)} MiB of "
+                          f"evidence (the budget per host); the rest was not read")
         return bundle
 
     # -- include directives (evidence.Follow: the same rules as gather.sh's follow_includes) ------
@@ -191,7 +214,7 @@ class RootFsTarget:
             return ""
         return words[0].split(".")[0] if words else ""
 
-    def _read_into(self, bundle: Bundle, path: str) -> None:
+    def _read_into(self, bundle: Bundle, path: str, hit: bool = False) -> None:
         try:
             host = self.resolve(path)
             if not host.is_file():
@@ -204,7 +227,14 @@ class RootFsTarget:
         except OSError as exc:
             bundle.add_unreadable(path, exc.strerror or str(exc))
             return
-        bundle.add_file(path, data, limit)
+        if hit:
+            bundle.add_hit_file(path, data, limit)
+        else:
+            bundle.add_file(path, data, limit)
+        rec = bundle.files.get(path)
+        self._kept += len(rec.content or "") if rec is not None else 0
+        if self._kept > self.budget.total_bytes:
+            raise _BudgetSpent
 
     def _lstat(self, path: str) -> StatRecord | None:
         try:
