@@ -6,6 +6,7 @@ secrets: sensitive files are reduced by ``sanitize.py`` as they are added.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fnmatch
 import functools
@@ -129,8 +130,8 @@ class Bundle:
     search_sanitizers: Mapping[str, Sanitizer] = field(default_factory=dict, repr=False, compare=False)
     _hit_sanitizers: dict[str, Sanitizer] = field(default_factory=dict, repr=False, compare=False)
     command_sanitizers: Mapping[str, Sanitizer] = field(default_factory=dict, repr=False, compare=False)
-    _dirs: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
-    _dirs_of: int = field(default=-1, repr=False, compare=False)  # len(files) when _dirs was built
+    _paths: list[str] = field(default_factory=list, repr=False, compare=False)
+    _paths_of: int = field(default=-1, repr=False, compare=False)  # len(files) when _paths was sorted
 
     @classmethod
     def for_needs(cls, target: str, kind: str, live: bool, needs: Needs, **kw: Any) -> Bundle:
@@ -223,20 +224,23 @@ class Bundle:
         """Gathered file paths matching a shell-style pattern, sorted like sh expands them."""
         self._unknown(_part_of(pattern), f"the files matching {pattern}")
         match = _matcher(pattern)
-        directory = pattern.rpartition("/")[0]
-        if any(c in directory for c in "*?["):
-            return sorted(p for p in self.files if match(p))
-        # A literal directory: only its files are tested (a host with tens of thousands of files must not
-        # cost every pattern a pass over all of them).
-        return sorted(p for p in self._in_dir(directory) if match(p))
+        # Only the paths that share the pattern's fixed start are tested (fnmatch's "*" crosses "/", so
+        # a directory index would not do): a host with tens of thousands of files must not cost every
+        # pattern a pass over all of them.
+        prefix = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+        paths = self._sorted_paths()
+        out = []
+        for k in range(bisect.bisect_left(paths, prefix), len(paths)):
+            if not paths[k].startswith(prefix):
+                break
+            if match(paths[k]):
+                out.append(paths[k])
+        return out
 
-    def _in_dir(self, directory: str) -> list[str]:
-        if self._dirs_of != len(self.files):
-            index: dict[str, list[str]] = {}
-            for p in self.files:
-                index.setdefault(p.rpartition("/")[0], []).append(p)
-            self._dirs, self._dirs_of = index, len(self.files)
-        return self._dirs.get(directory, [])
+    def _sorted_paths(self) -> list[str]:
+        if self._paths_of != len(self.files):
+            self._paths, self._paths_of = sorted(self.files), len(self.files)
+        return self._paths
 
     def stat_glob(self, pattern: str) -> list[str]:
         self._unknown("stats", f"the metadata of {pattern}")

@@ -155,7 +155,10 @@ read_search_hits() {
   # shellcheck disable=SC2016 # expanded by the sh that xargs starts
   xargs -0 -r -n 200 sh -c '
     for p do
-      [ -f "$p" ] && [ -r "$p" ] || continue
+      [ -f "$p" ] || continue
+      if [ ! -r "$p" ]; then
+        printf "\n%s U %s:%s\nPermission denied\n%s E 1\n" "$BOUNDARY" "${#p}" "$p" "$BOUNDARY"; continue
+      fi
       printf "\n%s H %s:%s\n" "$BOUNDARY" "${#p}" "$p"
       head -c "$MAX_FILE_BYTES" -- "$p" 2>/dev/null; printf "\n%s E %s\n" "$BOUNDARY" "$?"
     done' sh <"$SCRATCH/x$1"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,12 +25,37 @@ def parse_os_release(text: str) -> dict[str, str]:
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, _, raw = line.partition("=")
-        try:
-            words = shlex.split(raw)
-        except ValueError:
-            words = [raw.strip("\"'")]
-        out[key.strip()] = words[0] if words else ""
+        out[key.strip()] = _first_word(raw.strip())
     return out
+
+
+def _first_word(raw: str) -> str:
+    """The first shell word of ``raw`` (quotes removed, backslash escapes kept out), read in one pass:
+    shlex costs microseconds a character, seconds on a hostile megabyte."""
+    out: list[str] = []
+    i, n = 0, len(raw)
+    while i < n and not raw[i].isspace():
+        c = raw[i]
+        if c in "\"'":
+            close = raw.find(c, i + 1)
+            while c == '"' and close > 0 and raw[close - 1] == "\\":
+                close = raw.find(c, close + 1)
+            if close < 0:  # unbalanced: the rest, without the quote (as before)
+                out.append(raw[i + 1:].strip("\"'"))
+                break
+            part = raw[i + 1:close]
+            out.append(part.replace('\\"', '"').replace("\\\\", "\\") if c == '"' else part)
+            i = close + 1
+        elif c == "\\" and i + 1 < n:
+            out.append(raw[i + 1])
+            i += 2
+        else:
+            j = i
+            while j < n and not raw[j].isspace() and raw[j] not in "\"'\\":
+                j += 1
+            out.append(raw[i:j])
+            i = j
+    return "".join(out)
 
 
 # Families decide remediation commands; ID_LIKE chains (rocky -> "rhel centos fedora") map onto them.
