@@ -50,6 +50,10 @@ def judge(bundle: Bundle, entries: Sequence[Entry], config: Config, result: Host
             result.os = info.os
         except EvidenceError as exc:
             bundle.errors.append(str(exc))
+        else:
+            identity = host_identity(facts, info.machine_id)
+            if identity:
+                result.extra["identity"] = identity
         for entry in entries:
             assert entry.check is not None
             result.checks.append(run_check(entry, facts, debug))
@@ -62,6 +66,20 @@ def judge(bundle: Bundle, entries: Sequence[Entry], config: Config, result: Host
             result.hostname = result.hostname or str(section["name"])
         merge_checks(result, cloud_results, entries)
     apply_waivers(result, config, today or dt.date.today())
+
+
+def host_identity(facts: Facts, machine_id: str | None) -> dict[str, str]:
+    """What tells this host from others of the same name (a history store keys hosts by it)."""
+    from nectar_audit.facts.cloudinit import cloudinit
+
+    out = {"machine_id": machine_id} if machine_id else {}
+    try:
+        instance_id = facts.get(cloudinit).instance_id
+    except EvidenceError:
+        instance_id = None
+    if instance_id:
+        out["instance_id"] = instance_id[:64]
+    return out
 
 
 def merge_checks(result: HostResult, extra: Sequence[CheckResult], entries: Sequence[Entry] = ()) -> None:

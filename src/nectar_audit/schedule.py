@@ -796,9 +796,9 @@ def resolve_store(url: str | None, scope: str, host: Host) -> str:
         if scope == SYSTEM:
             home = Path(pwd.getpwuid(0).pw_dir) if host.live else Path("/root")
             return f"sqlite:///{home / '.local/share/nectar-audit/history.sqlite'}"
-        from nectar_audit import history
+        from nectar_audit.store.db import default_url
 
-        url = history.default_url()
+        url = default_url()
     try:
         parsed = sa.engine.make_url(url)
     except (sa.exc.ArgumentError, ValueError) as exc:

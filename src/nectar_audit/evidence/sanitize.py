@@ -196,6 +196,14 @@ def _instance_data(data: bytes) -> str:
     return sanitize_instance_data(data)
 
 
+@sanitizer("machine_id")
+def _machine_id(data: bytes) -> str:
+    """/etc/machine-id -> the application-specific id derived from it (empty if it has none)."""
+    from nectar_audit.facts.host import app_specific_id
+
+    return (app_specific_id(data.decode("ascii", "replace")) or "") + "\n"
+
+
 @sanitizer("passwd")
 def _passwd(data: bytes) -> str:
     """/etc/passwd: a hash left in field 2 (no shadow) becomes ``{hash=ALGO}``; the 7 fields survive."""
