@@ -102,16 +102,20 @@ def schema_version(conn: sa.engine.Connection) -> str | None:
 def _version(conn: sa.engine.Connection) -> str | None:
     if conn.dialect.name == "sqlite":
         if not sa.inspect(conn).has_table("alembic_version"):
-            return None
+            return "legacy" if sa.inspect(conn).has_table("runs") else None
         return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     # Not the inspector: a writer may not read the catalogue's other tables. One SELECT it is granted.
     try:
         with conn.begin_nested():
             return conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     except sa.exc.ProgrammingError as exc:
-        if getattr(getattr(exc, "orig", None), "sqlstate", None) == "42P01":  # undefined_table
-            return None
-        raise
+        if getattr(getattr(exc, "orig", None), "sqlstate", None) != "42P01":  # undefined_table
+            raise
+    if conn.dialect.name == "postgresql":  # to_regclass: no privilege on the table needed
+        legacy = conn.execute(sa.text("SELECT to_regclass('runs') IS NOT NULL")).scalar()
+    else:
+        legacy = sa.inspect(conn).has_table("runs")
+    return "legacy" if legacy else None
 
 
 def check_version(conn: sa.engine.Connection, url: str) -> None:

@@ -45,6 +45,16 @@ def describe(delta: dt.timedelta) -> str:
     return f"{seconds}s"
 
 
+def _drop_superseded(rows: dict[str, Any], name: Any, seq: Any) -> dict[str, Any]:
+    """A host known only by its names (a store written before hosts had an identity, or a host without a
+    machine id) that later reported with an identity under the same names is that host: one entry."""
+    named: dict[Any, int] = {}
+    for key, row in rows.items():
+        if not key.startswith("name:"):
+            named[name(row)] = max(named.get(name(row), -1), seq(row))
+    return {k: r for k, r in rows.items() if not (k.startswith("name:") and named.get(name(r), -1) > seq(r))}
+
+
 def latest_hosts(url: str, hosts: Sequence[str] = (), stale_after: dt.timedelta | None = None,
                  now: dt.datetime | None = None) -> list[HostResult]:
     """The latest stored result of every host (matching one of the ``hosts`` globs, on its target or
@@ -72,6 +82,8 @@ def latest_hosts(url: str, hosts: Sequence[str] = (), stale_after: dt.timedelta 
         raise StoreError(f"cannot read store {display(url)}: {one_line(exc)}") from exc
     finally:
         engine.dispose()
+    rows = _drop_superseded(rows, lambda r: (r.document.get("target"), r.document.get("hostname"))
+                            if isinstance(r.document, dict) else None, lambda r: int(r.run_seq))
     out: list[HostResult] = []
     for row in rows.values():
         host = codec.from_document(row.document)
@@ -128,6 +140,11 @@ def diff_since(url: str, since: dt.datetime, alive: dt.timedelta) -> FleetDiff:
     finally:
         engine.dispose()
     before, after = sides
+    # A host known by name only before (see _drop_superseded) that reports with an identity since.
+    by_label = {s.label: k for k, s in after.items() if k not in before and not k.startswith("name:")}
+    for key in [k for k in before if k.startswith("name:") and k not in after]:
+        if before[key].label in by_label:
+            before[by_label[before[key].label]] = before.pop(key)
     newly, fixed, new, _ = compare(before, after)
     gone = sorted(s.label for k, s in before.items()
                   if k not in after and s.when is not None and s.when >= since - alive)

@@ -32,7 +32,7 @@ Seq = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite numbers onl
 
 RUNS = sa.Table(
     "runs", METADATA,
-    sa.Column("seq", Seq, primary_key=True, autoincrement=True),
+    sa.Column("seq", Seq, sa.Identity(), primary_key=True),
     sa.Column("id", sa.Uuid, nullable=False, unique=True),
     sa.Column("created", When, nullable=False),
     sa.Column("stored", When, nullable=False, server_default=sa.func.current_timestamp()),
@@ -40,7 +40,6 @@ RUNS = sa.Table(
     sa.Column("tool_version", sa.String(40), nullable=False),
     sa.Column("hosts", sa.Integer, nullable=False),
     sa.Column("failing_hosts", sa.Integer, nullable=False),
-    implicit_returning=False,  # RETURNING needs SELECT, which the writer role does not have
 )
 RUN_HOSTS = sa.Table(
     "run_hosts", METADATA,
@@ -60,7 +59,6 @@ RUN_HOSTS = sa.Table(
     sa.Index(None, "host_key", "run_seq"),  # a host's runs, and the latest run of every host
     sa.Index(None, "run_seq"),
     sa.Index(None, "stored"),  # diff --since, prune
-    implicit_returning=False,
 )
 # The columns a writer may fill; the rest are the database's.
 WRITER_COLUMNS = {
@@ -68,3 +66,10 @@ WRITER_COLUMNS = {
     "run_hosts": ("run_id", "idx", "host_key", "target", "hostname", "machine_id", "instance_id", "started",
                   "error", "failing", "document"),
 }
+
+
+def writable(table: sa.Table) -> sa.TableClause:
+    """``table`` with only the columns a writer fills, and no primary key SQLAlchemy would fetch (with
+    RETURNING or by calling the sequence first, neither of which the writer role may do)."""
+    names = WRITER_COLUMNS[table.name]
+    return sa.table(table.name, *(sa.column(c.name, c.type) for c in table.columns if c.name in names))

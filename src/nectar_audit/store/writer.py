@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from nectar_audit.model import HostResult
 from nectar_audit.store import codec
 from nectar_audit.store.db import StoreError, display, one_line, open_store, transient
-from nectar_audit.store.schema import RUN_HOSTS, RUNS
+from nectar_audit.store.schema import RUN_HOSTS, RUNS, writable
 
 RETRY_SECONDS = 20.0  # how long a writer keeps trying before the run goes to the outbox
 _FIRST_DELAY, _MAX_DELAY = 0.05, 2.0
@@ -79,7 +79,8 @@ def insert_run(conn: sa.engine.Connection, run: Run) -> int | None:
         seq = conn.execute(sa.insert(RUNS).values(values)).inserted_primary_key[0]  # type: ignore[index]
     else:
         # No conflict target: naming one needs SELECT on it, which the writer role does not have.
-        result = conn.execute(insert(RUNS).values(values).on_conflict_do_nothing())
+        result = conn.execute(insert(writable(RUNS)).values(values).on_conflict_do_nothing()
+                              .execution_options(preserve_rowcount=True))
         if result.rowcount == 0:
             return None
         if conn.dialect.name == "postgresql":
@@ -98,7 +99,8 @@ def insert_run(conn: sa.engine.Connection, run: Run) -> int | None:
             row["run_seq"] = seq  # PostgreSQL fills it from the sequence itself: a writer cannot choose it
         rows.append(row)
     if rows:
-        conn.execute(sa.insert(RUN_HOSTS), rows)
+        table = writable(RUN_HOSTS) if conn.dialect.name == "postgresql" else RUN_HOSTS
+        conn.execute(sa.insert(table), rows)
     return int(seq)
 
 
