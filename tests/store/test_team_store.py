@@ -137,7 +137,7 @@ def test_the_writer_role_can_only_insert(postgres: Postgres, pg_url: str) -> Non
     assert [r[2] for r in _runs(pg_url)] == [1, 1]
     assert [r.submitted_by for r in _rows(pg_url, "SELECT submitted_by FROM runs ORDER BY seq")] == [
         "postgres", "vm_writer"]
-    with pytest.raises(StoreError, match="permission denied.*read with the reader role"):
+    with pytest.raises(StoreError, match=r"permission denied.*read with the reader role"):
         history.list_runs(writer_url, "web1")
     with pytest.raises(StoreError, match="permission denied"):
         admin.prune(writer_url, dt.timedelta(seconds=1))
@@ -246,7 +246,7 @@ def test_a_store_written_by_the_unversioned_code_is_migrated_with_every_run(
                           vm("db1", {}, target="db1", error="connection refused")], "0.1", day + dt.timedelta(days=1))
     legacy.save_run(url, [waived], "0.1", day + dt.timedelta(days=2))
     if backend == "postgresql":
-        with pytest.raises(NotReady, match="schema version legacy, this nectar-audit needs 0002.*store init"):
+        with pytest.raises(NotReady, match=r"schema version legacy, this nectar-audit needs 0002.*store init"):
             history.list_runs(url)
         assert admin.init(url).before == "legacy"
     # (SQLite: the user's own file is upgraded on first use, no init step)
@@ -271,9 +271,9 @@ def test_a_store_written_by_the_unversioned_code_is_migrated_with_every_run(
 
 
 def history_hosts(url: str, seq: int) -> list[HostResult]:
-    from nectar_audit.store.codec import from_document
-
     import json
+
+    from nectar_audit.store.codec import from_document
 
     rows = _rows(url, f"SELECT document FROM run_hosts WHERE run_seq = {seq}")
     return [from_document(json.loads(r.document) if isinstance(r.document, str) else r.document) for r in rows]

@@ -38,8 +38,16 @@ def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
     return (when if when.tzinfo else when.astimezone()).astimezone(dt.timezone.utc)
 
 
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe(text: object) -> str:
+    """Text from the store (written by VMs) made harmless for a terminal: no escape sequences."""
+    return _CONTROL.sub("\ufffd", str(text))
+
+
 def _fail(exc: Exception) -> NoReturn:
-    click.echo(f"nectar-audit: {exc}", err=True)
+    click.echo(f"nectar-audit: {safe(exc)}", err=True)
     sys.exit(EXIT_USAGE)
 
 
@@ -66,7 +74,7 @@ def history_cmd(host: str | None, store: str | None) -> None:
     except StoreError as exc:
         _fail(exc)
     if not runs:
-        click.echo("no runs stored" + (f" for {host}" if host else ""))
+        click.echo(safe("no runs stored" + (f" for {host}" if host else "")))
     for run in runs:
         click.echo(f"run {run.id}  {run.created}  {run.hosts} host(s), {run.failing_hosts} failing")
 
@@ -74,7 +82,7 @@ def history_cmd(host: str | None, store: str | None) -> None:
 def _items(title: str, items: list[tuple[str, str, str]]) -> None:
     click.echo(f"{title}: {len(items)}")
     for host, check, summary in items:
-        click.echo(f"  {host}  {check}  {summary}")
+        click.echo(safe(f"  {host}  {check}  {summary}"))
 
 
 @click.command("diff")
@@ -113,8 +121,8 @@ def diff_cmd(run_a: int | None, run_b: int | None, since: str | None, stale_afte
         _fail(exc)
     _items("newly failing", newly)
     _items("fixed", fixed)
-    click.echo(f"new hosts: {', '.join(new) or 'none'}")
-    click.echo(f"{'gone' if since else 'vanished'} hosts: {', '.join(gone) or 'none'}")
+    click.echo(safe(f"new hosts: {', '.join(new) or 'none'}"))
+    click.echo(safe(f"{'gone' if since else 'vanished'} hosts: {', '.join(gone) or 'none'}"))
     sys.exit(EXIT_FAIL if newly else EXIT_OK)
 
 
@@ -192,9 +200,10 @@ def flush_cmd(url: str | None) -> None:
         _fail(exc)
     click.echo(f"sent {report.sent} run(s)" + (f", {report.already} already stored" if report.already else ""))
     for line in report.rejected:
-        click.echo(f"nectar-audit: rejected {line}", err=True)
+        click.echo(safe(f"nectar-audit: rejected {line}"), err=True)
     for store, why in report.waiting.items():
-        click.echo(f"nectar-audit: {box.count(store)} run(s) still waiting for {display(store)}: {why}", err=True)
+        click.echo(safe(f"nectar-audit: {box.count(store)} run(s) still waiting for {display(store)}: {why}"),
+                   err=True)
     sys.exit(EXIT_USAGE if report.waiting or report.rejected else EXIT_OK)
 
 
@@ -227,17 +236,17 @@ def save(results: list[Any], store: str, version: str, quiet: bool) -> bool:
     try:
         outcome = store_run(url, new_run(results, version))
     except StoreError as exc:
-        click.echo(f"nectar-audit: {exc}; this run is not stored", err=True)
+        click.echo(safe(f"nectar-audit: {exc}; this run is not stored"), err=True)
         return False
     if outcome.flushed and outcome.flushed.sent and not quiet:
         click.echo(f"nectar-audit: sent {outcome.flushed.sent} earlier run(s) from the outbox", err=True)
     for line in outcome.flushed.rejected if outcome.flushed else ():
-        click.echo(f"nectar-audit: rejected {line}", err=True)
+        click.echo(safe(f"nectar-audit: rejected {line}"), err=True)
     if outcome.error is None:
         if not quiet:
             click.echo(f"nectar-audit: stored as run {outcome.seq} in {display(url)}", err=True)
         return True
-    click.echo(f"nectar-audit: {outcome.error}", err=True)
+    click.echo(safe(f"nectar-audit: {outcome.error}"), err=True)
     click.echo(f"nectar-audit: the run waits in the outbox {outcome.queued} ({outcome.waiting} waiting); it is "
                "sent with the next run, or by `nectar-audit store flush`", err=True)
     return False
