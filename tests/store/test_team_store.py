@@ -126,7 +126,7 @@ def test_the_writer_role_can_only_insert(postgres: Postgres, pg_url: str) -> Non
         "INSERT INTO runs (seq, id, created, tool_version, hosts, failing_hosts) "
         "VALUES (1000000, gen_random_uuid(), now(), 'x', 0, 0)",
     ]
-    conninfo = f"host={postgres.base} port={postgres.data and 54331} dbname={db} user=vm_writer"
+    conninfo = f"host={postgres.base} port={postgres.port} dbname={db} user=vm_writer"
     for statement in forbidden:
         with psycopg.connect(conninfo) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(statement)
@@ -277,3 +277,41 @@ def history_hosts(url: str, seq: int) -> list[HostResult]:
 
     rows = _rows(url, f"SELECT document FROM run_hosts WHERE run_seq = {seq}")
     return [from_document(json.loads(r.document) if isinstance(r.document, str) else r.document) for r in rows]
+
+
+def test_a_vm_logs_in_with_its_pgpass_or_a_service_file(postgres: Postgres, pg_url: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's set-up for VMs: the URL holds no password; libpq finds it in ~/.pgpass (here PGPASSFILE)
+    or the whole connection in a service file (PGSERVICEFILE). Over TCP the server asks for a password."""
+    admin.init(pg_url, writer="vm_writer")
+    secret = "s3cret-" + uuid.uuid4().hex
+    postgres.sql(f"ALTER ROLE vm_writer PASSWORD '{secret}'")
+    db = _database(pg_url)
+    url = f"postgresql+psycopg://vm_writer@127.0.0.1:{postgres.port}/{db}"
+    box = Outbox(tmp_path / "box")
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "absent"))
+    refused = store_run(url, new_run([vm("web1")], "t"), box, 0.5)
+    assert refused.queued is not None and "password" in (refused.error or "")
+    pgpass = tmp_path / "pgpass"
+    pgpass.write_text(f"127.0.0.1:{postgres.port}:{db}:vm_writer:{secret}\n")
+    pgpass.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(pgpass))
+    sent = store_run(url, new_run([vm("web1")], "t"), box, 5)
+    assert sent.error is None and sent.flushed is not None and sent.flushed.sent == 1
+    service = tmp_path / "pg_service.conf"
+    service.write_text(f"[nectar-audit]\nhost=127.0.0.1\nport={postgres.port}\ndbname={db}\nuser=vm_writer\n")
+    monkeypatch.setenv("PGSERVICEFILE", str(service))
+    runner = CliRunner()
+    root = tmp_path / "image"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/hostname").write_text("vm1\n")
+    result = runner.invoke(main, ["scan", f"root:{root}", "--checks", "01", "--store",
+                                  "postgresql+psycopg:///?service=nectar-audit", "-o", str(tmp_path / "r.txt")])
+    assert result.exit_code in (0, 1) and "stored as run 3" in result.output, result.output
+    assert secret not in result.output + (refused.error or "")
+    from nectar_audit import schedule
+
+    host = schedule.probe_host(None)
+    assert schedule.resolve_store("postgresql+psycopg:///?service=nectar-audit", schedule.SYSTEM, host)
+    with pytest.raises(schedule.ScheduleError, match="holds a password"):
+        schedule.resolve_store(f"postgresql+psycopg://vm_writer:{secret}@127.0.0.1/{db}", schedule.SYSTEM, host)
