@@ -24,7 +24,6 @@ import pytest
 from tests.lab.require import require
 
 
-
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
