@@ -188,6 +188,13 @@ def test_identity_survives_renames_and_tells_clones_apart(fleet: dict[str, str])
     names = sorted(h.hostname or "" for h in latest_hosts(fleet["reader"]))
     assert names.count("ubuntu") == 2 and "db1" not in names and "db1-renamed" in names
     assert "orig" in names and "clone" in names
+    from prometheus_client.parser import text_string_to_metric_families
+
+    prom = CliRunner().invoke(main, ["report", "--store", fleet["reader"], "--format", "prometheus"]).stdout
+    up = [s.labels["host"] for f in text_string_to_metric_families(prom) for s in f.samples
+          if s.name == "nectar_audit_host_up"]
+    assert len(up) == len(set(up)) == len(names)  # one series per host, the two "ubuntu" ones included
+    assert len([u for u in up if u.startswith("ubuntu [")]) == 2
     assert [r.id for r in history.list_runs(fleet["reader"], "db1")] == [4, 9]  # the old name finds the host
 
 
@@ -237,6 +244,8 @@ def test_a_hostile_writer_cannot_break_the_report(fleet: dict[str, str]) -> None
                                                       "findings": [{"status": 7, "evidence": [None]}]}],
          "duration_s": "slow", "os": [], "identity": {"machine_id": "b" * 32}},
         {"target": 5, "hostname": None, "started": "yesterday", "identity": "x"},
+        # PostgreSQL's JSON refuses NUL and lone surrogates: replaced, the run is stored all the same
+        {"target": "x3", "hostname": "nul\x00host\udc80", "checks": [], "identity": {"machine_id": "c" * 32}},
     ]
     with Sender(fleet["writer"]) as sender:
         sender.send(Run(run.id, run.created, "t", bogus))
@@ -249,6 +258,7 @@ def test_a_hostile_writer_cannot_break_the_report(fleet: dict[str, str]) -> None
             (fmt, result.output)
     hosts = {h.target: h for h in latest_hosts(fleet["reader"])}
     assert hosts["x2"].checks[0].status is Status.ERROR and hosts["x1"].checks == []
+    assert hosts["x3"].hostname == "nul\ufffdhost\ufffd"
 
 
 def test_sqlite_default_needs_no_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -142,12 +142,14 @@ def report_cmd(store: str | None, fmt: str, output: str | None, stale_after: dt.
     Exit status as for scan."""
     from nectar_audit.cli import finish
     from nectar_audit.store.db import StoreError
-    from nectar_audit.store.fleet import latest_hosts
+    from nectar_audit.store.fleet import distinct_names, latest_hosts
 
     try:
         results = latest_hosts(_url(store), hosts, stale_after)
     except StoreError as exc:
         _fail(exc)
+    if fmt == "prometheus":  # one series per host: names that clash get their identity appended
+        results = distinct_names(results)
     if not results:
         click.echo("nectar-audit: no host in the store" + (f" matches {', '.join(hosts)}" if hosts else ""),
                    err=True)

@@ -110,6 +110,26 @@ def latest_hosts(url: str, hosts: Sequence[str] = (), stale_after: dt.timedelta 
     return out
 
 
+def distinct_names(hosts: Sequence[HostResult]) -> list[HostResult]:
+    """Copies whose display names (hostname, else target) are unique: two VMs both called ``ubuntu`` are
+    two hosts, and must not become one duplicated Prometheus series. Only the clashing ones are renamed."""
+    import dataclasses
+
+    def name(h: HostResult) -> str:
+        return h.hostname or h.target
+
+    counts: dict[str, int] = {}
+    for h in hosts:
+        counts[name(h)] = counts.get(name(h), 0) + 1
+    out = []
+    for h in hosts:
+        if counts[name(h)] > 1:
+            key = str(h.extra.get("store", {}).get("host_key", ""))
+            h = dataclasses.replace(h, hostname=f"{name(h)} [{key.split(':', 1)[-1][:12]}]")
+        out.append(h)
+    return out
+
+
 @dataclass
 class FleetDiff:
     since: dt.datetime

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -49,10 +50,25 @@ class Run:
         return cls(uuid.UUID(str(data.get("id"))), created, data["tool_version"], data["hosts"])
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """``value`` with the characters PostgreSQL's JSON refuses (NUL, lone surrogates) replaced by U+FFFD:
+    a hostile string on one host must not make a whole fleet's run unstorable."""
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
 def new_run(results: Sequence[HostResult], version: str, now: dt.datetime | None = None) -> Run:
     created = codec.parse_time(now or dt.datetime.now(dt.timezone.utc))
     assert created is not None
-    return Run(uuid.uuid4(), created, version, [r.to_json() for r in results])
+    return Run(uuid.uuid4(), created, version, [storable(r.to_json()) for r in results])
 
 
 def _insert(conn: sa.engine.Connection) -> Any:
@@ -69,9 +85,10 @@ def _insert(conn: sa.engine.Connection) -> Any:
 
 def insert_run(conn: sa.engine.Connection, run: Run) -> int | None:
     """Insert ``run`` in the caller's transaction: its number, or None when it was already stored."""
-    failing = [codec.failing(doc) for doc in run.hosts]
+    docs = [storable(doc) for doc in run.hosts]  # also runs kept in an outbox by an older version
+    failing = [codec.failing(doc) for doc in docs]
     values = {"id": run.id, "created": run.created, "tool_version": run.tool_version[:40],
-              "hosts": len(run.hosts), "failing_hosts": sum(1 for f in failing if f)}
+              "hosts": len(docs), "failing_hosts": sum(1 for f in failing if f)}
     insert = _insert(conn)
     if insert is None:  # another database: no ON CONFLICT, so look first (its writers are trusted)
         if conn.execute(sa.select(RUNS.c.seq).where(RUNS.c.id == run.id)).first() is not None:
@@ -88,7 +105,7 @@ def insert_run(conn: sa.engine.Connection, run: Run) -> int | None:
         else:
             seq = result.lastrowid
     rows = []
-    for idx, (doc, fails) in enumerate(zip(run.hosts, failing)):
+    for idx, (doc, fails) in enumerate(zip(docs, failing)):
         ident = codec.identity(doc)
         row = {"run_id": run.id, "idx": idx, "host_key": ident.key, "target": ident.target,
                "hostname": ident.hostname, "machine_id": ident.machine_id, "instance_id": ident.instance_id,

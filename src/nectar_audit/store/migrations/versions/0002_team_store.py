@@ -49,6 +49,8 @@ def upgrade() -> None:
     pg = bind.dialect.name == "postgresql"
     for name in ("run_checks", "run_hosts", "runs"):
         op.rename_table(name, f"legacy_{name}")
+    # The tables as schema.py defines them at this revision: a later revision that changes schema.py must
+    # first freeze a copy of these definitions here.
     METADATA.create_all(bind)
     if pg:
         op.alter_column("runs", "submitted_by", server_default=sa.text("CURRENT_USER"))
