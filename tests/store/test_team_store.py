@@ -219,6 +219,15 @@ def test_writers_refuse_a_schema_they_do_not_know(pg_url: str, tmp_path: Path) -
     assert "Traceback" not in result.output
 
 
+def test_schedule_warns_at_install_time_of_a_store_not_set_up(pg_url: str) -> None:
+    from nectar_audit.schedule import check_store
+
+    warning = check_store(pg_url)
+    assert warning is not None and "is not initialised" in warning and "waits in the outbox" in warning
+    admin.init(pg_url)
+    assert check_store(pg_url) is None
+
+
 def test_store_init_is_idempotent_and_concurrent(pg_url: str) -> None:
     reports = _concurrently(8, lambda i: admin.init(pg_url, writer="vm_writer", reader="audit_reader"))
     assert sorted(str(r.before) for r in reports) == ["0002"] * 7 + ["None"]  # type: ignore[attr-defined]
