@@ -71,32 +71,33 @@ def latest_hosts(url: str, hosts: Sequence[str] = (), stale_after: dt.timedelta 
         query = query.where(sa.or_(*(col.like(p, escape="\\") for p in patterns
                                      for col in (RUN_HOSTS.c.target, RUN_HOSTS.c.hostname))))
     engine = open_store(url)
-    rows: dict[str, Any] = {}
+    # host_key -> (run number, index in the run, started, stored, host): each document becomes a HostResult
+    # as it streams in, so the raw JSON of a 10,000-host fleet is never held whole.
+    latest_of: dict[str, tuple[int, int, Any, Any, HostResult]] = {}
     try:
         with engine.connect() as conn:
-            for row in conn.execute(query):
-                have = rows.get(row.host_key)
-                if have is None or row.idx > have.idx:
-                    rows[row.host_key] = row
+            for row in conn.execution_options(yield_per=200).execute(query):
+                have = latest_of.get(row.host_key)
+                if have is None or row.idx > have[1]:
+                    latest_of[row.host_key] = (row.run_seq, row.idx, row.started, row.stored,
+                                               codec.from_document(row.document))
     except sa.exc.SQLAlchemyError as exc:
         raise StoreError(f"cannot read store {display(url)}: {one_line(exc)}") from exc
     finally:
         engine.dispose()
-    rows = _drop_superseded(rows, lambda r: (r.document.get("target"), r.document.get("hostname"))
-                            if isinstance(r.document, dict) else None, lambda r: int(r.run_seq))
+    latest_of = _drop_superseded(latest_of, lambda r: (r[4].target, r[4].hostname), lambda r: int(r[0]))
     out: list[HostResult] = []
-    for row in rows.values():
-        host = codec.from_document(row.document)
+    for key, (seq, _, started_at, stored_at, host) in latest_of.items():
         if hosts and not any(fnmatch.fnmatchcase(name, g) for g in hosts
                              for name in (host.target, host.hostname or "")):
             continue
-        stored = codec.parse_time(row.stored)
-        started = codec.parse_time(row.started)
+        stored = codec.parse_time(stored_at)
+        started = codec.parse_time(started_at)
         # The VM says when it ran, the database when it got the run: a clock in the future cannot keep a
         # host fresh, a run held in an outbox is as old as it really is.
         audited = min(t for t in (started, stored) if t is not None) if (started or stored) else None
         stale = bool(stale_after is not None and audited is not None and now - audited > stale_after)
-        host.extra["store"] = {"run": row.run_seq, "host_key": row.host_key,
+        host.extra["store"] = {"run": seq, "host_key": key,
                                "audited": audited.isoformat(timespec="seconds") if audited else None,
                                "stored": stored.isoformat(timespec="seconds") if stored else None,
                                "stale": stale}
