@@ -38,7 +38,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-INDEXES = ("ix_run_hosts_host_key_run_seq", "ix_run_hosts_run_seq", "ix_run_hosts_stored")
+# name -> definition: the store's secondary indexes, dropped for the peer measurement
+INDEXES = {
+    "ix_run_hosts_host_key_run_seq": "run_hosts (host_key, run_seq)",
+    "ix_run_hosts_run_seq": "run_hosts (run_seq)",
+    "ix_run_hosts_stored": "run_hosts (stored)",
+    "ix_run_hosts_hostname": "run_hosts (hostname)",
+    "ix_run_hosts_target": "run_hosts (target)",
+}
 
 
 class Server:
@@ -55,14 +62,18 @@ class Server:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
 
-    def start(self) -> None:
+    def start(self) -> bool:
+        """Start the cluster in ``base`` (made first if there is none): True if it was made now."""
         data = self.base / "data"
-        subprocess.run([*self.as_pg, str(self.bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-                       check=True, capture_output=True, cwd=self.base)
+        fresh = not data.exists()
+        if fresh:
+            subprocess.run([*self.as_pg, str(self.bindir / "initdb"), "-D", str(data), "-A", "trust", "-U",
+                            "postgres"], check=True, capture_output=True, cwd=self.base)
         # Stock settings but for the number of connections the writers need: figures as a default install.
         subprocess.run([*self.as_pg, str(self.bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(self.base / "log"),
                         "-o", f"-k {self.base} -c listen_addresses='' -p {self.port} -c max_connections=300",
                         "start"], check=True, capture_output=True, cwd=self.base)
+        return fresh
 
     def stop(self) -> None:
         subprocess.run([*self.as_pg, str(self.bindir / "pg_ctl"), "-D", str(self.base / "data"), "-m", "fast", "-w",
@@ -153,18 +164,21 @@ def timed(argv: list[str], repeat: int) -> tuple[float, str]:
     times, out = [], ""
     for _ in range(repeat):
         t0 = time.perf_counter()
-        with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr:
-            proc = subprocess.Popen([sys.executable, "-m", "nectar_audit", *argv], stdout=stdout, stderr=stderr,
-                                    text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)
+        with tempfile.TemporaryFile("w+") as stdout, tempfile.TemporaryFile("w+") as stderr, \
+                tempfile.NamedTemporaryFile() as rss:
+            # GNU time reports the peak RSS of its own child: one forked from this (large) process would
+            # count this process's memory as its own.
+            proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(rss.name), sys.executable, "-m",
+                                   "nectar_audit", *argv], stdout=stdout, stderr=stderr, text=True,
+                                  env={**os.environ, "PYTHONPATH": str(REPO / "src")})
             times.append(time.perf_counter() - t0)
             stdout.seek(0)
             stderr.seek(0)
             out, err = stdout.read(), stderr.read()
+            kib = Path(rss.name).read_text().split()[-1]
         if proc.returncode not in (0, 1, 2) or "Traceback" in err:
             raise SystemExit(f"{argv}: exit {proc.returncode}\n{err[-2000:]}")
-        PEAK_MB[" ".join(argv[:1] + [a for a in argv if a in ("json", "prometheus", "html")])] = usage.ru_maxrss / 1024
+        PEAK_MB[" ".join(argv[:1] + [a for a in argv if a in ("json", "prometheus", "html")])] = int(kib) / 1024
     return statistics.median(times), out
 
 
@@ -179,6 +193,33 @@ def queries(server: Server, repeat: int, tmp: Path, host: str, days: int) -> dic
     out["diff --since 2d"], _ = timed(["diff", "--store", url, "--since", "2d"], repeat)
     out["diff (last two runs)"], _ = timed(["diff", "--store", url], repeat)
     out["nectar-audit --version (start-up)"], _ = timed(["--version"], repeat)
+    return out
+
+
+def sql_times(server: Server, host: str, repeat: int = 5) -> dict[str, float]:
+    """Server-side execution time (EXPLAIN ANALYZE, median ms) of the statements the commands run."""
+    seq = "(SELECT max(run_seq) FROM run_hosts)"
+    statements = {
+        "latest run of every host": "SELECT r.host_key, r.document FROM run_hosts r JOIN (SELECT host_key, "
+        "max(run_seq) AS seq FROM run_hosts GROUP BY host_key) l ON r.host_key = l.host_key AND r.run_seq = l.seq",
+        "history HOST": f"SELECT run_seq, started, failing FROM run_hosts WHERE host_key IN (SELECT DISTINCT "
+        f"host_key FROM run_hosts WHERE target = '{host}' OR hostname = '{host}' OR host_key IN ('{host}', "
+        f"'machine:{host}', 'instance:{host}')) ORDER BY run_seq",
+        "diff --since 2d (the part since)": "SELECT r.host_key, r.failing FROM run_hosts r JOIN (SELECT host_key, "
+        "max(run_seq) AS seq FROM run_hosts WHERE stored > now() - interval '2 days' GROUP BY host_key) l "
+        "ON r.host_key = l.host_key AND r.run_seq = l.seq",
+        "diff (one run's hosts)": f"SELECT host_key, failing FROM run_hosts WHERE run_seq = {seq}",
+    }
+    import psycopg
+
+    out = {}
+    with psycopg.connect(server.conninfo()) as conn:
+        for name, statement in statements.items():
+            times = []
+            for _ in range(repeat):
+                plan = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement).fetchone()
+                times.append(plan[0][0]["Execution Time"] if plan else 0.0)
+            out[name] = statistics.median(times)
     return out
 
 
@@ -211,7 +252,8 @@ def main() -> int:
     ap.add_argument("--writers", type=int, default=50)
     ap.add_argument("--writer-runs", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--keep", metavar="DIR", help="Leave the cluster in DIR (stopped) instead of deleting it.")
+    ap.add_argument("--keep", metavar="DIR", help="Leave the cluster in DIR (stopped) instead of deleting it; "
+                    "a later run with the same DIR reuses its data (and skips loading).")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (the server runs as user postgres)", file=sys.stderr)
@@ -219,17 +261,18 @@ def main() -> int:
     base = Path(args.keep or tempfile.mkdtemp(prefix="nectar-audit-store-bench-"))
     base.mkdir(parents=True, exist_ok=True)
     server = Server(base)
-    server.start()
+    fresh = server.start()
     result: dict[str, Any] = {"hosts": args.hosts, "days": args.days}
     try:
-        subprocess.run([str(server.bindir / "createdb"), "-h", str(base), "-p", str(server.port), "-U", "postgres",
-                        "audit"], check=True)
         from nectar_audit.store.admin import init
 
-        init(server.url(), writer="vm_writer", reader="audit_reader")
         doc = template()
         print(f"template host document: {len(json.dumps(doc))} bytes, {len(doc['checks'])} checks", flush=True)
-        result["load_s"] = load(server, args.hosts, args.days, doc)
+        if fresh:
+            subprocess.run([str(server.bindir / "createdb"), "-h", str(base), "-p", str(server.port), "-U",
+                            "postgres", "audit"], check=True)
+            init(server.url(), writer="vm_writer", reader="audit_reader")
+            result["load_s"] = load(server, args.hosts, args.days, doc)
         import psycopg
 
         with psycopg.connect(server.conninfo()) as conn:
@@ -247,18 +290,25 @@ def main() -> int:
         result["peak_rss_mb"] = dict(PEAK_MB)
         print("  peak RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in PEAK_MB.items()), flush=True)
         result["html_mb"] = round((tmp / "fleet.html").stat().st_size / 2**20, 1)
+        host = f"vm{args.hosts // 2:05d}.example.org"
+        result["sql_ms_with_indexes"] = sql_times(server, host)
         with psycopg.connect(server.conninfo(), autocommit=True) as conn:
             for index in INDEXES:
                 conn.execute(f"DROP INDEX {index}")
             conn.execute("ANALYZE run_hosts")
-        result["without_indexes"] = queries(server, args.repeat, tmp, f"vm{args.hosts // 2:05d}.example.org", args.days)
+        result["sql_ms_without_indexes"] = sql_times(server, host)
+        print("server-side time of the statements (EXPLAIN ANALYZE, median of 5):")
+        for name, ms in result["sql_ms_with_indexes"].items():
+            without = result["sql_ms_without_indexes"][name]
+            print(f"  {name}: {ms:.1f} ms with the indexes, {without:.1f} ms without ({without / ms:.1f}x)")
+        result["without_indexes"] = queries(server, args.repeat, tmp, host, args.days)
         print("without the secondary indexes:")
         for name, seconds in result["without_indexes"].items():
             print(f"  {name}: {seconds:.2f} s ({seconds / result['with_indexes'][name]:.1f}x)", flush=True)
         with psycopg.connect(server.conninfo(), autocommit=True) as conn:
-            conn.execute("CREATE INDEX ix_run_hosts_host_key_run_seq ON run_hosts (host_key, run_seq)")
-            conn.execute("CREATE INDEX ix_run_hosts_run_seq ON run_hosts (run_seq)")
-            conn.execute("CREATE INDEX ix_run_hosts_stored ON run_hosts (stored)")
+            for index, definition in INDEXES.items():
+                conn.execute(f"CREATE INDEX {index} ON {definition}")
+            conn.execute("ANALYZE run_hosts")
         result["one_writer_runs_per_s"] = writers(server, doc, 1, max(50, args.writer_runs // 20))
         result["writers_runs_per_s"] = writers(server, doc, args.writers, args.writer_runs)
         print(f"insert throughput (writer role, {len(json.dumps(doc)) // 1024} kB host documents): 1 writer "

@@ -64,9 +64,9 @@ def list_runs(url: str, host: str | None = None) -> list[RunInfo]:
                 rows = conn.execute(sa.select(RUNS.c.seq, RUNS.c.created, RUNS.c.hosts, RUNS.c.failing_hosts)
                                     .order_by(RUNS.c.seq))
                 return [RunInfo(r.seq, _iso(r.created), r.hosts, r.failing_hosts) for r in rows]
+            # Machine and instance ids through the key that holds them: every branch has an index.
             match = sa.or_(RUN_HOSTS.c.target == host, RUN_HOSTS.c.hostname == host,
-                           RUN_HOSTS.c.machine_id == host, RUN_HOSTS.c.instance_id == host,
-                           RUN_HOSTS.c.host_key == host)
+                           RUN_HOSTS.c.host_key.in_([host, f"machine:{host}", f"instance:{host}"]))
             keys = sa.select(RUN_HOSTS.c.host_key).where(match).distinct().scalar_subquery()
             # All runs of the hosts so named, even those made under another name (renamed since).
             rows = conn.execute(sa.select(RUN_HOSTS.c.run_seq, RUN_HOSTS.c.started, RUN_HOSTS.c.failing)

@@ -57,8 +57,10 @@ RUN_HOSTS = sa.Table(
     sa.Column("failing", Document, nullable=False),
     sa.Column("document", Document, nullable=False),
     sa.Index(None, "host_key", "run_seq"),  # a host's runs, and the latest run of every host
-    sa.Index(None, "run_seq"),
+    sa.Index(None, "run_seq"),  # diff RUN_A RUN_B
     sa.Index(None, "stored"),  # diff --since, prune
+    sa.Index(None, "hostname"),  # history HOST
+    sa.Index(None, "target"),
 )
 # The columns a writer may fill; the rest are the database's.
 WRITER_COLUMNS = {
