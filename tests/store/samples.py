@@ -5,8 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from nectar_audit.model import HostResult, Status
-from tests.report_samples import check
+from nectar_audit.model import CheckResult, Finding, HostResult, Status
+
+# Markup, script, quotes, table pipes and a control character: what a hostile VM may call itself.
+HOSTILE = '<script>window.__pwned=1</script>"onload=alert(1) </style>|pipe| *bold* `tick` &amp; \x01'
+
+
+def check(num: int, status: Status, message: str) -> CheckResult:
+    return CheckResult(id=f"Check-Security-{num:02d}", title=f"Title {num}", severity="high",
+                       findings=[Finding(status, message)], summary=message)
 
 
 def machine_id(name: str) -> str:

@@ -20,9 +20,8 @@ from nectar_audit.cli import main
 from nectar_audit.model import Status
 from nectar_audit.store import admin, history
 from nectar_audit.store.fleet import latest_hosts
-from tests.report_samples import HOSTILE
 from tests.store.conftest import Postgres
-from tests.store.samples import vm
+from tests.store.samples import HOSTILE, vm
 
 CHROMIUM = "/usr/bin/chromium"
 NOW = dt.datetime.now(dt.timezone.utc)
@@ -86,10 +85,12 @@ def test_report_json_is_scans_json(postgres: Postgres, fleet: dict[str, str], tm
     (root / "etc/machine-id").write_text("00112233445566778899aabbccddeeff\n")
     runner = CliRunner()
     scanned = runner.invoke(main, ["scan", f"root:{root}", "--store", fleet["writer"], "--format", "json",
-                                   "-o", str(tmp_path / "scan.json")])
+                                   "-o", str(tmp_path / "scan.json"), "--save-evidence", str(tmp_path / "ev.json")])
     assert scanned.exit_code in (0, 1), scanned.output
     scan = json.loads((tmp_path / "scan.json").read_text())
-    assert "0011223344" not in json.dumps(scan)  # the machine id itself is never kept, only an id from it
+    # the machine id itself is kept nowhere (machine-id(5): confidential), only an id derived from it
+    assert "0011223344" not in json.dumps(scan) + (tmp_path / "ev.json").read_text()
+    assert len(scan["hosts"][0]["identity"]["machine_id"]) == 32
     result = runner.invoke(main, ["report", "--store", fleet["reader"], "--format", "json", "--stale-after", "2d"])
     assert result.exit_code == 2, result.output  # hosts that are stale or could not be audited
     report = json.loads(result.stdout)

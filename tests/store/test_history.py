@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from nectar_audit.cli import main
 from nectar_audit.model import HostResult, Status
 from nectar_audit.store import history
-from tests.report_samples import check
 from tests.store.conftest import Postgres
+from tests.store.samples import check
 
 pytest.importorskip("sqlalchemy")
 

@@ -198,10 +198,9 @@ def _instance_data(data: bytes) -> str:
 
 @sanitizer("machine_id")
 def _machine_id(data: bytes) -> str:
-    """/etc/machine-id -> the application-specific id derived from it (empty if it has none)."""
-    from nectar_audit.facts.host import app_specific_id
+    from nectar_audit.facts.host import sanitize_machine_id
 
-    return (app_specific_id(data.decode("ascii", "replace")) or "") + "\n"
+    return sanitize_machine_id(data)
 
 
 @sanitizer("passwd")

@@ -37,6 +37,11 @@ def app_specific_id(machine_id: str) -> str | None:
     return digest.hex()
 
 
+def sanitize_machine_id(data: bytes) -> str:
+    """/etc/machine-id as kept in evidence: the application-specific id derived from it (empty if none)."""
+    return (app_specific_id(data.decode("ascii", "replace")) or "") + "\n"
+
+
 NEEDS = Needs(
     files=("/etc/os-release", "/usr/lib/os-release", "/etc/hostname", "/proc/uptime",
            "/proc/sys/kernel/osrelease", "/proc/sys/kernel/hostname", MACHINE_ID),
