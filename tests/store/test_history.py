@@ -96,3 +96,15 @@ def test_history_on_a_real_postgresql(postgres: Postgres, pg_url: str) -> None:
     assert [(r.id, r.failing_hosts) for r in history.list_runs(pg_url)] == [(1, 1), (2, 0)]
     diff = history.diff_runs(pg_url)
     assert diff.fixed == [("web1", "Check-Security-01", "web1 check 1 fail")] and diff.new_hosts == ["new1"]
+
+
+def test_a_store_url_that_cannot_work_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    root = tmp_path / "image"
+    (root / "etc").mkdir(parents=True)
+    for url in ("not a url", "nosuchdb://host/x"):
+        result = CliRunner().invoke(main, ["scan", f"root:{root}", "--checks", "01", "--store", url,
+                                           "-o", str(tmp_path / "r.txt")])
+        assert result.exit_code == 2 and "this run is not stored" in result.output, result.output
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "data" / "nectar-audit" / "outbox").exists()

@@ -167,6 +167,9 @@ class Outcome:
 
 def store_run(url: str, run: Run, outbox: Outbox | None = None, retry_seconds: float | None = None) -> Outcome:
     """Send what waits in the outbox for ``url`` first, then ``run``; whatever cannot be stored is kept."""
+    from nectar_audit.store.db import make_engine
+
+    make_engine(url).dispose()  # a URL that can never work is the caller's error, not a run to keep
     box = outbox or Outbox()
     out = Outcome()
     try:
