@@ -228,7 +228,7 @@ def test_schedule_warns_at_install_time_of_a_store_not_set_up(pg_url: str) -> No
     assert check_store(pg_url) is None
 
 
-def test_store_init_is_idempotent_and_concurrent(pg_url: str) -> None:
+def test_store_init_is_idempotent_and_concurrent(postgres: Postgres, pg_url: str) -> None:
     reports = _concurrently(8, lambda i: admin.init(pg_url, writer="vm_writer", reader="audit_reader"))
     assert sorted(str(r.before) for r in reports) == ["0002"] * 7 + ["None"]  # type: ignore[attr-defined]
     result = CliRunner().invoke(main, ["store", "init", pg_url, "--writer", "vm_writer"])
@@ -237,6 +237,10 @@ def test_store_init_is_idempotent_and_concurrent(pg_url: str) -> None:
     assert bad.exit_code == 2 and "role name" in bad.output
     superuser = CliRunner().invoke(main, ["store", "init", pg_url, "--writer", "postgres"])
     assert superuser.exit_code == 2 and "superuser" in superuser.output
+    postgres.sql("DO $$BEGIN CREATE ROLE store_owner LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END$$")
+    postgres.sql("ALTER TABLE runs OWNER TO store_owner", _database(pg_url))
+    owner = CliRunner().invoke(main, ["store", "init", pg_url, "--reader", "store_owner"])
+    assert owner.exit_code == 2 and "owns the store's tables" in owner.output
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite"])

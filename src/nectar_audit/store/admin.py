@@ -94,6 +94,11 @@ def init(url: str, writer: str | None = None, reader: str | None = None) -> Init
                     elif exists.rolsuper:
                         raise StoreError(f"role {name} is a superuser: PostgreSQL would ignore every limit; "
                                          "give a role of its own")
+                    elif conn.execute(sa.text("SELECT pg_has_role(:n, tableowner, 'MEMBER') FROM pg_tables "
+                                              "WHERE tablename = 'runs' AND schemaname = current_schema()"),
+                                      {"n": name}).scalar():
+                        raise StoreError(f"role {name} owns the store's tables (or is a member of their owner): "
+                                         "it could do anything to them; give a role of its own")
                     conn.execute(sa.text(f"REVOKE ALL ON runs, run_hosts, alembic_version FROM {quoted}"))
                     conn.execute(sa.text(f"REVOKE ALL ON SEQUENCE runs_seq_seq FROM {quoted}"))
                     conn.execute(sa.text(f"GRANT CONNECT ON DATABASE {database} TO {quoted}"))
