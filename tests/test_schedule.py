@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from nectar_audit import __version__, history
+from nectar_audit import __version__
 from nectar_audit import schedule as sch
 from nectar_audit.cli import main, scan
+from nectar_audit.store import history
 from tests import REPO
 from tests.lab import require, require_binary, require_root
 

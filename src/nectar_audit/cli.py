@@ -177,23 +177,17 @@ def finish(results: list[HostResult], interrupted: bool, fmt: str, output: str |
     """Write the report, keep the run in the history if asked, and exit with the documented status
     (``incomplete``: some host could only be partly audited, which exits 2 like an unreachable host)."""
     write_report(results, fmt, output)
+    stored = True
     if store is not None:
-        from nectar_audit import history
+        from nectar_audit.store.cli import save
 
-        url = history.default_url() if store == "default" else store
-        try:
-            run_id = history.save_run(url, results, __version__)
-        except history.HistoryError as exc:
-            click.echo(f"nectar-audit: {exc}", err=True)
-            sys.exit(EXIT_USAGE)
-        if not quiet:
-            click.echo(f"nectar-audit: stored as run {run_id} in {url}", err=True)
+        stored = save(results, store, __version__, quiet)
     if interrupted:
         done = sum(1 for r in results if not r.error)
         click.echo(f"nectar-audit: interrupted; the report holds the {done} host(s) audited before Ctrl-C",
                    err=True)
         sys.exit(EXIT_INTERRUPTED)
-    if incomplete or any(r.error for r in results):
+    if incomplete or not stored or any(r.error for r in results):
         sys.exit(EXIT_USAGE)
     sys.exit(EXIT_FAIL if any(r.failing for r in results) else EXIT_OK)
 
@@ -336,53 +330,6 @@ def write_json(results: list[HostResult], out: TextIO) -> None:
         # Not textwrap.indent: it also breaks lines at U+0085/U+2028 inside strings, which JSON keeps raw.
         out.write(("" if i == 0 else ",\n") + "    " + text.replace("\n", "\n    "))
     out.write("\n  ]" + after + "\n")
-
-
-def _store_url(store: str | None) -> str:
-    from nectar_audit import history
-
-    return store or history.default_url()
-
-
-@main.command("history")
-@click.argument("host", required=False)
-@click.option("--store", metavar="URL", help="SQLAlchemy URL of the history (default: the user's SQLite file).")
-def history_cmd(host: str | None, store: str | None) -> None:
-    """List stored runs (only those that audited HOST, when given)."""
-    from nectar_audit import history
-
-    try:
-        runs = history.list_runs(_store_url(store), host)
-    except history.HistoryError as exc:
-        click.echo(f"nectar-audit: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    if not runs:
-        click.echo("no runs stored")
-    for run in runs:
-        click.echo(f"run {run.id}  {run.created}  {run.hosts} host(s), {run.failing_hosts} failing")
-
-
-@main.command("diff")
-@click.argument("run_a", type=int, required=False)
-@click.argument("run_b", type=int, required=False)
-@click.option("--store", metavar="URL", help="SQLAlchemy URL of the history (default: the user's SQLite file).")
-def diff_cmd(run_a: int | None, run_b: int | None, store: str | None) -> None:
-    """What changed between two runs (default: the last two): newly failing, fixed, new and vanished hosts."""
-    from nectar_audit import history
-
-    try:
-        diff = history.diff_runs(_store_url(store), run_a, run_b)
-    except history.HistoryError as exc:
-        click.echo(f"nectar-audit: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    click.echo(f"run {diff.run_a} -> run {diff.run_b}")
-    for title, items in (("newly failing", diff.newly_failing), ("fixed", diff.fixed)):
-        click.echo(f"{title}: {len(items)}")
-        for host, check, summary in items:
-            click.echo(f"  {host}  {check}  {summary}")
-    click.echo(f"new hosts: {', '.join(diff.new_hosts) or 'none'}")
-    click.echo(f"vanished hosts: {', '.join(diff.vanished_hosts) or 'none'}")
-    sys.exit(EXIT_FAIL if diff.newly_failing else EXIT_OK)
 
 
 class _ScheduleCommand(click.Command):
@@ -669,6 +616,10 @@ def probe(addresses: tuple[str, ...], ports: str | None, fmt: str, timeout: floa
         sys.exit(EXIT_INTERRUPTED)
     sys.exit(EXIT_FAIL if any(r.failing for r in results) else EXIT_OK)
 
+
+from nectar_audit.store.cli import register  # noqa: E402  (history, diff, report, store)
+
+register(main)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -13,7 +13,7 @@ from nectar_audit.cloud.judge import judge_cloud
 from nectar_audit.config import Config
 from nectar_audit.evidence import Bundle, EvidenceError, Needs
 from nectar_audit.facts import Facts
-from nectar_audit.facts.host import host
+from nectar_audit.facts.host import host, instance_id
 from nectar_audit.facts.openstack import CLOUD_ONLY
 from nectar_audit.model import CheckResult, Finding, HostResult, Status, Waiver, worst
 from nectar_audit.targets.base import Target, TargetError
@@ -54,6 +54,10 @@ def judge(bundle: Bundle, entries: Sequence[Entry], config: Config, result: Host
             result.os = info.os
         except EvidenceError as exc:
             bundle.errors.append(str(exc))
+        else:
+            identity = host_identity(facts, info.machine_id)
+            if identity:
+                result.extra["identity"] = identity
         for entry in entries:
             assert entry.check is not None
             result.checks.append(run_check(entry, facts, debug))
@@ -64,6 +68,18 @@ def judge(bundle: Bundle, entries: Sequence[Entry], config: Config, result: Host
             result.hostname = result.hostname or str(section["name"])
         merge_checks(result, cloud_results, entries)
     apply_waivers(result, config, today or dt.date.today())
+
+
+def host_identity(facts: Facts, machine_id: str | None) -> dict[str, str]:
+    """What tells this host from others of the same name (a history store keys hosts by it)."""
+    out = {"machine_id": machine_id} if machine_id else {}
+    try:
+        iid = facts.get(instance_id)
+    except EvidenceError:
+        iid = None
+    if iid:
+        out["instance_id"] = iid
+    return out
 
 
 def merge_checks(result: HostResult, extra: Sequence[CheckResult], entries: Sequence[Entry] = ()) -> None:

@@ -820,9 +820,9 @@ def resolve_store(url: str | None, scope: str, host: Host) -> str:
         if scope == SYSTEM:
             home = Path(pwd.getpwuid(0).pw_dir) if host.live else Path("/root")
             return f"sqlite:///{home / '.local/share/nectar-audit/history.sqlite'}"
-        from nectar_audit import history
+        from nectar_audit.store.db import default_url
 
-        url = history.default_url()
+        url = default_url()
     try:
         parsed = sa.engine.make_url(url)
     except (sa.exc.ArgumentError, ValueError) as exc:
@@ -843,6 +843,17 @@ def resolve_store(url: str | None, scope: str, host: Host) -> str:
     except (sa.exc.SQLAlchemyError, ImportError, ValueError) as exc:
         raise ScheduleError(f"--store {url}: {exc}") from exc
     return url
+
+
+def check_store(url: str) -> str | None:
+    """A team store reachable and set up now, or why not (a warning: runs wait in the outbox until it is)."""
+    from nectar_audit.store.db import StoreError, open_store
+
+    try:
+        open_store(url).dispose()
+    except StoreError as exc:
+        return f"{exc}; until then each run waits in the outbox of the user the job runs as"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -935,6 +946,10 @@ def prepare_install(host: Host, scope: str, backend: str, scan: click.Command, s
         warnings.append(f"{command[0]} is not an executable in {host.root}: pass --executable with the path "
                         "nectar-audit has in the image")
     url = resolve_store(store, scope, host)
+    if host.live and not url.startswith("sqlite"):
+        warning = check_store(url)
+        if warning:
+            warnings.append(warning)
     argv = scan_argv(command, url, config=config_abs, fmt=fmt, output=check_output(output, host), extra=scan_args)
     job = Job(argv=argv, hour=hour, minute=minute, scope=scope, version=version,
               random_delay=DEFAULT_RANDOM_DELAY if random_delay is None else random_delay)

@@ -1,4 +1,4 @@
-"""Who the host is: distribution, hostname, running kernel, uptime."""
+"""Who the host is: distribution, hostname, running kernel, uptime, machine id."""
 
 from __future__ import annotations
 
@@ -11,9 +11,43 @@ from nectar_audit.model import OsInfo
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
 
+MACHINE_ID = "/etc/machine-id"
+# cloud-init's id of this instance (the OpenStack server id): part of who the host is, for every scan.
+INSTANCE_ID = "/var/lib/cloud/data/instance-id"
+# The application id of nectar-audit's machine-specific ids (as sd_id128_get_machine_app_specific).
+APP_ID = bytes.fromhex("8b3c6d2e51f04a1f9f3e2c7a4d6b1e90")
+
+
+def app_specific_id(machine_id: str) -> str | None:
+    """HMAC-SHA256 of the application id keyed by the machine id, as a UUID v4 in hex (systemd's
+    ``sd_id128_get_machine_app_specific``): stable per machine, useless to learn the machine id itself.
+    None for an empty or uninitialised machine-id (an image not booted yet)."""
+    import hashlib
+    import hmac
+
+    text = machine_id.strip()
+    if len(text) != 32 or text.strip("0") == "":
+        return None
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        return None
+    digest = bytearray(hmac.new(key, APP_ID, hashlib.sha256).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x40
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return digest.hex()
+
+
+def sanitize_machine_id(data: bytes) -> str:
+    """/etc/machine-id as kept in evidence: the application-specific id derived from it (empty if none)."""
+    return (app_specific_id(data.decode("ascii", "replace")) or "") + "\n"
+
+
 NEEDS = Needs(
     files=("/etc/os-release", "/usr/lib/os-release", "/etc/hostname", "/proc/uptime",
-           "/proc/sys/kernel/osrelease", "/proc/sys/kernel/hostname"),
+           "/proc/sys/kernel/osrelease", "/proc/sys/kernel/hostname", MACHINE_ID, INSTANCE_ID),
+    # machine-id(5) is confidential: only an application-specific id derived from it is kept.
+    sanitize={MACHINE_ID: sanitize_machine_id},
 )
 
 
@@ -68,6 +102,7 @@ class HostInfo:
     hostname: str | None
     kernel_release: str | None
     uptime_s: float | None
+    machine_id: str | None = None  # application-specific (see app_specific_id), never the raw one
 
     @property
     def family(self) -> str:
@@ -110,4 +145,13 @@ def host(facts: Facts) -> HostInfo:
             uptime = float(first[0]) if first else None
         except ValueError:
             uptime = None
-    return HostInfo(os=os_info, hostname=hostname, kernel_release=kernel, uptime_s=uptime)
+    machine = (b.text(MACHINE_ID) or "").strip()
+    return HostInfo(os=os_info, hostname=hostname, kernel_release=kernel, uptime_s=uptime,
+                    machine_id=machine if len(machine) == 32 and machine.isalnum() else None)
+
+
+def instance_id(facts: Facts) -> str | None:
+    """cloud-init's instance id (first line of its data file), bounded; None when there is none."""
+    text = facts.bundle.text(INSTANCE_ID) or ""
+    first = text.strip().splitlines()[0].strip() if text.strip() else ""
+    return first[:64] or None

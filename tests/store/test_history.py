@@ -1,4 +1,5 @@
-"""History store (SQLite via SQLAlchemy): save runs, list them, diff two runs; CLI --store/history/diff."""
+"""History store: save runs, list them, diff two runs (SQLite with no set-up, PostgreSQL after `store init`);
+CLI --store/history/diff."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nectar_audit import history
 from nectar_audit.cli import main
 from nectar_audit.model import HostResult, Status
-from tests.reports.samples import check
+from nectar_audit.store import history
+from tests.store.conftest import Postgres
+from tests.store.samples import check
 
 pytest.importorskip("sqlalchemy")
 
@@ -85,51 +87,24 @@ def test_cli_store_history_and_diff(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "run 2 " in runner.invoke(main, ["history", "--store", url]).output
 
 
-def _postgres_bin() -> Path | None:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    return found[-1].parent if found else None
+def test_history_on_a_real_postgresql(postgres: Postgres, pg_url: str) -> None:
+    from nectar_audit.store.admin import init
+
+    init(pg_url)
+    history.save_run(pg_url, [_host("web1", {1: Status.FAIL})], "0.1")
+    history.save_run(pg_url, [_host("web1", {1: Status.PASS}), _host("new1", {1: Status.PASS})], "0.1")
+    assert [(r.id, r.failing_hosts) for r in history.list_runs(pg_url)] == [(1, 1), (2, 0)]
+    diff = history.diff_runs(pg_url)
+    assert diff.fixed == [("web1", "Check-Security-01", "web1 check 1 fail")] and diff.new_hosts == ["new1"]
 
 
-def test_history_on_a_real_postgresql(tmp_path: Path) -> None:
-    """A throwaway PostgreSQL cluster (Debian's postgresql) on a unix socket in tmp_path."""
-    import os
-    import pwd
-    import shutil
-    import subprocess
-
-    from tests.lab.require import require
-
-    bindir = _postgres_bin()
-    require(bindir is not None, "apt-get install postgresql")
-    require(os.geteuid() == 0, "the PostgreSQL test needs root (runs the server as user postgres)")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        require(False, "pip install 'psycopg[binary]'")
-    assert bindir is not None
-    pw = pwd.getpwnam("postgres")
-    import tempfile
-
-    # Not under tmp_path: pytest's base temp dir is 0700 root, the server runs as postgres.
-    tempfile_dir = tempfile.mkdtemp(prefix="nectar-audit-pg-")
-    base = Path(tempfile_dir)
-    as_pg = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--init-groups", "--"]
-    try:
-        os.chown(base, pw.pw_uid, pw.pw_gid)
-        data, sock = base / "data", base
-        subprocess.run([*as_pg, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-                       check=True, capture_output=True, timeout=120, cwd=base)
-        subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-t", "60", "-l", str(base / "log"),
-                        "-o", f"-k {sock} -c listen_addresses='' -p 54329", "start"],
-                       check=True, capture_output=True, timeout=90, cwd=base)
-        url = f"postgresql+psycopg://postgres@/postgres?host={sock}&port=54329"
-        history.save_run(url, [_host("web1", {1: Status.FAIL})], "0.1")
-        history.save_run(url, [_host("web1", {1: Status.PASS}), _host("new1", {1: Status.PASS})], "0.1")
-        assert [(r.id, r.failing_hosts) for r in history.list_runs(url)] == [(1, 1), (2, 0)]
-        diff = history.diff_runs(url)
-        assert diff.fixed == [("web1", "Check-Security-01", "web1 check 1 fail")] and diff.new_hosts == ["new1"]
-    finally:
-        if (base / "data" / "postmaster.pid").exists():
-            subprocess.run([*as_pg, str(bindir / "pg_ctl"), "-D", str(base / "data"), "-m", "immediate", "-w",
-                            "stop"], capture_output=True, timeout=60, cwd=base)
-        shutil.rmtree(tempfile_dir, ignore_errors=True)
+def test_a_store_url_that_cannot_work_is_a_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    root = tmp_path / "image"
+    (root / "etc").mkdir(parents=True)
+    for url in ("not a url", "nosuchdb://host/x"):
+        result = CliRunner().invoke(main, ["scan", f"root:{root}", "--checks", "01", "--store", url,
+                                           "-o", str(tmp_path / "r.txt")])
+        assert result.exit_code == 2 and "this run is not stored" in result.output, result.output
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "data" / "nectar-audit" / "outbox").exists()
