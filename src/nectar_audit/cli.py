@@ -108,7 +108,7 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
          config_path: str | None, save_evidence: str | None, debug: bool, inventory_path: str | None,
          limit: str | None, concurrency: int, identities: tuple[str, ...], ssh_config: str | None,
          known_hosts: str | None, accept_new_host_keys: bool, no_host_key_check: bool,
-         sudo: bool | None, connect_timeout: float, command_timeout: float, jobs: int | None,
+         sudo: bool | None, connect_timeout: float, command_timeout: float, max_evidence: float, jobs: int | None,
          progress: bool | None, quiet: bool, store: str | None = None, do_probe: bool = False) -> None:
     """Audit TARGETS: local (default), root:PATH (an offline root filesystem), evidence:FILE.json,
     or hosts over SSH: user@host[:port], ssh://user@host[:port], [ipv6]:port or an ssh_config alias.
@@ -123,7 +123,7 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
     if limit and not inventory_path:
         raise click.UsageError("--limit selects hosts of an --inventory")
     ssh = make_ssh_options(identities, ssh_config, known_hosts, accept_new_host_keys, no_host_key_check,
-                           sudo, connect_timeout, command_timeout)
+                           sudo, connect_timeout, command_timeout, max_evidence)
     try:
         parsed = [parse_target(t, ssh) for t in targets]
     except TargetError as exc:
@@ -446,6 +446,7 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
               store: str | None, debug: bool, concurrency: int, identities: tuple[str, ...],
               ssh_config: str | None, known_hosts: str | None, accept_new_host_keys: bool,
               no_host_key_check: bool, sudo: bool | None, connect_timeout: float, command_timeout: float,
+              max_evidence: float,
               jobs: int | None, progress: bool | None, quiet: bool) -> None:
     """Audit every instance of an OpenStack project: security groups, ports and key pairs from the API,
     cross-checked with each host's own evidence when --ssh-user is given.
@@ -463,7 +464,7 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
         raise click.UsageError(str(exc)) from exc
     selected = _select(checks)
     ssh = make_ssh_options(identities, ssh_config, known_hosts, accept_new_host_keys, no_host_key_check,
-                           sudo, connect_timeout, command_timeout)
+                           sudo, connect_timeout, command_timeout, max_evidence)
     try:
         if evidence_file:
             with open(evidence_file, encoding="utf-8") as fh:

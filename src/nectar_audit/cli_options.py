@@ -10,6 +10,7 @@ from nectar_audit.targets.ssh_options import (
     DEFAULT_COMMAND_TIMEOUT,
     DEFAULT_CONCURRENCY,
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_EVIDENCE_MIB,
     HOST_KEYS_ACCEPT_NEW,
     HOST_KEYS_OFF,
     HOST_KEYS_STRICT,
@@ -40,6 +41,10 @@ _OPTIONS = [
                  show_default=True, metavar="SECONDS", help="Limit for reaching and logging in to a host (per hop)."),
     click.option("--command-timeout", type=click.FloatRange(0.1), default=DEFAULT_COMMAND_TIMEOUT,
                  show_default=True, metavar="SECONDS", help="Limit for the evidence gathering on a host."),
+    click.option("--max-evidence", "max_evidence", type=click.FloatRange(1), default=DEFAULT_MAX_EVIDENCE_MIB,
+                 show_default=True, metavar="MIB",
+                 help="Evidence one host may send; past it the rest is not read and the checks that needed it say "
+                      "error (a real host sends 1-5 MiB)."),
     click.option("--jobs", type=click.IntRange(0, 64), default=None, metavar="N",
                  help="Processes judging the evidence of a fleet (default: one per CPU but one, at most 4, from "
                       "8 hosts on; 0: judge in the main process)."),
@@ -60,7 +65,8 @@ def ssh_options(func: F) -> F:
 
 def make_ssh_options(identities: tuple[str, ...], ssh_config: str | None, known_hosts: str | None,
                      accept_new_host_keys: bool, no_host_key_check: bool, sudo: bool | None,
-                     connect_timeout: float, command_timeout: float) -> SshOptions:
+                     connect_timeout: float, command_timeout: float,
+                     max_evidence: float = DEFAULT_MAX_EVIDENCE_MIB) -> SshOptions:
     if accept_new_host_keys and no_host_key_check:
         raise click.UsageError("--accept-new-host-keys and --no-host-key-check contradict each other")
     return SshOptions(
@@ -72,6 +78,7 @@ def make_ssh_options(identities: tuple[str, ...], ssh_config: str | None, known_
         sudo=sudo,
         connect_timeout=connect_timeout,
         command_timeout=command_timeout,
+        max_evidence_mib=max_evidence,
     )
 
 

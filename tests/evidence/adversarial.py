@@ -46,6 +46,7 @@ def text_functions() -> list[tuple[str, Callable[[str], object]]]:
             if not (name.startswith("parse_") and inspect.isfunction(obj) and obj.__module__ == module.__name__):
                 continue
             params = list(inspect.signature(obj).parameters.values())
-            if params and all(p.default is not p.empty for p in params[1:]):
+            # Those that read one text (a file's, a command's output); the others take gathered files.
+            if params and params[0].annotation in ("str", str) and all(p.default is not p.empty for p in params[1:]):
                 out[f"{module.__name__}.{name}"] = obj
     return sorted(out.items())

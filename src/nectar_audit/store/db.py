@@ -80,7 +80,7 @@ def make_engine(url: str) -> sa.engine.Engine:
     if parsed.get_backend_name() == "sqlite":
         db = parsed.database or ""
         if db and db != ":memory:":
-            Path(db).parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(db))
         args["timeout"] = 30
     elif parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
         args["connect_timeout"] = 10  # an unreachable server: fail (and keep the run) within seconds
@@ -168,3 +168,13 @@ def open_store(url: str) -> sa.engine.Engine:
         engine.dispose()
         raise StoreError(f"cannot open store {display(url)}: {one_line(exc)}", transient(exc)) from exc
     return engine
+
+
+def _private_file(path: Path) -> None:
+    """A single user's history: its directories (those created here) 0700, the file 0600, created before
+    SQLite opens it (SQLite would create it with the umask: 0644, readable by every user)."""
+    missing = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    for d in reversed(missing):
+        d.mkdir(mode=0o700, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
