@@ -109,9 +109,10 @@ def test_report_formats(fleet: dict[str, str], tmp_path: Path) -> None:
     runner = CliRunner()
     args = ["report", "--store", fleet["reader"], "--stale-after", "2d"]
     prom = runner.invoke(main, [*args, "--format", "prometheus"])
-    up = {s.labels["host"]: s.value for f in text_string_to_metric_families(prom.stdout)
+    up = {s.labels["target"]: s.value for f in text_string_to_metric_families(prom.stdout)
           for s in f.samples if s.name == "nectar_audit_host_up"}
-    assert up == {"web1": 1, "db1": 1, "stale1": 0, "broken": 0, HOSTILE: 1}
+    # Series are keyed by a unique name per host; control characters in it are shown, never sent raw.
+    assert up == {"web1": 1, "db1": 1, "stale1": 0, "broken": 0, HOSTILE.replace("\x01", "\\x01"): 1}
     junit = ET.fromstring(runner.invoke(main, [*args, "--format", "junit"]).stdout)
     assert {s.get("name") for s in junit.iter("testsuite")} >= {"web1", "db1", "stale1"}
     markdown = runner.invoke(main, [*args, "--format", "markdown"]).stdout
@@ -192,7 +193,7 @@ def test_identity_survives_renames_and_tells_clones_apart(fleet: dict[str, str])
     from prometheus_client.parser import text_string_to_metric_families
 
     prom = CliRunner().invoke(main, ["report", "--store", fleet["reader"], "--format", "prometheus"]).stdout
-    up = [s.labels["host"] for f in text_string_to_metric_families(prom) for s in f.samples
+    up = [s.labels["target"] for f in text_string_to_metric_families(prom) for s in f.samples
           if s.name == "nectar_audit_host_up"]
     assert len(up) == len(set(up)) == len(names)  # one series per host, the two "ubuntu" ones included
     assert len([u for u in up if u.startswith("ubuntu [")]) == 2

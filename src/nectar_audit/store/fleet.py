@@ -112,8 +112,9 @@ def latest_hosts(url: str, hosts: Sequence[str] = (), stale_after: dt.timedelta 
 
 
 def distinct_names(hosts: Sequence[HostResult]) -> list[HostResult]:
-    """Copies whose display names (hostname, else target) are unique: two VMs both called ``ubuntu`` are
-    two hosts, and must not become one duplicated Prometheus series. Only the clashing ones are renamed."""
+    """Copies keyed by unique display names (hostname, else target), as Prometheus series are keyed by
+    ``target``: every VM of a team store audits itself as ``local``, and two VMs both called ``ubuntu`` are
+    two hosts, not one duplicated series. Only the clashing names get their identity appended."""
     import dataclasses
 
     def name(h: HostResult) -> str:
@@ -127,7 +128,7 @@ def distinct_names(hosts: Sequence[HostResult]) -> list[HostResult]:
         if counts[name(h)] > 1:
             key = str(h.extra.get("store", {}).get("host_key", ""))
             h = dataclasses.replace(h, hostname=f"{name(h)} [{key.split(':', 1)[-1][:12]}]")
-        out.append(h)
+        out.append(dataclasses.replace(h, target=name(h)))
     return out
 
 
