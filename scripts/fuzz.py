@@ -18,16 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 from nectar_audit.evidence import Bundle, StreamParser, redact  # noqa: E402
-from tests.evidence.adversarial import text_functions  # noqa: E402
-
-# Text that looks like configuration: keywords, separators, quotes, braces, newlines, odd bytes.
-_PIECES = st.sampled_from(["password", "secret", "token", "Match", "Include", "=", ":", " ", "\t", "\n", '"', "'",
-                           "{", "}", ";", "#", "/", "\\", "-----BEGIN OPENSSH PRIVATE KEY-----", "$6$", "://",
-                           "@", "[", "]", "\x1b", "\u202e", "\x00"])
-TEXT = st.lists(st.one_of(_PIECES, st.text(max_size=20)), max_size=80).map("".join)
+from tests.evidence.adversarial import TEXT, text_functions  # noqa: E402
 
 
 class _Slow(Exception):

@@ -8,6 +8,8 @@ import inspect
 import pkgutil
 from typing import Callable
 
+from hypothesis import strategies as st
+
 import nectar_audit.facts as facts_pkg
 from nectar_audit.catalog import all_needs
 
@@ -50,3 +52,11 @@ def text_functions() -> list[tuple[str, Callable[[str], object]]]:
             if params and params[0].annotation in ("str", str) and all(p.default is not p.empty for p in params[1:]):
                 out[f"{module.__name__}.{name}"] = obj
     return sorted(out.items())
+
+
+# For property-based fuzzing: text that looks like configuration (keywords, separators, quotes, braces,
+# newlines, key markers, escapes, odd bytes) mixed with anything.
+_PIECES = st.sampled_from(["password", "secret", "token", "Match", "Include", "=", ":", " ", "\t", "\n", '"', "'",
+                           "{", "}", ";", "#", "/", "\\", "-----BEGIN OPENSSH PRIVATE KEY-----", "$6$", "://",
+                           "@", "[", "]", "\x1b", "\u202e", "\x00"])
+TEXT = st.lists(st.one_of(_PIECES, st.text(max_size=20)), max_size=80).map("".join)
