@@ -620,7 +620,7 @@ def probe(addresses: tuple[str, ...], ports: str | None, fmt: str, timeout: floa
 
 from nectar_audit.store.cli import register  # noqa: E402  (history, diff, report, store)
 
-register(main)
+register(main, finish)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

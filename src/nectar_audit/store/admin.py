@@ -5,45 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import sqlalchemy as sa
 
-from nectar_audit.store.db import StoreError, display, make_engine, one_line, schema_version
-from nectar_audit.store.schema import HEAD, WRITER_COLUMNS
-
-MIGRATIONS = Path(__file__).with_name("migrations")
-# Serialises concurrent `store init`s on PostgreSQL (transactional DDL would make the loser fail).
-_LOCK_KEY = 0x6E61_6175_6469_74
-
-
-def _alembic_config(conn: sa.engine.Connection) -> object:
-    from alembic.config import Config
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.attributes["connection"] = conn
-    return cfg
-
-
-def upgrade(engine: sa.engine.Engine, url: str) -> tuple[str | None, str]:
-    """Bring the schema to HEAD in one transaction: (version before, version after)."""
-    from alembic import command
-
-    try:
-        with engine.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
-            before = schema_version(conn)
-            if before is not None and before != "legacy" and before.isdigit() and int(before) > int(HEAD):
-                raise StoreError(f"store {display(url)} has schema version {before}, newer than this "
-                                 f"nectar-audit knows ({HEAD}): upgrade nectar-audit")
-            if before != HEAD:
-                command.upgrade(_alembic_config(conn), "head")  # type: ignore[arg-type]
-    except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(f"cannot set up store {display(url)}: {one_line(exc)}") from exc
-    return before, HEAD
-
+from nectar_audit.store.db import LOCK_KEY, StoreError, display, make_engine, one_line, upgrade
+from nectar_audit.store.schema import WRITER_COLUMNS
 
 _ROLE = re.compile(r"[a-z_][a-z0-9_$]{0,62}")
 
@@ -78,7 +44,7 @@ def init(url: str, writer: str | None = None, reader: str | None = None) -> Init
             raise StoreError("the writer and the reader must be two roles")
         try:
             with engine.begin() as conn:
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
                 prep = conn.dialect.identifier_preparer
                 database = prep.quote(conn.execute(sa.text("SELECT current_database()")).scalar() or "")
                 schema = prep.quote(conn.execute(sa.text("SELECT current_schema()")).scalar() or "public")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import sys
-from typing import Any, NoReturn
+from typing import Any, Callable, NoReturn
 
 import click
 
@@ -140,7 +140,6 @@ def report_cmd(store: str | None, fmt: str, output: str | None, stale_after: dt.
     """The fleet view: the latest run of every host in the store, rendered as `scan` renders a fleet.
     Hosts with no run within --stale-after are flagged stale (as hosts that could not be audited).
     Exit status as for scan."""
-    from nectar_audit.cli import finish
     from nectar_audit.store.db import StoreError
     from nectar_audit.store.fleet import distinct_names, latest_hosts
 
@@ -153,7 +152,7 @@ def report_cmd(store: str | None, fmt: str, output: str | None, stale_after: dt.
     if not results:
         click.echo("nectar-audit: no host in the store" + (f" matches {', '.join(hosts)}" if hosts else ""),
                    err=True)
-    finish(results, False, fmt, output, None)
+    _FINISH[0](results, False, fmt, output, None)
 
 
 @click.group("store")
@@ -254,6 +253,13 @@ def save(results: list[Any], store: str, version: str, quiet: bool) -> bool:
     return False
 
 
-def register(main: click.Group) -> None:
+# The CLI's report writer (render, write, exit status), handed over by ``register``: the fleet view renders
+# exactly as `scan` does, and this module never imports the CLI that imports it.
+_FINISH: list[Callable[..., None]] = []
+
+
+def register(main: click.Group, finish: Callable[..., None]) -> None:
+    """Add history, diff, report and store to ``main``; ``report`` writes through ``finish``."""
+    _FINISH[:] = [finish]
     for command in (history_cmd, diff_cmd, report_cmd, store_group):
         main.add_command(command)

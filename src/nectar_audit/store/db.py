@@ -153,11 +153,9 @@ def open_store(url: str) -> sa.engine.Engine:
             with engine.connect() as conn:
                 current = _version(conn)
             if current != HEAD:
-                from nectar_audit.store import admin
-
                 lock = Path(f"{database}.lock") if database and database != ":memory:" else None
                 with _file_lock(lock) if lock else contextlib.nullcontext():
-                    admin.upgrade(engine, url)
+                    upgrade(engine, url)
         else:
             with engine.connect() as conn:
                 check_version(conn, url)
@@ -178,3 +176,36 @@ def _private_file(path: Path) -> None:
         d.mkdir(mode=0o700, exist_ok=True)
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+# Serialises concurrent `store init`s on PostgreSQL (transactional DDL would make the loser fail).
+LOCK_KEY = 0x6E61_6175_6469_74
+
+
+def _alembic_config(conn: sa.engine.Connection) -> object:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def upgrade(engine: sa.engine.Engine, url: str) -> tuple[str | None, str]:
+    """Bring the schema to HEAD in one transaction: (version before, version after)."""
+    from alembic import command
+
+    try:
+        with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
+            before = schema_version(conn)
+            if before is not None and before != "legacy" and before.isdigit() and int(before) > int(HEAD):
+                raise StoreError(f"store {display(url)} has schema version {before}, newer than this "
+                                 f"nectar-audit knows ({HEAD}): upgrade nectar-audit")
+            if before != HEAD:
+                command.upgrade(_alembic_config(conn), "head")  # type: ignore[arg-type]
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(f"cannot set up store {display(url)}: {one_line(exc)}") from exc
+    return before, HEAD
