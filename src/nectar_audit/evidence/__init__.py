@@ -18,7 +18,7 @@ from nectar_audit.evidence.bundle import (
 )
 from nectar_audit.evidence.needs import Follow, Needs, Search, merge
 from nectar_audit.evidence.redact import redact, redact_args
-from nectar_audit.evidence.sanitize import Sanitizer, sanitize
+from nectar_audit.evidence.sanitize import Sanitizer, fields_only, sanitize
 from nectar_audit.evidence.script import STAT_FORMAT, build_script, new_boundary
 from nectar_audit.evidence.stream import Budget, StreamParser, parse_stat_lines, parse_stream
 
@@ -39,6 +39,7 @@ __all__ = [
     "StatRecord",
     "StreamParser",
     "build_script",
+    "fields_only",
     "merge",
     "new_boundary",
     "parse_stat_lines",

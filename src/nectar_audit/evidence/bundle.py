@@ -170,7 +170,9 @@ class Bundle:
         truncated = len(data) > limit
         data = data[:limit]
         text = sanitize(fn, data) if fn is not None else data.decode("utf-8", "replace")
-        self.files[path] = FileRecord(content=redact(text), truncated=truncated)
+        if not getattr(fn, "fields_only", False):
+            text = redact(text)
+        self.files[path] = FileRecord(content=text, truncated=truncated)
 
     def add_command(self, name: str, data: bytes, rc: int, truncated: bool = False) -> None:
         """Keep a command's output, redacted (and reduced by its module's sanitizer, if it has one)."""

@@ -18,3 +18,10 @@ def sanitize(fn: Sanitizer, data: bytes) -> str:
         return fn(data)
     except Exception as exc:
         return f"<withheld: sanitizer {getattr(fn, '__name__', fn)!r} failed: {type(exc).__name__}>"
+
+
+def fields_only(fn: Sanitizer) -> Sanitizer:
+    """Mark a sanitizer whose output keeps only named fields of a known format (package versions, login
+    times, key fingerprints): nothing free-form is left there for the general redaction pass."""
+    fn.fields_only = True  # type: ignore[attr-defined]
+    return fn

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence import Needs
+from nectar_audit.evidence import Needs, fields_only
 from nectar_audit.model import OsInfo
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ def app_specific_id(machine_id: str) -> str | None:
     return digest.hex()
 
 
+@fields_only
 def sanitize_machine_id(data: bytes) -> str:
     """/etc/machine-id as kept in evidence: the application-specific id derived from it (empty if none)."""
     return (app_specific_id(data.decode("ascii", "replace")) or "") + "\n"

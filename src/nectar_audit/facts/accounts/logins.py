@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from nectar_audit.evidence import fields_only
+
 
 # -- login records (binary / SQLite) -> "key time" rows; only who and when, never where from --------
 def _lastlog_record_size(size: int) -> int:
@@ -13,6 +15,7 @@ def _lastlog_record_size(size: int) -> int:
     return 296 if size % 292 and size % 296 == 0 else 292
 
 
+@fields_only
 def sanitize_lastlog(data: bytes) -> str:
     """/var/log/lastlog (sparse, indexed by uid) -> ``# records N`` then ``uid time`` per login."""
     import struct
@@ -29,6 +32,7 @@ def sanitize_lastlog(data: bytes) -> str:
     return "\n".join(out) + "\n"
 
 
+@fields_only
 def sanitize_wtmp(data: bytes) -> str:
     """/var/log/wtmp (struct utmp, 384 bytes) -> ``user time`` of each user's latest login."""
     import struct
@@ -102,11 +106,13 @@ def _rows_text(rows: list[tuple[object, ...]], divisor: int = 1) -> str:
     return "".join(out)
 
 
+@fields_only
 def sanitize_lastlog2(data: bytes) -> str:
     """/var/lib/lastlog/lastlog2.db (SQLite) -> ``name time``."""
     return _rows_text(_sqlite_rows(data, "SELECT Name, Time FROM Lastlog2", "Lastlog2"))
 
 
+@fields_only
 def sanitize_wtmpdb(data: bytes) -> str:
     """/var/lib/wtmpdb/wtmp.db (SQLite, microseconds) -> ``user time`` of each user's latest login."""
     return _rows_text(_sqlite_rows(data, "SELECT User, MAX(Login) FROM wtmp WHERE Type = 3 GROUP BY User", "wtmp"),

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nectar_audit.evidence import EvidenceError, Needs
+from nectar_audit.evidence import EvidenceError, Needs, fields_only
 from nectar_audit.facts.keys.authorized import KEY_TYPES, parse_authorized_keys
 
 if TYPE_CHECKING:
@@ -152,6 +152,7 @@ def _extract(data: Any) -> InstanceData:
     return out
 
 
+@fields_only
 def sanitize_instance_data(data: bytes) -> str:
     parsed = _extract(json.loads(data.decode("utf-8", "replace")))
     return json.dumps(

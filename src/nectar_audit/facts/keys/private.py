@@ -26,7 +26,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nectar_audit.evidence import EvidenceError, Needs, Search
+from nectar_audit.evidence import EvidenceError, Needs, Search, fields_only
 from nectar_audit.facts.keys.authorized import blob_type, fingerprint, fingerprint_raw, parse_authorized_keys
 
 if TYPE_CHECKING:
@@ -767,11 +767,13 @@ def host_keys(facts: Facts) -> list[HostKey]:
     return out
 
 
+@fields_only
 def sanitize_private_key(data: bytes) -> str:
     """Private key files -> JSON per key: format, encrypted or not, public fingerprint; no key material."""
     return sanitize_described(data)
 
 
+@fields_only
 def sanitize_credentials(data: bytes) -> str:
     """openrc, clouds.yaml, .aws/credentials, .git-credentials, .netrc, docker config -> secret names only."""
     return sanitize_described(data)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence import EvidenceError, Needs
+from nectar_audit.evidence import EvidenceError, Needs, fields_only
 from nectar_audit.facts.updates.versions import comparator
 
 if TYPE_CHECKING:
@@ -95,6 +95,7 @@ _KEPT = re.compile(rf"^(?:(?:{_STATUS_KEYS}):.*|[ \t]*)(?:\n|\Z)", re.M)
 _NOT_KEPT = re.compile(rf"^(?!(?:{_STATUS_KEYS}):|[ \t]*(?:\n|\Z))", re.M)
 
 
+@fields_only
 def sanitize_dpkg_status(data: bytes) -> str:
     """Only the fields parse_dpkg_status reads, and the blank lines between stanzas: a fifth of the
     file, which a fleet otherwise keeps in memory (and pickles to its judges) once per host."""

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence import EvidenceError, Needs
+from nectar_audit.evidence import EvidenceError, Needs, fields_only
 from nectar_audit.facts.updates.packages import Package, PackageDb, packages
 from nectar_audit.facts.updates.versions import VersionError, dpkg_compare
 
@@ -112,6 +112,7 @@ def _lines(data: bytes) -> list[str]:
     return lines
 
 
+@fields_only
 def release_header(data: bytes) -> str:
     """The identifying fields of a Release/InRelease file (its checksum lists and signature dropped)."""
     out = []
@@ -124,6 +125,7 @@ def release_header(data: bytes) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
+@fields_only
 def packages_brief(data: bytes) -> str:
     """A Packages list reduced to the Package/Version/Architecture/Source of every stanza."""
     text = data.decode("utf-8", "replace")
@@ -134,6 +136,7 @@ def packages_brief(data: bytes) -> str:
     return "\n".join(out) + "\n"
 
 
+@fields_only
 def packages_kernel(data: bytes) -> str:
     """A Packages list reduced to its kernel stanzas' Package/Version/Architecture/Source: a few KiB of
     a list that is tens of MiB (Debian main)."""
