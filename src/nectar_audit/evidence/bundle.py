@@ -178,7 +178,9 @@ class Bundle:
         """Keep a command's output, redacted (and reduced by its module's sanitizer, if it has one)."""
         fn = self.command_sanitizers.get(name)
         text = sanitize(fn, data) if fn is not None else data.decode("utf-8", "backslashreplace")
-        self.commands[name] = CommandRecord(stdout=redact(text), rc=rc, truncated=truncated)
+        if not getattr(fn, "fields_only", False):
+            text = redact(text)
+        self.commands[name] = CommandRecord(stdout=text, rc=rc, truncated=truncated)
 
     def add_hit_file(self, path: str, data: bytes, limit: int = MAX_FILE_BYTES) -> None:
         """A search hit's content: never replaces a file gathered for another purpose (a name that only

@@ -113,6 +113,12 @@ def _lines(data: bytes) -> list[str]:
 
 
 @fields_only
+def package_stanzas(data: bytes) -> str:
+    """Package stanzas a command cut to their name, version, architecture and source fields."""
+    return data.decode("utf-8", "replace")
+
+
+@fields_only
 def release_header(data: bytes) -> str:
     """The identifying fields of a Release/InRelease file (its checksum lists and signature dropped)."""
     out = []
@@ -925,4 +931,6 @@ NEEDS = Needs(
         SECURITY_PACKAGES_GLOB: packages_brief,  # first: a pattern's first match wins
         ALL_PACKAGES_GLOB: packages_kernel,
     },
+    # Package stanzas cut on the host to Package, Version, Architecture and Source: nothing to redact.
+    command_sanitize={"apt.security_lists": package_stanzas, "apt.kernel_lists": package_stanzas},
 )
