@@ -11,6 +11,7 @@ literal anchors, so its cost is linear in the text whatever the host wrote.
 
 from __future__ import annotations
 
+import functools
 import re
 
 MARK = "<redacted>"
@@ -45,9 +46,22 @@ _AUTHORIZATION = re.compile(r"(?i)(authorization:?[ \t]+\"?(?:basic|bearer|token
 
 
 def redact(text: str) -> str:
-    """``text`` with every secret it holds replaced by ``<redacted>``; everything else kept as it was."""
+    """``text`` with every secret it holds replaced by ``<redacted>``; everything else kept as it was.
+    Remembered by content: the hosts of a fleet share most of their files."""
     if not text:
         return text
+    return _redact_shared(text) if len(text) <= _CACHED_MAX else _redact(text)
+
+
+_CACHED_MAX = 1024 * 1024
+
+
+@functools.lru_cache(maxsize=4096)
+def _redact_shared(text: str) -> str:
+    return _redact(text)
+
+
+def _redact(text: str) -> str:
     text = _private_keys(text)
     if "://" in text:
         text = _url_credentials(text)
