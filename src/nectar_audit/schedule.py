@@ -32,6 +32,7 @@ import click
 
 from nectar_audit.config import ConfigError, load_config, parse_config_file
 from nectar_audit.targets import TargetError, parse_target
+from nectar_audit.targets.rootfs import RootFsTarget
 
 NAME = "nectar-audit"
 SERVICE = f"{NAME}.service"
@@ -438,8 +439,6 @@ class Host:
 
 def inside_root(root: Path, absolute: str, follow_last: bool = False) -> Path:
     """``absolute`` of the image at ``root``, resolved inside it (``RootFsTarget.resolve``)."""
-    from nectar_audit.targets.rootfs import RootFsTarget
-
     try:
         return RootFsTarget(str(root)).resolve(absolute, follow_last=follow_last)
     except OSError as exc:

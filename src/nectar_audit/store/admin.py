@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from nectar_audit.store.db import LOCK_KEY, StoreError, display, make_engine, one_line, upgrade
-from nectar_audit.store.schema import WRITER_COLUMNS
+from nectar_audit.store.db import LOCK_KEY, StoreError, display, make_engine, one_line, open_store, upgrade
+from nectar_audit.store.schema import RUN_HOSTS, RUNS, WRITER_COLUMNS
 
 _ROLE = re.compile(r"[a-z_][a-z0-9_$]{0,62}")
 
@@ -87,9 +87,6 @@ def init(url: str, writer: str | None = None, reader: str | None = None) -> Init
 
 def prune(url: str, older_than: dt.timedelta, now: dt.datetime | None = None) -> tuple[int, int]:
     """Delete runs stored more than ``older_than`` ago: (runs, host records) deleted."""
-    from nectar_audit.store.db import open_store
-    from nectar_audit.store.schema import RUN_HOSTS, RUNS
-
     cutoff = (now or dt.datetime.now(dt.timezone.utc)) - older_than
     engine = open_store(url)
     try:

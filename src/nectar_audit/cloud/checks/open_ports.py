@@ -18,6 +18,7 @@ from nectar_audit.cloud.checks.base import (
     rule_evidence,
     table,
 )
+from nectar_audit.facts.network import exposures
 from nectar_audit.facts.openstack import Member, Rule
 from nectar_audit.facts.system import Listener
 from nectar_audit.model import Evidence, Finding, Status
@@ -158,8 +159,6 @@ def _reachable_through(view: CloudView, rules: Sequence[Rule]) -> list[tuple[Lis
 
 
 def _plaintext(view: CloudView, reach: Sequence[tuple[Listener, int]]) -> list[tuple[Listener, str]]:
-    from nectar_audit.facts.network import exposures
-
     try:
         items = view.facts.get(exposures)
     except Exception:  # what a listener speaks is the host checks' business; unknown here is no finding
