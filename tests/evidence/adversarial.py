@@ -32,6 +32,7 @@ ADVERSARIAL_INPUTS: dict[str, Callable[[int], str]] = {
     "brackets": lambda n: "[" * n,
     "key markers": lambda n: "-----BEGIN OPENSSH PRIVATE KEY-----\n" * (n // 36),
     "url credentials": lambda n: "a://" * (n // 4),
+    "header name of stems": lambda n: "proxy_set_header " + "token" * (n // 5),
 }
 
 

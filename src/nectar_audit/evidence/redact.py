@@ -40,8 +40,11 @@ _SSHPASS = re.compile(r"(\bsshpass\s+(?:-\w+\s+)*?-p)(\s*)(\S+)")
 _VALUE_END = frozenset(" \t\r\n;,)\"'")
 _CHPASSWD_KEEP = frozenset({"list", "expire", "users", "name", "type"})
 # nginx/Apache set headers by name and value: a secret-looking header's value, and any Authorization.
-_HEADER = re.compile(r"(?i)((?:proxy_set_header|add_header|more_set_headers|RequestHeader\s+set|Header\s+set)"
-                     r"[ \t]+[\w-]*(?:token|secret|key|auth\w*)[\w-]*[ \t]+)(\"[^\"\n]*\"|[^\s;]+)")
+_HEADER = re.compile(r"(?i)((?:proxy_set_header|add_header|more_set_headers|RequestHeader[ \t]+set|Header[ \t]+set)"
+                     r"[ \t]+([\w-]+)[ \t]+)(\"[^\"\n]*\"|[^\s;]+)")
+# A header name that carries a secret (matched on the name alone: one expression around the stem
+# backtracked quadratically on a long name).
+_SECRET_HEADER = re.compile(r"(?i)token|secret|key|auth")
 _AUTHORIZATION = re.compile(r"(?i)(authorization:?[ \t]+\"?(?:basic|bearer|token)[ \t]+)([^\s\";]+)")
 
 
@@ -165,12 +168,16 @@ def _headers(text: str) -> str:
             continue
         end = text.find("\n", start)
         end = len(text) if end < 0 else end
-        line = _AUTHORIZATION.sub(rf"\1{MARK}", _HEADER.sub(rf"\1{MARK}", text[start:end]))
+        line = _AUTHORIZATION.sub(rf"\1{MARK}", _HEADER.sub(_header_value, text[start:end]))
         out.append(text[pos:start])
         out.append(line)
         pos = end
     out.append(text[pos:])
     return "".join(out)
+
+
+def _header_value(m: re.Match[str]) -> str:
+    return m.group(1) + MARK if _SECRET_HEADER.search(m.group(2)) else m.group(0)
 
 
 def _all(low: str, word: str) -> list[int]:

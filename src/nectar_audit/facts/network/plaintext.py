@@ -73,12 +73,16 @@ def _secret_value_at(line: str) -> int | None:
     """Where the secret value of ``line`` starts, or None when the line names no secret."""
     hash_at = line.find("#")
     n = len(line)
+    word_end = -1  # a keyword inside a word already walked ends where that word ends: same outcome
     for m in _SECRET_KEY.finditer(line):
         if 0 <= hash_at < m.start():
             return None
+        if m.start() < word_end:
+            continue
         i = m.end()
         while i < n and (line[i].isalnum() or line[i] in "_.\"'"):
             i += 1
+        word_end = i
         j = i
         while j < n and line[j].isspace():
             j += 1
