@@ -3,34 +3,17 @@ errors, the filters work, a screenshot is taken, and a report built from hostile
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from nectar_audit.reports import html as html_report
+from tests.lab.browser import CHROMIUM, require_browser
 from tests.reports.samples import sample_hosts
-
-CHROMIUM = "/usr/bin/chromium"
-
-
-def _require_browser() -> Any:
-    if os.environ.get("CI") == "true":
-        import playwright.sync_api  # a missing prerequisite fails in CI
-
-        assert Path(CHROMIUM).exists(), "apt-get install chromium"
-        return playwright.sync_api
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed")
-    return sync_api
 
 
 def test_report_in_headless_chromium(tmp_path: Path) -> None:
-    sync_api = _require_browser()
+    sync_api = require_browser()
     page_file = tmp_path / "report.html"
     page_file.write_text(html_report.render(sample_hosts()), encoding="utf-8")
     profile = tempfile.mkdtemp(prefix="chromium-profile-")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shutil
 import tempfile
 import xml.etree.ElementTree as ET
@@ -20,10 +19,10 @@ from nectar_audit.cli import main
 from nectar_audit.model import Status
 from nectar_audit.store import admin, history
 from nectar_audit.store.fleet import latest_hosts
+from tests.lab.browser import CHROMIUM, require_browser
 from tests.store.conftest import Postgres
 from tests.store.samples import HOSTILE, vm
 
-CHROMIUM = "/usr/bin/chromium"
 NOW = dt.datetime.now(dt.timezone.utc)
 
 
@@ -129,20 +128,8 @@ def test_report_formats(fleet: dict[str, str], tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "not a duration" in bad.output
 
 
-def _require_browser() -> Any:
-    if os.environ.get("CI") == "true":
-        import playwright.sync_api  # a missing prerequisite fails in CI
-
-        assert Path(CHROMIUM).exists(), "apt-get install chromium"
-        return playwright.sync_api
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed")
-    return sync_api
-
-
 def test_report_html_in_headless_chromium(fleet: dict[str, str], tmp_path: Path) -> None:
-    sync_api = _require_browser()
+    sync_api = require_browser()
     page_file = tmp_path / "fleet.html"
     result = CliRunner().invoke(main, ["report", "--store", fleet["reader"], "--format", "html", "-o",
                                        str(page_file)])
