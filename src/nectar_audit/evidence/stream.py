@@ -14,6 +14,7 @@ get an error instead of a wrong answer. Nothing here is quadratic in the number 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -267,11 +268,10 @@ def _text(data: bytes) -> str:
 _CAT_ERROR = re.compile(r"cat: (?:can't open '(?P<quoted>.*)'|(?P<plain>.*)): (?P<reason>[^:]*)")
 
 
-def _apply_read_errors(bundle: Bundle, text: str, error: object) -> None:
+def _apply_read_errors(bundle: Bundle, text: str, report: Callable[[str], None]) -> None:
     """cat's complaints about a batch of files: each named file is unreadable, whatever part was read.
     Each line names its file, looked up directly (a host with thousands of files must not cost
     thousands of comparisons per line)."""
-    report = error if callable(error) else bundle.errors.append
     for line in text.splitlines():
         m = _CAT_ERROR.fullmatch(line.strip())
         path = (m.group("quoted") if m.group("quoted") is not None else m.group("plain")) if m else None

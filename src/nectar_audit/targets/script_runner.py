@@ -64,8 +64,9 @@ class ScriptTarget:
             if expired.is_set():
                 raise TargetError(f"the gatherer did not finish within {self.timeout:.0f} s")
             parser.finish()
-            err.seek(0)
-            tail = err.read()[-500:].decode("utf-8", "replace").strip()
+            err.seek(0, 2)  # only the end: a gatherer's stderr may be as large as it likes
+            err.seek(max(err.tell() - 500, 0))
+            tail = err.read().decode("utf-8", "replace").strip()
         if proc.returncode != 0 and not parser.stopped:
             bundle.errors.append(f"gatherer exited with status {proc.returncode}: {tail}")
         return bundle
