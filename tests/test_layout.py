@@ -1,6 +1,7 @@
 """The layout's rules, checked on the code's own imports (every import, function-local ones included).
 
-Data flows one way: targets -> evidence -> facts -> checks -> results -> reports. ``evidence`` imports
+Data flows one way: targets -> evidence -> facts -> checks -> results -> reports (and for ``fix``:
+checks -> remedies -> the same targets). ``evidence`` imports
 nothing of ours; fact packs import each other (and ``evidence``) only through their ``__init__``, in a
 fixed order, never upwards; a check's ``needs`` covers every pack its code uses, and a pack's ``NEEDS``
 covers every pack it builds on, so ``--checks NN`` gathers what NN reads.
@@ -27,7 +28,9 @@ LEAVES = ("host", "net", "openstack")  # single-module facts every pack may use
 BELOW = {
     "evidence": set(),
     "facts": {"evidence", "model", "config", "facts"},
-    "checks": {"evidence", "model", "config", "facts", "checklist", "checks"},
+    "checks": {"evidence", "model", "config", "facts", "checklist", "checks", "remedy"},
+    "remedy": set(),  # the structured fix: plain data every layer above may carry
+    "fix": {"catalog", "config", "engine", "evidence", "facts", "fix", "model", "remedy", "targets"},
     "reports": {"model", "reports", "__init__"},
     "targets": {"evidence", "targets", "shape"},
     "shape": set(),

@@ -509,6 +509,125 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
     finish(run.results, interrupted, fmt, output, store, incomplete=incomplete, quiet=quiet)
 
 
+@main.command("fix")
+@click.argument("targets", nargs=-1)
+@click.option("--checks", "checks", metavar="LIST", help="Only these checks, e.g. 01,17 (07 only when named).")
+@click.option("--apply", "do_apply", is_flag=True, help="Make the changes (default: show the plan only).")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before changing each host.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "sh"]), default="text", show_default=True,
+              help="The plan (or, with --apply, the outcome) as text, JSON, or (plan only) one POSIX script per host.")
+@click.option("--undo", "undo", is_flag=False, flag_value="latest", default=None, metavar="RUN",
+              help="Restore what fix run RUN changed (default: the newest run on each host).")
+@click.option("--runs", "list_runs", is_flag=True, help="List the fix runs kept on each host.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Config file (as for scan).")
+@click.option("--inventory", "inventory_path", type=click.Path(exists=True), metavar="FILE",
+              help="Hosts to fix: a plain file or an Ansible inventory (as for scan).")
+@click.option("--limit", metavar="PATTERN", help="Only inventory hosts matching PATTERN.")
+@ssh_options
+def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: bool, fmt: str, undo: str | None,
+            list_runs: bool, config_path: str | None, inventory_path: str | None, limit: str | None,
+            concurrency: int, identities: tuple[str, ...], ssh_config: str | None, known_hosts: str | None,
+            accept_new_host_keys: bool, no_host_key_check: bool, sudo: bool | None, connect_timeout: float,
+            command_timeout: float, max_evidence: float, jobs: int | None, progress: bool | None,
+            quiet: bool) -> None:
+    """Fix failing checks on TARGETS (as for scan; default: this machine).
+
+    Without --apply, prints the plan: per host and check, what was verified, each file change as a diff,
+    each command, how it is validated and activated, and what is left for a human. With --apply, every
+    changed file is backed up on the host first (fix --undo restores it), each change is validated by the
+    daemon's own checker, and the fixed checks are audited again. Exit 0 only when every applied fix passes.
+    """
+    from nectar_audit.fix import render
+    from nectar_audit.fix.run import apply_all, for_each, plan_host, undo_host
+    from nectar_audit.fix.run import list_runs as runs_of
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if undo is not None and (do_apply or list_runs):
+        raise click.UsageError("--undo restores a run: it goes without --apply and --runs")
+    if undo not in (None, "latest") and not re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]+", undo):
+        raise click.BadParameter(f"{undo!r} is not a fix run id (see --runs)", param_hint="--undo")
+    if fmt == "sh" and (do_apply or undo is not None or list_runs):
+        raise click.UsageError("--format sh prints the plan as a script: it goes without --apply/--undo/--runs")
+    selected = _select(checks)
+    named = {e.id for e in selected} if checks is not None else set()
+    ssh = make_ssh_options(identities, ssh_config, known_hosts, accept_new_host_keys, no_host_key_check,
+                           sudo, connect_timeout, command_timeout, max_evidence)
+    try:
+        parsed = [parse_target(t, ssh) for t in targets]
+    except TargetError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if inventory_path:
+        from nectar_audit.inventory import InventoryError, inventory_targets, load_inventory
+
+        try:
+            parsed += inventory_targets(load_inventory(inventory_path, limit), ssh)
+        except InventoryError as exc:
+            raise click.UsageError(str(exc)) from exc
+    if not parsed:
+        parsed = [parse_target("local")]
+    if no_host_key_check and any(getattr(t, "kind", "") == "ssh" for t in parsed):
+        warn_no_host_key_check()
+    if list_runs or undo is not None:
+        failed = False
+        for target in parsed:
+            if list_runs:
+                runs, error = runs_of(target)
+                click.echo(f"== {visible(target.name)}")
+                for run_id, state, count in runs:
+                    click.echo(f"  {run_id}  {state}  ({count} fixes applied)")
+                if not runs and error is None:
+                    click.echo("  no fix runs")
+            else:
+                records, error = undo_host(target, None if undo == "latest" else undo)
+                click.echo(f"== {visible(target.name)}")
+                for check, state, message in records:
+                    if check != "run":
+                        click.echo(f"  {visible(check)}: {visible(state)}")
+                    elif message:
+                        click.echo(f"  {visible(message)}")
+            if error is not None:
+                failed = True
+                click.echo(f"  error: {visible(error)}")
+        sys.exit(EXIT_FAIL if failed else EXIT_OK)
+
+    fixes = for_each(parsed, lambda t: plan_host(t, selected, config), concurrency)
+    if not do_apply:
+        if fmt == "json":
+            click.echo(render.as_json(fixes, named, applied=False))
+        elif fmt == "sh":
+            click.echo(render.as_shell(fixes, named), nl=False)
+        else:
+            click.echo("\n\n".join(render.plan_text(f, named) for f in fixes))
+            if any(f.to_apply(named) for f in fixes):
+                click.echo("\nNothing was changed. Run again with --apply to make these changes.")
+        sys.exit(EXIT_FAIL if any(f.error for f in fixes) else EXIT_OK)
+
+    chosen = []
+    for f in fixes:
+        if fmt == "text":
+            click.echo(render.plan_text(f, named) + "\n")
+        if not f.to_apply(named):
+            continue
+        if not yes and not click.confirm(f"Apply these fixes to {visible(f.name)}?", default=False, err=True):
+            click.echo(f"{visible(f.name)}: skipped", err=True)
+            continue
+        chosen.append(f)
+    for f in chosen:
+        f.plan_text = render.plan_text(f, named)
+    apply_all(chosen, selected, config, named, concurrency)
+    if fmt == "json":
+        click.echo(render.as_json(fixes, named, applied=True))
+    else:
+        for f in chosen:
+            click.echo(render.outcome_text(f))
+    ok = all(f.ok for f in chosen) and not any(f.error for f in fixes)
+    refused = any(r.refused for f in fixes for r in f.remedies if r.check in named)
+    sys.exit(EXIT_OK if ok and not refused else EXIT_FAIL)
+
+
 @main.command("checks")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def list_checks(fmt: str) -> None:

@@ -12,6 +12,7 @@ from nectar_audit.facts import Facts
 from nectar_audit.facts.host import host
 from nectar_audit.facts.system import Listener, listeners, sockets_source
 from nectar_audit.model import Finding, Status
+from nectar_audit.remedy import Remedy
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,10 @@ class Check:
     how: str
     # Family ("debian", "rhel", "fedora") -> how to fix, in general terms (findings carry exact fixes).
     fix: Mapping[str, str] = field(default_factory=dict)
+    # The structured fix of a failing host (``nectar-audit fix``), pure like ``run``; None: nothing to plan.
+    plan: Callable[[Facts], Remedy | None] | None = None
+    # Evidence the plan needs beyond ``needs`` (who could still log in after an SSH change, …).
+    plan_needs: Needs = field(default_factory=Needs)
 
     @property
     def title(self) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 
+from nectar_audit.checks import sshd_fix
 from nectar_audit.checks.base import Check
 from nectar_audit.checks.ssh_password_login import (
     password_alone,
@@ -20,6 +21,7 @@ from nectar_audit.checks.ssh_password_login import (
     set_keyword_fix,
     setting_evidence,
 )
+from nectar_audit.checks.sshd_fix import keyword_remedy
 from nectar_audit.evidence import EvidenceError
 from nectar_audit.facts import Facts
 from nectar_audit.facts import host as host_facts
@@ -38,6 +40,7 @@ from nectar_audit.facts.ssh import (
     sshd_config,
 )
 from nectar_audit.model import Evidence, Finding, Status
+from nectar_audit.remedy import Remedy
 
 KEY_MODES = ("prohibit-password", "forced-commands-only")
 
@@ -263,11 +266,23 @@ def _key_findings(facts: Facts, cfg: SshdConfig, items: list[Outcome]) -> list[F
     return out
 
 
+def plan(facts: Facts) -> Remedy | None:
+    """PermitRootLogin no for every connection (root logs in as a named user and uses sudo)."""
+    cfg = facts.get(sshd_config)
+    if not cfg.installed or all(f.status is Status.PASS or f.status is Status.NOT_APPLICABLE
+                                for f in run(facts)):
+        return None
+    return keyword_remedy(facts, cfg, "Check-Security-17", "SSH root login off",
+                          [("permitrootlogin", "PermitRootLogin", "no")])
+
+
 CHECK = Check(
     id="Check-Security-17",
     severity="high",
     run=run,
     needs=host_facts.NEEDS | keys_facts.NEEDS | net_facts.NEEDS | ssh_facts.NEEDS,
+    plan=plan,
+    plan_needs=sshd_fix.NEEDS,
     why="root is the one account every attacker knows exists, and a root login leaves no trace of who "
     "it was. Log in as a named user and use sudo for administration.",
     how="Root's effective PermitRootLogin is computed for every connection situation a Match block or "

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from nectar_audit.checks import sshd_fix
 from nectar_audit.checks.base import Check, for_family
+from nectar_audit.checks.sshd_fix import keyword_remedy
 from nectar_audit.facts import Facts
 from nectar_audit.facts import host as host_facts
 from nectar_audit.facts import net as net_facts
@@ -32,6 +34,7 @@ from nectar_audit.facts.ssh import (
     sshd_config,
 )
 from nectar_audit.model import Evidence, Finding, Status
+from nectar_audit.remedy import Remedy
 
 CLOUD_INIT_DROPIN = f"{DROPIN_DIR}/50-cloud-init.conf"
 FIX_FILE = f"{DROPIN_DIR}/00-nectar-audit.conf"
@@ -390,11 +393,31 @@ def _config_error(text: str) -> bool:
     )
 
 
+def plan(facts: Facts) -> Remedy | None:
+    """Password and keyboard-interactive login off wherever sshd would allow them."""
+    cfg = facts.get(sshd_config)
+    if not cfg.installed:
+        return None
+    causes = analyse(cfg).causes.values()
+    if not causes:
+        return None
+    kinds = {c.kind for c in causes}
+    settings = [("passwordauthentication", "PasswordAuthentication", "no")]
+    if "kbd" in kinds:
+        settings.append(("kbdinteractiveauthentication", "KbdInteractiveAuthentication", "no"))
+    if "empty" in kinds:
+        settings.append(("permitemptypasswords", "PermitEmptyPasswords", "no"))
+    return keyword_remedy(facts, cfg, "Check-Security-01", "SSH password login off", settings,
+                          bad={k: ("yes",) for k, _n, _v in settings}, cloud_init=True)
+
+
 CHECK = Check(
     id="Check-Security-01",
     severity="high",
     run=run,
     needs=host_facts.NEEDS | net_facts.NEEDS | ssh_facts.NEEDS,
+    plan=plan,
+    plan_needs=sshd_fix.NEEDS,
     why="Passwords can be guessed: every SSH server on the internet sees thousands of password guesses a "
     "week. With key-only login a guessed password is useless.",
     how="For root, every account with a login shell, every account without one (nologin, false: SFTP-only "

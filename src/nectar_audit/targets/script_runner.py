@@ -6,11 +6,24 @@ import subprocess
 import tempfile
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from nectar_audit.evidence import Budget, Bundle, Needs, StreamParser, build_script, new_boundary
 from nectar_audit.targets.base import TargetError
 
 _CHUNK = 256 * 1024
+# What a fix script's output may be: a few records per remedy; a host sending more is cut.
+EXEC_OUTPUT_CAP = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One script run on a host for ``fix``: exit status (None: killed or timed out), capped output."""
+
+    status: int | None
+    stdout: bytes
+    stderr: str
+    timed_out: bool = False
 
 
 class ScriptTarget:
@@ -70,6 +83,55 @@ class ScriptTarget:
         if proc.returncode != 0 and not parser.stopped:
             bundle.errors.append(f"gatherer exited with status {proc.returncode}: {tail}")
         return bundle
+
+
+    def execute(self, script: bytes, timeout: float = 600.0) -> Execution:
+        """Run ``script`` (a fix or an undo) with this target's shell; output capped, deadline kept."""
+        try:
+            proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
+        except OSError as exc:
+            raise TargetError(f"cannot run a shell on the host: {exc}") from exc
+        expired = threading.Event()
+
+        def deadline() -> None:
+            expired.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout, deadline)
+        timer.start()
+        err: list[bytes] = []
+        reader = threading.Thread(target=_tail, args=(proc.stderr, err), daemon=True)
+        reader.start()
+        try:
+            threading.Thread(target=_write, args=(proc, script), daemon=True).start()
+            out = b""
+            assert proc.stdout is not None
+            while True:
+                chunk = proc.stdout.read1(_CHUNK)  # type: ignore[attr-defined]
+                if not chunk:
+                    break
+                if len(out) < EXEC_OUTPUT_CAP:
+                    out += chunk[:EXEC_OUTPUT_CAP - len(out)]
+            proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        reader.join(5)
+        status = None if expired.is_set() else proc.returncode
+        return Execution(status, out, b"".join(err).decode("utf-8", "replace").strip(), expired.is_set())
+
+
+def _tail(stream: object, into: list[bytes]) -> None:
+    kept = b""
+    while True:
+        chunk = stream.read1(_CHUNK)  # type: ignore[attr-defined]
+        if not chunk:
+            break
+        kept = (kept + chunk)[-4096:]
+    into.append(kept)
 
 
 def _write(proc: subprocess.Popen[bytes], script: bytes) -> None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from nectar_audit.evidence import Budget, Bundle, Needs, StreamParser, build_script, new_boundary
 from nectar_audit.targets.base import TargetError
+from nectar_audit.targets.script_runner import EXEC_OUTPUT_CAP, Execution
 from nectar_audit.targets.ssh_options import HOST_KEYS_ACCEPT_NEW, HOST_KEYS_OFF, SshOptions
 
 if TYPE_CHECKING:  # asyncssh is imported when a host is contacted: local scans stay fast
@@ -381,6 +382,71 @@ class SshTarget:
         signal_info = process.exit_signal
         return process.exit_status, signal_info[0] if signal_info else None, \
             err.decode("utf-8", "replace").strip()
+
+    # -- fix: one script per host, and the lock-out guard's second login ----------------------------
+    def execute(self, script: bytes, timeout: float = 600.0) -> Execution:
+        return asyncio.run(self.execute_async(script, timeout))
+
+    async def execute_async(self, script: bytes, timeout: float = 600.0) -> Execution:
+        """Run ``script`` as root on the host (``sudo -n`` unless the login user is root)."""
+        state = _State()
+        try:
+            return await asyncio.wait_for(self._execute(script, state, timeout),
+                                          timeout=self.options.connect_timeout * (_MAX_JUMPS + 1) + timeout)
+        except TargetError:
+            raise
+        except Exception as exc:
+            raise TargetError(self._explain(exc, state)) from exc
+
+    async def _execute(self, script: bytes, state: _State, timeout: float) -> Execution:
+
+        conns: list[asyncssh.SSHClientConnection] = []
+        try:
+            conn = await self._open(self.host, self.port, self.user, None, conns, state, 0, first=True)
+            state.phase = "run"
+            user = conn.get_extra_info("username")
+            sudo = self.options.sudo if self.options.sudo is not None else user != "root"
+            process = await conn.create_process("sudo -n sh -s" if sudo else "sh -s", encoding=None,
+                                                request_pty=False)
+            process.stdin.write(script)
+            process.stdin.write_eof()
+
+            async def capped(stream: Any, cap: int, tail: bool) -> bytes:
+                kept = b""
+                while True:
+                    chunk = await stream.read(65536)
+                    if not chunk:
+                        return kept
+                    kept = (kept + chunk)[-cap:] if tail else kept + chunk[:max(cap - len(kept), 0)]
+
+            try:
+                out, err = await asyncio.wait_for(asyncio.gather(
+                    capped(process.stdout, EXEC_OUTPUT_CAP, False), capped(process.stderr, 4096, True)),
+                    timeout=timeout)
+                await asyncio.wait_for(process.wait_closed(), timeout=10)
+            except asyncio.TimeoutError:
+                return Execution(None, b"", "", timed_out=True)
+            finally:
+                process.close()
+            return Execution(process.exit_status, out, err.decode("utf-8", "replace").strip())
+        finally:
+            for c in reversed(conns):
+                c.close()
+
+    def confirm_login(self) -> str | None:
+        return asyncio.run(self.confirm_login_async())
+
+    async def confirm_login_async(self) -> str | None:
+        """A new connection, public-key authentication only, then ``sudo -n true`` (``true`` as root):
+        None when it works, else why not. What the lock-out guard asks after changing sshd."""
+        try:
+            result = await self.execute_async(b"exit 0\n", timeout=self.options.command_timeout)
+        except TargetError as exc:
+            return str(exc)
+        if result.status != 0:
+            why = result.stderr or f"exit status {result.status}"
+            return f"logged in, but sudo -n did not work: {why}"
+        return None
 
     # -- connecting --------------------------------------------------------------------------------
     async def _open(self, host: str, port: int | None, user: str | None,

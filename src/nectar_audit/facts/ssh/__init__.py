@@ -34,7 +34,7 @@ from nectar_audit.facts.ssh.fail2ban import (
 from nectar_audit.facts.ssh.fail2ban import (
     NEEDS as _fail2ban_needs,
 )
-from nectar_audit.facts.ssh.files import DROPIN_DIR, GENERIC_USER
+from nectar_audit.facts.ssh.files import DROPIN_DIR, GENERIC_USER, MAIN_CONFIG
 from nectar_audit.facts.ssh.match import Context
 from nectar_audit.facts.ssh.model import Setting, SshdConfig
 from nectar_audit.facts.ssh.sshd import NEEDS as _sshd_needs
@@ -48,6 +48,7 @@ __all__ = [
     "F2B_LOG",
     "GENERIC_USER",
     "LOG_FILES",
+    "MAIN_CONFIG",
     "NEEDS",
     "TOOL_DIRS",
     "UFW_CONF",

@@ -1,0 +1,243 @@
+"""``nectar-audit fix``: audit, plan, and (with --apply) apply per host, then audit the fixed checks again.
+
+Planning reads the host exactly as ``scan`` does (one gather), and each failing check's planner turns
+facts into a ``Remedy``. Applying sends one script per host over the same transport; a remedy with the
+lock-out guard is confirmed over SSH by a new key login with ``sudo -n`` or the run is undone at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from nectar_audit.catalog import Entry, needs_for
+from nectar_audit.config import Config
+from nectar_audit.engine import audit
+from nectar_audit.evidence import EvidenceError
+from nectar_audit.facts import Facts
+from nectar_audit.fix import script as fix_script
+from nectar_audit.model import HostResult, Status, visible
+from nectar_audit.remedy import GUARD_KEY_LOGIN, Remedy
+from nectar_audit.targets.base import Target, TargetError
+
+# Statuses a planner is asked about (a waived check is left alone).
+TO_FIX = (Status.FAIL, Status.WARN)
+_RECORD = re.compile(rb"^(NA-FIX-[0-9a-f]{16}) (\S+) (\S+) ?(.*)$")
+
+
+@dataclass
+class Outcome:
+    """What happened to one remedy on one host."""
+
+    check: str
+    status: str  # applied | refused | error | rolled-back | skipped | not-run
+    message: str = ""
+    after: str | None = None  # the check's status on the audit after the fix
+
+    def to_json(self) -> dict[str, Any]:
+        return {"check": self.check, "status": self.status, "message": self.message, "after": self.after}
+
+
+@dataclass
+class HostFix:
+    target: Target
+    before: HostResult | None = None
+    remedies: list[Remedy] = field(default_factory=list)
+    error: str | None = None
+    run_id: str | None = None
+    outcomes: list[Outcome] = field(default_factory=list)
+    after: HostResult | None = None
+    plan_text: str = ""  # the plan as shown, kept in the run directory on the host
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    def to_apply(self, named: set[str]) -> list[Remedy]:
+        return [r for r in self.remedies if r.applicable and (not r.explicit or r.check in named)]
+
+    @property
+    def ok(self) -> bool:
+        """Nothing failed: every applied fix passes now (and nothing errored)."""
+        return self.error is None and all(o.status == "applied" and o.after in ("pass", "not_applicable")
+                                          for o in self.outcomes)
+
+    def to_json(self, named: set[str]) -> dict[str, Any]:
+        return {
+            "target": self.name,
+            "error": self.error,
+            "run": self.run_id,
+            "before": {c.id: c.status.value for c in self.before.checks} if self.before else {},
+            "remedies": [dict(r.to_json(), selected=r in self.to_apply(named)) for r in self.remedies],
+            "outcomes": [o.to_json() for o in self.outcomes],
+        }
+
+
+def plan_host(target: Target, entries: Sequence[Entry], config: Config) -> HostFix:
+    """Audit ``target`` for ``entries`` and plan a remedy for each failing check that has a planner."""
+    out = HostFix(target)
+    extra = [e.check.plan_needs for e in entries if e.check is not None]
+    result, bundle = audit(target, entries, config, needs=needs_for(entries, *extra))
+    out.before = result
+    if bundle is None:
+        out.error = result.error
+        return out
+    facts = Facts(bundle, config)
+    by_id = {e.id: e for e in entries}
+    for check in result.checks:
+        entry = by_id.get(check.id)
+        if entry is None or entry.check is None or entry.check.plan is None:
+            continue
+        if check.status not in TO_FIX or check.waiver is not None:
+            continue
+        try:
+            remedy = entry.check.plan(facts)
+        except EvidenceError as exc:
+            remedy = Remedy(check.id, "no plan", refused=f"the evidence needed to plan is missing: {exc}")
+        except Exception as exc:  # a planner bug is that host's error, never a traceback
+            remedy = Remedy(check.id, "no plan", refused=f"internal error while planning: "
+                                                         f"{type(exc).__name__}: {exc}")
+        if remedy is not None:
+            out.remedies.append(remedy)
+    return out
+
+
+def parse_records(stdout: bytes, tag: str | None = None) -> list[tuple[str, str, str]]:
+    """(check, status, message) of each record the host printed (of ``tag``'s run when given)."""
+    out = []
+    for raw in stdout.split(b"\n"):
+        m = _RECORD.match(raw)
+        if m and (tag is None or m.group(1).decode() == tag):
+            out.append((m.group(2).decode("utf-8", "replace"), m.group(3).decode("utf-8", "replace"),
+                        m.group(4).decode("utf-8", "replace")))
+    return out
+
+
+def now_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _kind(target: Target) -> str:
+    return str(getattr(target, "kind", "this"))
+
+
+def apply_all(fixes: Sequence[HostFix], entries: Sequence[Entry], config: Config, named: set[str],
+              concurrency: int) -> None:
+    """``apply_host`` on every host, ``concurrency`` at a time."""
+    def one(fix: HostFix) -> None:
+        try:
+            apply_host(fix, entries, config, named)
+        except Exception as exc:  # one host's bug is that host's error
+            fix.error = f"internal error while applying: {type(exc).__name__}: {exc}"
+
+    if len(fixes) <= 1:
+        for fix in fixes:
+            one(fix)
+        return
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(fixes)))) as pool:
+        list(pool.map(one, fixes))
+
+
+def apply_host(fix: HostFix, entries: Sequence[Entry], config: Config, named: set[str]) -> None:
+    """Apply ``fix``'s selected remedies in one script, guard SSH access, then audit those checks again."""
+    remedies = fix.to_apply(named)
+    if not remedies:
+        return
+    execute = getattr(fix.target, "execute", None)
+    if execute is None:
+        fix.error = f"{_kind(fix.target)} targets cannot be changed (fix works on local and SSH hosts)"
+        return
+    fix.run_id = fix_script.new_run_id(now_id())
+    built = fix_script.build(remedies, fix.run_id, fix.plan_text)
+    try:
+        result = execute(built.text.encode("utf-8", "surrogateescape"))
+    except TargetError as exc:
+        fix.error = str(exc)
+        return
+    records = {check: (status, msg) for check, status, msg in parse_records(result.stdout, built.tag)}
+    for remedy in remedies:
+        status, message = records.get(remedy.check, ("not-run", ""))
+        if status == "not-run":
+            message = _why_not_run(result)
+        fix.outcomes.append(Outcome(remedy.check, status, visible(message)))
+    if "run" in records and records["run"][0] == "error":
+        fix.error = visible(records["run"][1])
+    guarded = [o for o, r in zip(fix.outcomes, remedies) if r.guard == GUARD_KEY_LOGIN and o.status == "applied"]
+    confirm = getattr(fix.target, "confirm_login", None)
+    if guarded and confirm is not None:
+        problem = confirm()
+        if problem is not None:
+            undo = execute(fix_script.undo_command(fix.run_id).encode())
+            undone = {c for c, s, _m in parse_records(undo.stdout) if s == "undone"}
+            for o in fix.outcomes:
+                if o.status == "applied":
+                    o.status = "rolled-back"
+                    o.message = (f"a new key login with sudo failed after the change ({visible(problem)}): "
+                                 + ("the whole run was undone" if o.check in undone or not undone
+                                    else "undo did not confirm"))
+    changed = [e for e in entries if any(o.check == e.id and o.status == "applied" for o in fix.outcomes)]
+    if changed:
+        after, _bundle = audit(fix.target, changed, config)
+        fix.after = after
+        statuses = {c.id: c.status.value for c in after.checks}
+        for o in fix.outcomes:
+            if o.status == "applied":
+                o.after = statuses.get(o.check, "error" if after.error else None)
+
+
+def _why_not_run(result: Any) -> str:
+    if result.timed_out:
+        return "the fix script did not finish in time"
+    if result.status != 0:
+        return f"the fix script stopped (exit status {result.status}): {visible(result.stderr[-300:])}"
+    return "the host did not report on this fix"
+
+
+def undo_host(target: Target, run_id: str | None) -> tuple[list[tuple[str, str, str]], str | None]:
+    """Run a fix run's undo.sh on ``target``: (records, error)."""
+    execute = getattr(target, "execute", None)
+    if execute is None:
+        return [], f"{_kind(target)} targets cannot be changed"
+    try:
+        result = execute(fix_script.undo_command(run_id).encode())
+    except TargetError as exc:
+        return [], str(exc)
+    records = parse_records(result.stdout)
+    if result.status != 0 and not records:
+        return [], visible(result.stderr[-300:] or f"exit status {result.status}")
+    return records, None
+
+
+def list_runs(target: Target) -> tuple[list[tuple[str, str, str]], str | None]:
+    """The fix runs kept on ``target``: (run id, applied|undone, remedies applied)."""
+    execute = getattr(target, "execute", None)
+    if execute is None:
+        return [], f"{_kind(target)} targets keep no fix runs"
+    try:
+        result = execute(fix_script.LIST_RUNS.encode())
+    except TargetError as exc:
+        return [], str(exc)
+    runs = []
+    for line in result.stdout.decode("utf-8", "replace").splitlines():
+        parts = line.split(" ")
+        if len(parts) == 3 and re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]+", parts[0]):
+            runs.append((parts[0], parts[1], parts[2]))
+    return runs, None
+
+
+def for_each(targets: Sequence[Target], work: Callable[[Target], HostFix], concurrency: int) -> list[HostFix]:
+    """``work`` on every target, ``concurrency`` at a time; one host's failure is that host's error."""
+    def guarded(target: Target) -> HostFix:
+        try:
+            return work(target)
+        except Exception as exc:  # never lose the other hosts to one host's bug
+            return HostFix(target, error=f"internal error: {type(exc).__name__}: {exc}")
+
+    if len(targets) == 1:
+        return [guarded(targets[0])]
+    with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(targets)))) as pool:
+        return list(pool.map(guarded, targets))
