@@ -153,11 +153,27 @@ def apply_host(fix: HostFix, entries: Sequence[Entry], config: Config, named: se
         return
     fix.run_id = fix_script.new_run_id(now_id())
     built = fix_script.build(remedies, fix.run_id, fix.plan_text)
+    guarded = {r.check for r in remedies if r.guard == GUARD_KEY_LOGIN}
+    confirm = getattr(fix.target, "confirm_login", None)
+    problems: list[str] = []
+
+    def guard(result: Any) -> bytes | None:
+        """After the change: a new key login with sudo must work, else undo over the open connection."""
+        applied = {c for c, s, _m in parse_records(result.stdout, built.tag) if s == "applied"}
+        if confirm is None or not applied & guarded:
+            return None
+        problem = confirm()
+        if problem is None:
+            return None
+        problems.append(problem)
+        return fix_script.undo_command(fix.run_id).encode()
+
     try:
-        result = execute(built.text.encode("utf-8", "surrogateescape"))
+        runs = execute(built.text.encode("utf-8", "surrogateescape"), then=guard)
     except TargetError as exc:
         fix.error = str(exc)
         return
+    result = runs[0]
     records = {check: (status, msg) for check, status, msg in parse_records(result.stdout, built.tag)}
     for remedy in remedies:
         status, message = records.get(remedy.check, ("not-run", ""))
@@ -166,19 +182,14 @@ def apply_host(fix: HostFix, entries: Sequence[Entry], config: Config, named: se
         fix.outcomes.append(Outcome(remedy.check, status, visible(message)))
     if "run" in records and records["run"][0] == "error":
         fix.error = visible(records["run"][1])
-    guarded = [o for o, r in zip(fix.outcomes, remedies) if r.guard == GUARD_KEY_LOGIN and o.status == "applied"]
-    confirm = getattr(fix.target, "confirm_login", None)
-    if guarded and confirm is not None:
-        problem = confirm()
-        if problem is not None:
-            undo = execute(fix_script.undo_command(fix.run_id).encode())
-            undone = {c for c, s, _m in parse_records(undo.stdout) if s == "undone"}
-            for o in fix.outcomes:
-                if o.status == "applied":
-                    o.status = "rolled-back"
-                    o.message = (f"a new key login with sudo failed after the change ({visible(problem)}): "
-                                 + ("the whole run was undone" if o.check in undone or not undone
-                                    else "undo did not confirm"))
+    if problems:
+        undone = {c for c, s, _m in parse_records(runs[-1].stdout) if s == "undone"} if len(runs) > 1 else set()
+        for o in fix.outcomes:
+            if o.status == "applied":
+                o.status = "rolled-back" if o.check in undone else "error"
+                o.message = (f"a new key login with sudo failed after the change ({visible(problems[0])}): "
+                             + ("the whole run was undone" if o.check in undone
+                                else "the undo did not confirm: check the host's console"))
     changed = [e for e in entries if any(o.check == e.id and o.status == "applied" for o in fix.outcomes)]
     if changed:
         after, _bundle = audit(fix.target, changed, config)
@@ -203,7 +214,7 @@ def undo_host(target: Target, run_id: str | None) -> tuple[list[tuple[str, str, 
     if execute is None:
         return [], f"{_kind(target)} targets cannot be changed"
     try:
-        result = execute(fix_script.undo_command(run_id).encode())
+        [result] = execute(fix_script.undo_command(run_id).encode())
     except TargetError as exc:
         return [], str(exc)
     records = parse_records(result.stdout)
@@ -218,7 +229,7 @@ def list_runs(target: Target) -> tuple[list[tuple[str, str, str]], str | None]:
     if execute is None:
         return [], f"{_kind(target)} targets keep no fix runs"
     try:
-        result = execute(fix_script.LIST_RUNS.encode())
+        [result] = execute(fix_script.LIST_RUNS.encode())
     except TargetError as exc:
         return [], str(exc)
     runs = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from nectar_audit.evidence import Budget, Bundle, Needs, StreamParser, build_script, new_boundary
@@ -85,8 +85,17 @@ class ScriptTarget:
         return bundle
 
 
-    def execute(self, script: bytes, timeout: float = 600.0) -> Execution:
-        """Run ``script`` (a fix or an undo) with this target's shell; output capped, deadline kept."""
+    def execute(self, script: bytes, timeout: float = 600.0,
+                then: Callable[[Execution], bytes | None] | None = None) -> list[Execution]:
+        """Run ``script`` (a fix or an undo) with this target's shell; then the follow-up script ``then``
+        returns, if any (as SshTarget.execute)."""
+        done = [self._execute(script, timeout)]
+        follow = then(done[0]) if then is not None else None
+        if follow is not None:
+            done.append(self._execute(follow, timeout))
+        return done
+
+    def _execute(self, script: bytes, timeout: float) -> Execution:
         try:
             proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE)

@@ -21,7 +21,7 @@ import ipaddress
 import os
 import re
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # asyncssh is imported when a host is contacted: local scans 
     import asyncssh
 
 _MAX_JUMPS = 8
+# How long the lock-out guard waits for a reloaded sshd to listen again.
+_SETTLE_S = 15.0
 # OpenSSH's default ciphers, AES-GCM first: one C call per packet (hardware AES) where asyncssh's
 # chacha20-poly1305 needs three plus Python glue, which shows when a fleet streams megabytes per host.
 _CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
@@ -384,54 +386,69 @@ class SshTarget:
             err.decode("utf-8", "replace").strip()
 
     # -- fix: one script per host, and the lock-out guard's second login ----------------------------
-    def execute(self, script: bytes, timeout: float = 600.0) -> Execution:
-        return asyncio.run(self.execute_async(script, timeout))
+    def execute(self, script: bytes, timeout: float = 600.0,
+                then: Callable[[Execution], bytes | None] | None = None) -> list[Execution]:
+        """Run ``script`` as root on the host (``sudo -n`` unless the login user is root); then, when
+        ``then`` (called in a worker thread: it may open connections of its own) returns a follow-up
+        script, run that too over the SAME connection, which stays open meanwhile: an undo still gets
+        in after a change that locks new logins out."""
+        return asyncio.run(self.execute_async(script, timeout, then))
 
-    async def execute_async(self, script: bytes, timeout: float = 600.0) -> Execution:
-        """Run ``script`` as root on the host (``sudo -n`` unless the login user is root)."""
+    async def execute_async(self, script: bytes, timeout: float = 600.0,
+                            then: Callable[[Execution], bytes | None] | None = None) -> list[Execution]:
         state = _State()
+        limit = self.options.connect_timeout * (_MAX_JUMPS + 1) + 2 * timeout + self.options.command_timeout
         try:
-            return await asyncio.wait_for(self._execute(script, state, timeout),
-                                          timeout=self.options.connect_timeout * (_MAX_JUMPS + 1) + timeout)
+            return await asyncio.wait_for(self._execute(script, state, timeout, then), timeout=limit)
         except TargetError:
             raise
         except Exception as exc:
             raise TargetError(self._explain(exc, state)) from exc
 
-    async def _execute(self, script: bytes, state: _State, timeout: float) -> Execution:
-
+    async def _execute(self, script: bytes, state: _State, timeout: float,
+                       then: Callable[[Execution], bytes | None] | None) -> list[Execution]:
         conns: list[asyncssh.SSHClientConnection] = []
         try:
             conn = await self._open(self.host, self.port, self.user, None, conns, state, 0, first=True)
             state.phase = "run"
             user = conn.get_extra_info("username")
             sudo = self.options.sudo if self.options.sudo is not None else user != "root"
-            process = await conn.create_process("sudo -n sh -s" if sudo else "sh -s", encoding=None,
-                                                request_pty=False)
-            process.stdin.write(script)
-            process.stdin.write_eof()
-
-            async def capped(stream: Any, cap: int, tail: bool) -> bytes:
-                kept = b""
-                while True:
-                    chunk = await stream.read(65536)
-                    if not chunk:
-                        return kept
-                    kept = (kept + chunk)[-cap:] if tail else kept + chunk[:max(cap - len(kept), 0)]
-
-            try:
-                out, err = await asyncio.wait_for(asyncio.gather(
-                    capped(process.stdout, EXEC_OUTPUT_CAP, False), capped(process.stderr, 4096, True)),
-                    timeout=timeout)
-                await asyncio.wait_for(process.wait_closed(), timeout=10)
-            except asyncio.TimeoutError:
-                return Execution(None, b"", "", timed_out=True)
-            finally:
-                process.close()
-            return Execution(process.exit_status, out, err.decode("utf-8", "replace").strip())
+            command = "sudo -n sh -s" if sudo else "sh -s"
+            done = [await self._exec_one(conn, command, script, timeout)]
+            if then is not None:
+                follow = await asyncio.get_running_loop().run_in_executor(None, then, done[0])
+                if follow is not None:
+                    done.append(await self._exec_one(conn, command, follow, timeout))
+            return done
         finally:
             for c in reversed(conns):
                 c.close()
+
+    @staticmethod
+    async def _exec_one(conn: asyncssh.SSHClientConnection, command: str, script: bytes,
+                        timeout: float) -> Execution:
+        process = await conn.create_process(command, encoding=None, request_pty=False)
+        process.stdin.write(script)
+        process.stdin.write_eof()
+
+        async def capped(stream: Any, cap: int, tail: bool) -> bytes:
+            kept = b""
+            while True:
+                chunk = await stream.read(65536)
+                if not chunk:
+                    return kept
+                kept = (kept + chunk)[-cap:] if tail else kept + chunk[:max(cap - len(kept), 0)]
+
+        try:
+            out, err = await asyncio.wait_for(asyncio.gather(
+                capped(process.stdout, EXEC_OUTPUT_CAP, False), capped(process.stderr, 4096, True)),
+                timeout=timeout)
+            await asyncio.wait_for(process.wait_closed(), timeout=10)
+        except asyncio.TimeoutError:
+            return Execution(None, b"", "", timed_out=True)
+        finally:
+            process.close()
+        return Execution(process.exit_status, out, err.decode("utf-8", "replace").strip())
 
     def confirm_login(self) -> str | None:
         return asyncio.run(self.confirm_login_async())
@@ -439,10 +456,19 @@ class SshTarget:
     async def confirm_login_async(self) -> str | None:
         """A new connection, public-key authentication only, then ``sudo -n true`` (``true`` as root):
         None when it works, else why not. What the lock-out guard asks after changing sshd."""
-        try:
-            result = await self.execute_async(b"exit 0\n", timeout=self.options.command_timeout)
-        except TargetError as exc:
-            return str(exc)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _SETTLE_S
+        while True:
+            try:
+                [result] = await self.execute_async(b"exit 0\n", timeout=self.options.command_timeout)
+                break
+            except TargetError as exc:
+                # sshd re-executes itself on a reload: for a moment nothing listens. A refusal of the
+                # key is final; a refused connection is retried until sshd had time to come back.
+                if not isinstance(exc.__cause__, (ConnectionRefusedError, ConnectionResetError)) or \
+                        loop.time() > deadline:
+                    return str(exc)
+                await asyncio.sleep(0.3)
         if result.status != 0:
             why = result.stderr or f"exit status {result.status}"
             return f"logged in, but sudo -n did not work: {why}"
