@@ -6,6 +6,7 @@ import datetime as dt
 import time
 import traceback
 from collections.abc import Sequence
+from typing import Any, Callable
 
 from nectar_audit import catalog
 from nectar_audit.catalog import Entry, needs_for
@@ -16,6 +17,7 @@ from nectar_audit.facts import Facts
 from nectar_audit.facts.host import host, instance_id
 from nectar_audit.facts.openstack import CLOUD_ONLY
 from nectar_audit.model import CheckResult, Finding, HostResult, Status, Waiver, worst
+from nectar_audit.remedy import Remedy
 from nectar_audit.targets.base import Target, TargetError
 
 INTERRUPTED = "not audited: the scan was interrupted (Ctrl-C) before this host finished"
@@ -110,7 +112,22 @@ def run_check(entry: Entry, facts: Facts, debug: bool = False) -> CheckResult:
         findings = [Finding(Status.ERROR, f"internal error while checking: {detail}")]
     if not findings:
         findings = [Finding(Status.ERROR, "the check produced no finding")]
-    return CheckResult(entry.id, entry.title, check.severity, findings, summarise(findings))
+    result = CheckResult(entry.id, entry.title, check.severity, findings, summarise(findings))
+    if check.plan is not None and result.status in (Status.FAIL, Status.WARN):
+        result.fix = plan_json(check.plan, facts)
+    return result
+
+
+def plan_json(plan: Callable[[Facts], Remedy | None], facts: Facts) -> dict[str, Any] | None:
+    """The check's structured fix for the report; None when there is none or the scan cannot plan it
+    (``--checks`` gathered less than the plan needs: ``nectar-audit fix`` gathers it)."""
+    try:
+        remedy = plan(facts)
+    except Exception:  # a plan is an extra: the verdict stands without it
+        return None
+    if remedy is None:
+        return None
+    return {**remedy.to_json(), "commands_sh": remedy.shell()}
 
 
 def summarise(findings: list[Finding]) -> str:

@@ -117,6 +117,9 @@ class CheckResult:
     findings: list[Finding]
     summary: str
     waiver: Waiver | None = None
+    # The structured fix of a failing check (Remedy.to_json() plus "commands", the paste-able shell):
+    # reports render it, ``nectar-audit fix`` applies it.
+    fix: dict[str, Any] | None = None
 
     @property
     def status(self) -> Status:
@@ -125,6 +128,21 @@ class CheckResult:
     @property
     def failing(self) -> bool:
         return self.status is Status.FAIL and self.waiver is None
+
+    @property
+    def fix_hint(self) -> str | None:
+        """One line on the structured fix, for every report: how to apply it, or why it is not automatic."""
+        if self.fix is None:
+            return None
+        number = self.id[-2:]
+        if self.fix.get("applicable"):
+            named = " (installs updates: only when named)" if self.fix.get("explicit") else ""
+            return (f"nectar-audit fix --checks {number} shows the exact changes (diffs, validation, backup); "
+                    f"add --apply to make them{named}")
+        if self.fix.get("refused"):
+            return f"not fixed automatically: {self.fix['refused']}"
+        manual = self.fix.get("manual") or []
+        return f"for a human to decide: {'; '.join(str(m) for m in manual)}" if manual else None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -135,6 +153,7 @@ class CheckResult:
             "summary": self.summary,
             "findings": [f.to_json() for f in self.findings],
             "waiver": self.waiver.to_json() if self.waiver else None,
+            **({"fix": self.fix} if self.fix is not None else {}),
         }
 
 

@@ -175,8 +175,9 @@ def _sudo(command: str) -> str:
 # The one line-edit program, used by the apply script and by pasted fixes alike. Texts come through the
 # environment (awk -v would interpret backslashes); exit 3 when the anchor line is not there.
 EDIT_AWK = (
-    'BEGIN { e = ENVIRON["NA_E"]; n = ENVIRON["NA_N"] + 0; m = 0; '
-    'if (ENVIRON["NA_R"] != "") m = split(ENVIRON["NA_R"], r, "\\n") } '
+    'BEGIN { e = ENVIRON["NA_E"]; n = ENVIRON["NA_N"] + 0; '
+    # NA_R holds each new line followed by a newline, so no lines and one empty line differ.
+    'm = split(ENVIRON["NA_R"], r, "\\n") - 1; if (m < 0) m = 0 } '
     '$0 == e && ++c == n { for (i = 1; i <= m; i++) print r[i]; hit = 1; next } '
     '{ print } '
     'END { exit hit ? 0 : 3 }'
@@ -186,7 +187,7 @@ EDIT_AWK = (
 def edit_command(path: str, edit: LineEdit) -> str:
     """A shell command making ``edit`` to ``path`` in place (mode and owner kept, atomic rename)."""
     q = shlex.quote
-    return (f"NA_E={q(edit.expected)} NA_R={q(chr(10).join(edit.new))} NA_N={edit.occurrence} "
+    return (f"NA_E={q(edit.expected)} NA_R={q(''.join(line + chr(10) for line in edit.new))} NA_N={edit.occurrence} "
             f"na_f={q(path)}; export NA_E NA_R NA_N; "
             f"cp -p \"$na_f\" \"$na_f.na-tmp\" && awk {q(EDIT_AWK)} \"$na_f\" > \"$na_f.na-tmp\" "
             f"&& mv -f \"$na_f.na-tmp\" \"$na_f\"")

@@ -82,7 +82,8 @@ def test_overview_matrix_sections_and_filters() -> None:
     options = [a["value"] for t, a in parsed.tags if t == "option"]
     assert options == ["", *(f"Check-Security-{n:02d}" for n in range(1, 10))]
     assert "Host could not be audited: ssh: connect to host down port 22: Connection refused" in page
-    assert "<pre class=\"fix\">sed -i &#39;s/^PasswordAuthentication yes/PasswordAuthentication no/&#39; " in page
+    assert ("<p class=\"how\">How to fix: sed -i &#39;s/^PasswordAuthentication yes/PasswordAuthentication no/&#39; "
+            in page)
     assert "Waived until 2027-01-01: legacy app" in page
     assert "@media print" in page and 'name="viewport"' in page
 
@@ -92,3 +93,25 @@ def test_empty_fleet() -> None:
     assert "0 host(s)" in page
     page = html_report.render([HostResult(target="t")])
     assert "<h2>t" in page
+
+
+def test_copy_fix_copies_the_commands_of_the_structured_fix_only() -> None:
+    """The button copies what a shell runs (the remedy's commands), never the prose around them."""
+    from nectar_audit.model import CheckResult, Finding, Status
+    from nectar_audit.remedy import Remedy, Step, drop_in
+
+    remedy = Remedy("Check-Security-01", "SSH password login off",
+                    changes=(drop_in("/etc/ssh/sshd_config.d/00-x.conf", ["PasswordAuthentication no"], None, "01"),),
+                    validate=(Step("sshd -t"),))
+    check = CheckResult("Check-Security-01", "t", "high",
+                        [Finding(Status.FAIL, "passwords on", remediation="First make sure you can log in")], "s",
+                        fix={**remedy.to_json(), "commands_sh": remedy.shell()})
+    page = html_report.render([HostResult(target="h", checks=[check])])
+    parsed = _parse(page)
+    pres = [k for k, (tag, attrs) in enumerate(parsed.tags) if tag == "pre" and attrs.get("class") == "fix"]
+    assert len(pres) == 1
+    assert "How to fix: First make sure you can log in" in page
+    assert "nectar-audit fix --checks 01 shows the exact changes" in page
+    body = page.split('<pre class="fix">', 1)[1].split("</pre>", 1)[0]
+    assert body.startswith("sudo mkdir -p /etc/ssh/sshd_config.d") and "sudo sh -c &#39;sshd -t&#39;" in body
+    assert "First make sure" not in body

@@ -41,6 +41,10 @@ na_restore() {  # remedy, slot, path
         rmdir "$(cat "$NA_RUN/$1/$2.dir")" 2>/dev/null || :
     fi
 }
+"""
+
+# Only what applying needs beyond the above.
+_APPLY_HELPERS = r"""
 na_state() {  # path, sha256 or "absent": is the file as the audit saw it?
     if [ "$2" = absent ]; then
         [ ! -e "$1" ] && [ ! -L "$1" ]
@@ -58,7 +62,10 @@ na_write() {  # path, mode, content: a new file gets mode, an existing one keeps
     else
         : > "$1.na-tmp" && chmod "$2" "$1.na-tmp" || return 1
     fi
-    printf '%s' "$3" > "$1.na-tmp" && mv -f "$1.na-tmp" "$1" || { rm -f "$1.na-tmp"; return 1; }
+    if ! { printf '%s' "$3" > "$1.na-tmp" && mv -f "$1.na-tmp" "$1"; }; then
+        rm -f "$1.na-tmp"
+        return 1
+    fi
     if command -v restorecon >/dev/null 2>&1; then restorecon "$1" 2>/dev/null || :; fi
 }
 na_run() {  # command text: its output is kept for the report, never mixed into ours
@@ -123,8 +130,9 @@ def _change(n: int, slot: int, change: FileChange) -> list[str]:
 def _steps(n: int, steps: Sequence[Step], label: str, reactivate: bool = False) -> list[str]:
     out = []
     for step in steps:
-        out.append(f"    na_run {q(step.sh)} || "
-                   + _fail(n, "error", f'"{label} failed: "' + q(step.sh) + '": $na_out"', reactivate=reactivate))
+        out.append(f"    na_step={q(step.sh)}")
+        out.append('    na_run "$na_step" || '
+                   + _fail(n, "error", f'"{label} failed: $na_step: $na_out"', reactivate=reactivate))
     return out
 
 
@@ -176,14 +184,14 @@ def _undo_script(remedies: Sequence[Remedy], tag: str) -> str:
         lines.append(f"    na_say {q(remedy.check)} undone \"\"")
         lines.append("fi")
     lines.append('date -u +%Y-%m-%dT%H:%M:%SZ > "$NA_RUN/undone"')
-    lines.append('na_say run done ""')
+    lines.append('na_say run "done" ""')
     return "\n".join(lines) + "\n"
 
 
-def build(remedies: Sequence[Remedy], run_id: str, plan_text: str = "") -> Script:
-    """The apply script of ``remedies`` (each must be ``applicable``) as run ``run_id``."""
+def build(remedies: Sequence[Remedy], run_id: str, plan_text: str = "", base: str = RUN_BASE) -> Script:
+    """The apply script of ``remedies`` (each must be ``applicable``) as run ``run_id`` (kept in ``base``)."""
     tag = f"NA-FIX-{secrets.token_hex(8)}"
-    run = f"{RUN_BASE}/{run_id}"
+    run = f"{base}/{run_id}"
     lines = [
         "#!/bin/sh",
         f"# nectar-audit fix, run {run_id}. Run as root: sh THIS-FILE. Each fix is verified, backed up in",
@@ -200,9 +208,10 @@ def build(remedies: Sequence[Remedy], run_id: str, plan_text: str = "") -> Scrip
         f"NA_TAG={q(tag)}",
         f"NA_RUN={q(run)}",
         _HELPERS.strip(),
+        _APPLY_HELPERS.strip(),
         '[ "$(id -u)" = 0 ] || { na_say run error "must run as root"; exit 1; }',
-        f"mkdir -p {q(RUN_BASE)} && chmod 700 {q(RUN_BASE.rsplit('/', 1)[0])} {q(RUN_BASE)} || "
-        '{ na_say run error "cannot create the run directory"; exit 1; }',
+        f"if ! {{ mkdir -p {q(base)} && chmod 700 {q(base.rsplit('/', 1)[0])} {q(base)}; }}; then "
+        'na_say run error "cannot create the run directory"; exit 1; fi',
         'mkdir "$NA_RUN" || { na_say run error "cannot create $NA_RUN"; exit 1; }',
         ': > "$NA_RUN/applied"',
         f'printf \'%s\' {q(_undo_script(remedies, tag))} > "$NA_RUN/undo.sh" || '
@@ -212,19 +221,21 @@ def build(remedies: Sequence[Remedy], run_id: str, plan_text: str = "") -> Scrip
     for n, remedy in enumerate(remedies):
         lines.extend(_remedy_function(n, remedy))
     lines.extend(f"na_fix_{n}" for n in range(len(remedies)))
-    lines.append('na_say run done "$NA_RUN"')
+    lines.append('na_say run "done" "$NA_RUN"')
     return Script(run_id, tag, "\n".join(lines) + "\n")
 
 
-def undo_command(run_id: str | None) -> str:
+def undo_command(run_id: str | None, base: str = RUN_BASE) -> str:
     """The script ``fix --undo`` sends: the run's own undo.sh (the newest run when none is named)."""
     if run_id is not None:
-        run = q(f"{RUN_BASE}/{run_id}")
+        run = q(f"{base}/{run_id}")
         return f"[ -f {run}/undo.sh ] || {{ echo 'no such fix run: {run_id}' >&2; exit 3; }}\nsh {run}/undo.sh\n"
-    base = q(RUN_BASE)
-    return (f"na_last=$(ls -1 {base} 2>/dev/null | grep -E '^[0-9]{{8}}T[0-9]{{6}}Z-[0-9a-f]+$' | sort | tail -n 1)\n"
-            "[ -n \"$na_last\" ] || { echo 'no fix run on this host' >&2; exit 3; }\n"
-            f"sh {base}/\"$na_last\"/undo.sh\n")
+    where = q(base)
+    # The newest run not undone yet: runs sort by their UTC start time.
+    return (f"na_last=$(ls -1 {where} 2>/dev/null | grep -E '^[0-9]{{8}}T[0-9]{{6}}Z-[0-9a-f]+$' | sort -r | "
+            f"while read -r r; do [ -e {where}/\"$r\"/undone ] || {{ echo \"$r\"; break; }}; done)\n"
+            "[ -n \"$na_last\" ] || { echo 'no fix run to undo on this host' >&2; exit 3; }\n"
+            f"sh {where}/\"$na_last\"/undo.sh\n")
 
 
 LIST_RUNS = (

@@ -82,4 +82,10 @@ def render(hosts: Sequence[HostResult]) -> str:
                     out += ["", "  Fix:", ""]
                     out += ["  " + line for line in code_block(finding.remediation).split("\n")]
                 out.append("")
+            hint = check.fix_hint
+            if hint:
+                out += [f"Automatic fix: {escape(hint)}", ""]
+                commands = (check.fix or {}).get("commands_sh")
+                if commands:
+                    out += [code_block(str(commands)), ""]
     return "\n".join(out).rstrip("\n") + "\n"

@@ -98,5 +98,9 @@ def details(check: CheckResult) -> Panel:
         if finding.remediation:
             fix = Text.assemble(("Fix: ", "bold green"), visible(finding.remediation, lines=True))
             parts.append(Padding(fix, (0, 0, 0, 4)))
+    hint = check.fix_hint
+    if hint:
+        parts.append(Text.assemble(("Automatic fix: " if check.fix and check.fix.get("applicable") else "Fix: ",
+                                    "bold green"), visible(hint, lines=True)))
     return Panel(Group(*parts), title=f"{escape(visible(check.id))} · {escape(visible(check.title))}",
                  title_align="left", border_style=STYLE[check.status].split()[-1])
