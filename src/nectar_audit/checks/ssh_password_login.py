@@ -300,11 +300,16 @@ def _remediation(facts: Facts, cfg: SshdConfig, cause: Cause) -> str:
     return "; ".join(steps)
 
 
+def analysis(facts: Facts) -> Analysis:
+    """The analysis of the host's sshd configuration, computed once for the check and its plan."""
+    return analyse(facts.get(sshd_config))
+
+
 def run(facts: Facts) -> list[Finding]:
     cfg = facts.get(sshd_config)
     if not cfg.installed:
         return [Finding(Status.NOT_APPLICABLE, "no SSH server (sshd) is installed")]
-    result = analyse(cfg)
+    result = facts.get(analysis)
     nets = facts.config.trusted_networks
     findings: list[Finding] = []
     for cause in result.causes.values():
@@ -398,7 +403,7 @@ def plan(facts: Facts) -> Remedy | None:
     cfg = facts.get(sshd_config)
     if not cfg.installed:
         return None
-    causes = analyse(cfg).causes.values()
+    causes = facts.get(analysis).causes.values()
     if not causes:
         return None
     kinds = {c.kind for c in causes}
