@@ -247,7 +247,8 @@ def _ini_edits(path: str, text: str) -> tuple[list[LineEdit], list[str]]:
         header = next((ln for ln in lines if ln.strip().replace(" ", "") == "[commands]"), None)
         if header is None:
             return edits, missing
-        edits.append(LineEdit(header, (header, *[f"{m}  # {TAG}" for m in missing]), 1))
+        # dnf's INI parser takes no comment after a value: the mark is a line of its own.
+        edits.append(LineEdit(header, (header, f"# added by {TAG}:", *missing), 1))
         missing = []
     return edits, missing
 
@@ -287,7 +288,7 @@ def _rhel_03(facts: Facts) -> Remedy | None:
                 # No [commands] section at all: one appended after the last line.
                 last = text.rstrip("\n").split("\n")[-1]
                 nth = text.rstrip("\n").split("\n").count(last)
-                edits.append(LineEdit(last, (last, "[commands]", *[f"{m}  # {TAG}" for m in missing]), nth))
+                edits.append(LineEdit(last, (last, "[commands]", f"# added by {TAG}:", *missing), nth))
                 after = apply_line_edits(text, edits)
             if after is None:
                 manual.append(f"set apply_updates = yes and upgrade_type = security in [commands] of {path}")
