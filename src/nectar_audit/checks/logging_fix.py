@@ -16,10 +16,12 @@ from nectar_audit.evidence import EvidenceError
 from nectar_audit.facts import Facts
 from nectar_audit.facts.host import host
 from nectar_audit.facts.system import LoggingState, logging_state
-from nectar_audit.facts.system.logging import JOURNALD_DROPINS
 from nectar_audit.remedy import TAG, FileChange, LineEdit, Remedy, Step, apply_line_edits, drop_in
 
 CHECK = "Check-Security-14"
+# Where journald's drop-ins live (journald.conf(5)); one name in a later directory does not override.
+JOURNALD_DROPINS = ("/etc/systemd/journald.conf.d", "/run/systemd/journald.conf.d",
+                    "/usr/local/lib/systemd/journald.conf.d", "/usr/lib/systemd/journald.conf.d")
 DROPIN_NAME = "nectar-audit.conf"
 DROPIN = f"/etc/systemd/journald.conf.d/{DROPIN_NAME}"
 JOURNAL_DIR = "/var/log/journal"

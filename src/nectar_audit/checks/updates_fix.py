@@ -18,30 +18,30 @@ from nectar_audit.facts import Facts
 from nectar_audit.facts.host import host
 from nectar_audit.facts.updates import (
     ALIASES,
+    APT_MAIN_FILE,
+    APT_PARTS_DIR,
+    DNF4_CONF,
     AutoConfig,
     DnfAutomatic,
+    Repo,
     UnattendedUpgrades,
+    accepted_part,
     apt_sources,
     dnf_automatic,
-    packages,
-    pending_updates,
-    root_mail,
-    unattended_upgrades,
-)
-from nectar_audit.facts.updates.apt_config import MAIN_FILE, PARTS_DIR, accepted_part
-from nectar_audit.facts.updates.autoupdate import (
-    DNF4_CONF,
-    Repo,
     expand,
+    packages,
     parse_ini,
     pattern_matches,
+    pending_updates,
     periodic_enabled,
+    root_mail,
+    unattended_upgrades,
 )
 from nectar_audit.remedy import TAG, FileChange, LineEdit, Remedy, Step, apply_line_edits, drop_in
 
 q = shlex.quote
 APT_DROPIN_NAME = "99nectar-audit"
-APT_DROPIN = f"{PARTS_DIR}/{APT_DROPIN_NAME}"
+APT_DROPIN = f"{APT_PARTS_DIR}/{APT_DROPIN_NAME}"
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 # Keep the administrator's changed conffiles (and take new defaults where nothing was changed).
 DPKG_KEEP = "-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold"
@@ -93,10 +93,10 @@ def _origin_file(origin: str | None) -> str | None:
 
 def _read_after_dropin(path: str) -> bool:
     """Whether apt reads ``path`` after our drop-in (so its plain values win over ours)."""
-    if path == MAIN_FILE:
+    if path == APT_MAIN_FILE:
         return True
-    if path.startswith(PARTS_DIR + "/") and "/" not in path[len(PARTS_DIR) + 1:]:
-        name = path[len(PARTS_DIR) + 1:]
+    if path.startswith(APT_PARTS_DIR + "/") and "/" not in path[len(APT_PARTS_DIR) + 1:]:
+        name = path[len(APT_PARTS_DIR) + 1:]
         return accepted_part(name) and name.encode() > APT_DROPIN_NAME.encode()
     return False  # an #include'd file, read where the including file is
 
@@ -147,7 +147,7 @@ def _debian_03(facts: Facts) -> Remedy | None:
         origin = security_origin(uu, info.os.id, info.os.version_id)
         if origin is None:
             manual.append("add the security archive to Unattended-Upgrade::Origins-Pattern in "
-                          f"{PARTS_DIR}/50unattended-upgrades (its Release fields are not known here)")
+                          f"{APT_PARTS_DIR}/50unattended-upgrades (its Release fields are not known here)")
     dropin_lines: list[str] = []
     edits: dict[str, list[LineEdit]] = {}
     texts: dict[str, str] = {}
