@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -523,10 +524,13 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
 @click.option("--inventory", "inventory_path", type=click.Path(exists=True), metavar="FILE",
               help="Hosts to fix: a plain file or an Ansible inventory (as for scan).")
 @click.option("--limit", metavar="PATTERN", help="Only inventory hosts matching PATTERN.")
+@click.option("--log-server", "log_server", metavar="HOST:PORT",
+              help="The TLS log server for check 14's plan (the exact rsyslog/journal-upload configuration).")
 @ssh_options
 def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: bool, fmt: str, undo: str | None,
             list_runs: bool, config_path: str | None, inventory_path: str | None, limit: str | None,
-            concurrency: int, identities: tuple[str, ...], ssh_config: str | None, known_hosts: str | None,
+            log_server: str | None, concurrency: int, identities: tuple[str, ...], ssh_config: str | None,
+            known_hosts: str | None,
             accept_new_host_keys: bool, no_host_key_check: bool, sudo: bool | None, connect_timeout: float,
             command_timeout: float, max_evidence: float, jobs: int | None, progress: bool | None,
             quiet: bool) -> None:
@@ -545,6 +549,10 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
         config = load_config(config_path)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
+    if log_server is not None:  # reaches the planners through the config (check 14 reads it)
+        if not re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}", log_server):
+            raise click.BadParameter(f"{log_server!r} is not HOST:PORT", param_hint="--log-server")
+        config = dataclasses.replace(config, extra={**config.extra, "log_server": log_server})
     if undo is not None and (do_apply or list_runs):
         raise click.UsageError("--undo restores a run: it goes without --apply and --runs")
     if undo not in (None, "latest") and not re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]+", undo):

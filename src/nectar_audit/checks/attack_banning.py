@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from nectar_audit.checks import banning_fix
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.facts import Facts
 from nectar_audit.facts import ssh as ssh_facts
@@ -566,6 +567,7 @@ CHECK = Check(
     severity="medium",
     run=run,
     needs=ssh_facts.NEEDS,
+    plan=banning_fix.plan,
     why=(
         "Every VM with SSH open to the Internet receives thousands of password guesses a day. A banning tool "
         "reads the log of failed logins and blocks the addresses that keep trying, which stops brute force "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from nectar_audit.checks.base import Check
+from nectar_audit.checks.updates_fix import plan_03
 from nectar_audit.facts import Facts
 from nectar_audit.facts import host as host_facts
 from nectar_audit.facts import updates as updates_facts
@@ -480,6 +481,7 @@ CHECK = Check(
     severity="high",
     run=run,
     needs=host_facts.NEEDS | updates_facts.NEEDS,
+    plan=plan_03,
     why="Most compromises exploit known, already-fixed vulnerabilities; updates that wait for a human are "
     "installed late or never.",
     how="Debian/Ubuntu: unattended-upgrades installed; APT::Periodic::Update-Package-Lists and "

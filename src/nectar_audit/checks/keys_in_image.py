@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
+from nectar_audit.checks import manual_fix
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.facts import Facts
 from nectar_audit.facts import keys as keys_facts
@@ -20,6 +21,7 @@ from nectar_audit.facts.keys import (
     private_keys,
 )
 from nectar_audit.model import Evidence, Finding, Status
+from nectar_audit.remedy import Remedy
 
 # Host keys written this long before the first per-instance semaphore still count as made at first boot
 # (cloud-init's ssh module runs in the same boot, minutes at most; the clock may be stepped by NTP).
@@ -424,11 +426,34 @@ def run(facts: Facts) -> list[Finding]:
     return findings
 
 
+def plan(facts: Facts) -> Remedy | None:
+    """Never automatic: each private key to remove, move off the host or protect, and the other keys."""
+    entries: list[str] = []
+    handled: list[str] = []
+    findings = run(facts)
+    pk = facts.get(private_keys)
+    for k in pk.keys:
+        if k.is_host_key or k.encrypted is not False:
+            continue
+        path = manual_fix.q(k.path)
+        for f in findings:
+            if f.status in manual_fix.DECIDE and f.message.startswith(f"unencrypted private key {k.path} "):
+                handled.append(f.message)
+        entries.append(
+            f"decide: unencrypted private key {k.path} ({k.describe()}) -- to act: copy it off the host if it is "
+            f"still needed (scp), then remove it: shred -u {path}; or move it out of reach: mkdir -m 700 -p "
+            f"/root/nectar-audit-keys && mv {path} /root/nectar-audit-keys/; or give it a passphrase: "
+            f"ssh-keygen -p -f {path}")
+    return manual_fix.remedy("Check-Security-10", "decide which keys belong on this host",
+                             entries + manual_fix.decisions(findings, handled))
+
+
 CHECK = Check(
     id="Check-Security-10",
     severity="high",
     run=run,
     needs=keys_facts.NEEDS,
+    plan=plan,
     why=(
         "A key or password stored in an image is copied into every VM launched from it: one leaked image or "
         "one compromised VM exposes them all. SSH host keys baked into an image are shared by every VM made "

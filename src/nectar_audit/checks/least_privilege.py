@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from nectar_audit.checks import manual_fix
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.evidence import EvidenceError, StatRecord
 from nectar_audit.facts import Facts
@@ -20,6 +21,7 @@ from nectar_audit.facts.accounts import (
     sudo_rights,
 )
 from nectar_audit.model import Evidence, Finding, Status
+from nectar_audit.remedy import Remedy
 
 # Membership in these groups is root without sudo, a password or an audit trail.
 ROOT_GROUPS = {
@@ -495,11 +497,18 @@ def run(facts: Facts) -> list[Finding]:
     return findings
 
 
+def plan(facts: Facts) -> Remedy | None:
+    """Never automatic: each sudo rule or privileged group to narrow (visudo -f FILE), by a human."""
+    return manual_fix.remedy("Check-Security-16", "decide which privileges are needed",
+                             manual_fix.decisions(run(facts)))
+
+
 CHECK = Check(
     id="Check-Security-16",
     severity="high",
     run=run,
     needs=accounts_facts.NEEDS,
+    plan=plan,
     why=(
         "An account should hold only the rights its job needs. Passwordless sudo to everything, membership "
         "in "

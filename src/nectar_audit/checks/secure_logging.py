@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nectar_audit.checks import logging_fix
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.facts import Facts
 from nectar_audit.facts import system as system_facts
@@ -216,6 +217,7 @@ CHECK = Check(
     severity="medium",
     run=run,
     needs=system_facts.NEEDS,
+    plan=logging_fix.plan,
     why="An intruder's first move is to erase the logs; logs kept only on the host cannot be trusted after a "
     "compromise, and logs sent in clear text leak what happens on the host.",
     how="A syslog daemon (rsyslog, syslog-ng) runs or journald keeps a persistent journal; auth logs are not "

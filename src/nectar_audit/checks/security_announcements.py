@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from nectar_audit.checks.base import Check, for_family
+from nectar_audit.checks.updates_fix import plan_07
 from nectar_audit.evidence import EvidenceError
 from nectar_audit.facts import Facts
 from nectar_audit.facts import host as host_facts
@@ -398,6 +399,7 @@ CHECK = Check(
     severity="medium",
     run=run,
     needs=host_facts.NEEDS | updates_facts.NEEDS,
+    plan=plan_07,
     why="Security problems are announced on the distribution's lists before most attacks; a host whose owner "
     "does not read them, or whose security updates wait uninstalled, stays exposed.",
     how="Subscription cannot be seen from the host: the check is manual and names the exact lists and feeds "

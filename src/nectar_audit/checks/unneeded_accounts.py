@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from nectar_audit.checks import manual_fix
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.facts import Facts
 from nectar_audit.facts import accounts as accounts_facts
 from nectar_audit.facts.accounts import Account, Accounts, accounts
 from nectar_audit.model import Evidence, Finding, Status
+from nectar_audit.remedy import Remedy
 
 NOLOGIN = {"debian": "/usr/sbin/nologin", "rhel": "/sbin/nologin", "fedora": "/usr/sbin/nologin"}
 
@@ -159,11 +161,20 @@ def run(facts: Facts) -> list[Finding]:
     return findings
 
 
+def plan(facts: Facts) -> Remedy | None:
+    """Never automatic: each account to lock, remove or give nologin, with the command."""
+    family = for_family(facts, {"debian": "debian", "rhel": "rhel"}) or "debian"
+    nologin = for_family(facts, NOLOGIN) or "/usr/sbin/nologin"
+    return manual_fix.remedy("Check-Security-09", "decide which accounts are needed",
+                             manual_fix.account_entries(run(facts), family, nologin))
+
+
 CHECK = Check(
     id="Check-Security-09",
     severity="high",
     run=run,
     needs=accounts_facts.NEEDS,
+    plan=plan,
     why=("Every account that can log in is a way in. Default, temporary and forgotten accounts are rarely "
          "watched: a second UID 0 account or an empty password is a back door, and a service account with a "
          "shell turns a compromised service into an interactive login."),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nectar_audit.checks import manual_fix
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.evidence import EvidenceError
 from nectar_audit.facts import Facts
@@ -26,6 +27,7 @@ from nectar_audit.facts.system import (
     unit_base,
 )
 from nectar_audit.model import Evidence, Finding, Status
+from nectar_audit.remedy import Remedy
 
 
 @dataclass(frozen=True)
@@ -336,11 +338,18 @@ def _inventory(facts: Facts, svc: Services, procs: list[Process]) -> Finding:
     return Finding(Status.PASS, f"Inventory: {running_txt}, {len(enabled)} unit(s) enabled at boot", ev)
 
 
+def plan(facts: Facts) -> Remedy | None:
+    """Never automatic: each service to disable (systemctl disable --now UNIT) or keep, by a human."""
+    return manual_fix.remedy("Check-Security-12", "decide which services are needed",
+                             manual_fix.decisions(run(facts)))
+
+
 CHECK = Check(
     id="Check-Security-12",
     severity="medium",
     run=run,
     needs=system_facts.NEEDS,
+    plan=plan,
     why="Every running network service is attack surface. Legacy clear-text services (telnet, rsh, tftp) "
     "and desktop/LAN services (avahi, cups, Samba, VNC) have no place on a cloud VM unless deliberately "
     "used, and databases or caches reachable from the Internet are a classic data leak.",

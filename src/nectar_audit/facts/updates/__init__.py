@@ -8,20 +8,27 @@ from __future__ import annotations
 
 from nectar_audit.evidence import merge
 from nectar_audit.facts import host, system
+from nectar_audit.facts.updates.apt_config import MAIN_FILE as APT_MAIN_FILE
 from nectar_audit.facts.updates.apt_config import NEEDS as _apt_config_needs
-from nectar_audit.facts.updates.apt_config import Setting, apt_config
+from nectar_audit.facts.updates.apt_config import PARTS_DIR as APT_PARTS_DIR
+from nectar_audit.facts.updates.apt_config import Setting, accepted_part, apt_config
 from nectar_audit.facts.updates.autoupdate import (
     APT_CRON,
+    DNF4_CONF,
     UPGRADE_STAMP,
     UU_LOG,
     YUM_CRON_JOB,
     AutoConfig,
     CronDaemon,
     DnfAutomatic,
+    Repo,
     TimerState,
     UnattendedUpgrades,
     cron_daemon,
     dnf_automatic,
+    expand,
+    parse_ini,
+    pattern_matches,
     periodic_enabled,
     unattended_upgrades,
 )
@@ -72,6 +79,9 @@ NEEDS = merge(
 __all__ = [
     "ALIASES",
     "APT_CRON",
+    "APT_MAIN_FILE",
+    "APT_PARTS_DIR",
+    "DNF4_CONF",
     "LISTS",
     "NEEDS",
     "NO_SECURITY_LISTS",
@@ -88,18 +98,23 @@ __all__ = [
     "KernelState",
     "NoPackageLists",
     "PendingUpdate",
+    "Repo",
     "Setting",
     "SourceEntry",
     "TimerState",
     "UnattendedUpgrades",
+    "accepted_part",
     "apt_config",
     "apt_kernel_updates",
     "apt_sources",
     "cron_daemon",
     "dnf_automatic",
+    "expand",
     "kernel_flavour",
     "kernel_state",
     "packages",
+    "parse_ini",
+    "pattern_matches",
     "pending_updates",
     "periodic_enabled",
     "root_mail",
