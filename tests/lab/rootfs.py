@@ -45,6 +45,19 @@ ROOT_PACKAGES: tuple[str, ...] = (
     # reaches no mirror for the script to apt-get it itself.
     "python3-venv",
 )
+# A second root for the fix lab of checks 02, 05 and 06 (tests/fix/test_02_05_06_fix_lab.py): the mail, DNS and
+# NTP daemons a fix reconfigures and restarts inside a chroot host. Postfix replaces exim4 and NTPsec replaces
+# chrony (each pair conflicts); exim and chrony are tested on the default root.
+NET_ROOT_PACKAGES: tuple[str, ...] = (
+    *(p for p in ROOT_PACKAGES if p not in ("exim4-daemon-light", "chrony")),
+    "postfix",
+    "dovecot-imapd",
+    "bind9",
+    "bind9-dnsutils",
+    "unbound",
+    "dnsmasq",
+    "ntpsec",
+)
 # Bump when the build recipe below changes in a way that changes the resulting root.
 RECIPE_VERSION = 1
 

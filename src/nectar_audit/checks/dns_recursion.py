@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
+import re
+
+from nectar_audit.checks import net_fix
 from nectar_audit.checks.base import Check, for_family, live_listeners
 from nectar_audit.facts import Facts
 from nectar_audit.facts import net as net_facts
 from nectar_audit.facts import network as network_facts
 from nectar_audit.facts import system as system_facts
-from nectar_audit.facts.net import judge, local_networks
-from nectar_audit.facts.network import DnsServer, Scope, firewall_reach, limit, match_process, merge_reach
+from nectar_audit.facts.net import Net, judge, local_networks, subtract
+from nectar_audit.facts.network import (
+    DNSMASQ_CONF,
+    DNSMASQ_DEFAULT,
+    UNBOUND_CONF,
+    DnsServer,
+    Scope,
+    bind_statements,
+    firewall_reach,
+    limit,
+    match_process,
+    merge_reach,
+    parse_shell_vars,
+)
 from nectar_audit.facts.network import (
     dns_servers as dns_servers_fact,
 )
 from nectar_audit.facts.system import Listener
 from nectar_audit.model import Evidence, Finding, Status
+from nectar_audit.remedy import TAG, Remedy, Step, drop_in
 
 _FIX = {
     "bind": {
@@ -223,6 +239,166 @@ def run(facts: Facts) -> list[Finding]:
     return findings
 
 
+# ==================================================================================================
+# The fix: recursion for this host and [network] trusted_networks only, in each failing server.
+_WHY = "Check-Security-05: recursion for localhost and trusted networks only"
+_DROPIN = "nectar-audit-05.conf"
+
+
+def _acl(trusted: list[Net]) -> str:
+    return "{ " + " ".join(f"{n};" for n in ["localhost", *map(str, trusted)]) + " }"
+
+
+def _bind_set(ed: net_fix.Edits, path: str, line: int, key: str, acl: str) -> None:
+    """Replace a one-line ``key { … };`` statement in place (a statement over several lines: by hand)."""
+    got = ed.raw(path, line)
+    raw = got[0] if got else ""
+    body = raw.strip()
+    end = body.find("};")
+    rest = body[end + 2:].strip() if end >= 0 else "?"
+    if not body.startswith(key) or body.count("{") != 1 or (rest and not rest.startswith(("//", "#"))):
+        ed.manual.append(f"{path}:{line}: set `{key} {acl};` (the statement is not alone on one line)")
+        return
+    indent = raw[: len(raw) - len(raw.lstrip())]
+    ed.replace(path, line, [f"{indent}{key} {acl};  // {TAG}"], comment="//")
+
+
+def _plan_bind(facts: Facts, srv: DnsServer, trusted: list[Net], ed: net_fix.Edits) -> tuple[Step, Step]:
+    acl = _acl(trusted)
+    stmts = bind_statements(facts.bundle)
+    options = next((st for st in stmts if st.words[:1] == ["options"] and st.block is not None), None)
+    local = facts.get(local_networks)
+    bad_views = {sc.name for sc in srv.recursion
+                 if sc.recursion and judge(sc.grant, trusted, local).level not in ("none", "local", "trusted")}
+    keys = ("allow-recursion", "allow-query-cache")
+    need_options = "" in bad_views
+    for view in (st for st in stmts if st.words[:1] == ["view"] and st.block is not None):
+        name = view.words[1] if len(view.words) > 1 else ""
+        if name not in bad_views:
+            continue
+        own = [st for st in view.block or [] if st.words[:1] and st.words[0] in keys]
+        for st in own:
+            _bind_set(ed, st.path, st.line, st.words[0], acl)
+        if not any(st.words[0] == "allow-recursion" for st in own):
+            need_options = True  # the view inherits the options block's setting
+    if need_options:
+        if options is None:
+            ed.manual.append(f"add `options {{ allow-recursion {acl}; }};` to named.conf")
+        else:
+            present = [st for st in options.block or [] if st.words[:1] and st.words[0] in keys]
+            for st in present:
+                _bind_set(ed, st.path, st.line, st.words[0], acl)
+            if not any(st.words[0] == "allow-recursion" for st in present):
+                got = ed.raw(options.path, options.line)
+                if got is None or "{" not in got[0] or "}" in got[0]:
+                    ed.manual.append(f"{options.where}: add `allow-recursion {acl};` inside options {{ }}")
+                else:
+                    # Options can come in any order inside the block: right after its opening line.
+                    ed.insert_after(options.path, options.line, [f"\tallow-recursion {acl};  // {TAG}: {_WHY}"])
+    validate = Step("named-checkconf", "BIND's own configuration check")
+    activate = net_fix.reload("named", "/run/named/named.pid", 'rndc reconfig >/dev/null 2>&1 || kill -HUP "$na_pid"',
+                              "named reads its configuration again")
+    return validate, activate
+
+
+def _plan_unbound(facts: Facts, srv: DnsServer, trusted: list[Net], ed: net_fix.Edits) -> tuple[Step, Step]:
+    kept: list[Net] = []
+    for scope in srv.recursion:
+        for _text, where, nets in scope.grant.items:
+            loc = net_fix.split_where(where)
+            if loc is not None and net_fix.beyond(nets, trusted):
+                ed.disable(*loc)  # unbound's default then refuses everyone but localhost
+            else:
+                kept.extend(nets)
+    missing = [n for n in trusted if subtract([n], kept)]
+    if missing:
+        main = ed.text(UNBOUND_CONF) or ""
+        folder = next((d for d in ("/etc/unbound/unbound.conf.d", "/etc/unbound/conf.d") if f"{d}/*.conf" in main),
+                      None)
+        lines = ["server:", *(f"    access-control: {n} allow" for n in missing)]
+        if folder is None:
+            ed.manual.append(f"add to the server: section of {UNBOUND_CONF}: "
+                             + "; ".join(f"access-control: {n} allow" for n in missing))
+        else:
+            path = f"{folder}/{_DROPIN}"
+            ed.whole(drop_in(path, lines, ed.text(path), _WHY))
+    validate = Step("unbound-checkconf", "unbound's own configuration check")
+    activate = net_fix.reload("unbound", "/run/unbound.pid", 'kill -HUP "$na_pid"',
+                              "unbound reads its access list again")
+    return validate, activate
+
+
+def _dnsmasq_dirs(ed: net_fix.Edits) -> tuple[str | None, str | None]:
+    """(the conf-dir argument dnsmasq is started with by Debian's init, the first conf-dir= of dnsmasq.conf)."""
+    default = parse_shell_vars(ed.text(DNSMASQ_DEFAULT) or "").get("CONFIG_DIR")
+    m = re.search(r"(?m)^\s*conf-dir\s*=\s*(\S+)", ed.text(DNSMASQ_CONF) or "")
+    return (default[0] if default and default[0] else None), (m.group(1) if m else None)
+
+
+def _plan_dnsmasq(facts: Facts, ed: net_fix.Edits) -> tuple[Step, Step]:
+    cli_dir, conf_dir = _dnsmasq_dirs(ed)
+    files = [DNSMASQ_CONF]
+    for spec in (cli_dir, conf_dir):
+        if spec:
+            directory = spec.split(",", 1)[0].rstrip("/")
+            files += [p for p in facts.bundle.glob(directory + "/*") if p.endswith(".conf")]
+    for path in files:
+        for no, raw in enumerate((ed.text(path) or "").split("\n"), 1):
+            m = re.match(r"\s*(interface|listen-address)\s*=\s*(\S+)", raw)
+            if m and m.group(2) not in ("lo", "127.0.0.1", "::1") and not m.group(2).startswith("127."):
+                ed.disable(path, no)  # would add a listener beyond loopback to ours
+    # interface=lo (dnsmasq adds the loopback interface anyway) binds 127.0.0.1 and ::1 where they exist.
+    lines = ["interface=lo", "bind-interfaces"]
+    spec = cli_dir or conf_dir
+    if spec:
+        path = spec.split(",", 1)[0].rstrip("/") + "/" + _DROPIN
+        ed.whole(drop_in(path, lines, ed.text(path), _WHY))
+    else:
+        ed.prepend(DNSMASQ_CONF, [*lines])
+    test = "dnsmasq --test" + (f" --conf-dir={net_fix.q(cli_dir)}" if cli_dir else "")
+    validate = Step(test, "dnsmasq's own configuration check")
+    activate = net_fix.restart("dnsmasq", "/run/dnsmasq/dnsmasq.pid", net_fix.start_command("dnsmasq", "dnsmasq"),
+                               "dnsmasq binds its listeners again")
+    return validate, activate
+
+
+def plan(facts: Facts) -> Remedy | None:
+    """BIND (allow-recursion where it takes effect), unbound (access-control) and dnsmasq (loopback only:
+    it has no client access list) limited to this host and the trusted networks."""
+    servers = facts.get(dns_servers_fact)
+    failing = net_fix.failing_names(run, facts, [s.name for s in servers])
+    todo = [s for s in servers if s.name in failing]
+    if not todo:
+        return None
+    trusted = list(facts.config.trusted_networks)
+    ed = net_fix.Edits(facts, _WHY)
+    validate: list[Step] = []
+    activate: list[Step] = []
+    done: list[str] = []
+    notes: list[str] = []
+    for srv in todo:
+        if srv.kind == "bind":
+            v, a = _plan_bind(facts, srv, trusted, ed)
+        elif srv.kind == "unbound":
+            v, a = _plan_unbound(facts, srv, trusted, ed)
+        elif srv.kind == "dnsmasq":
+            v, a = _plan_dnsmasq(facts, ed)
+            if trusted:
+                notes.append("dnsmasq has no client access list: it now answers this host only; to serve a trusted "
+                             "network add interface=<its interface> by hand")
+        else:
+            ed.manual.append(f"{srv.name}: {_fix(facts, srv.kind)}")
+            continue
+        validate.append(v)
+        activate.append(a)
+        done.append(srv.name)
+    who = "this host" + (" and " + ", ".join(map(str, trusted)) if trusted else "")
+    summary = (f"allow recursion in {', '.join(done)} to {who} only" if done
+               else "no automatic fix for " + ", ".join(s.name for s in todo))
+    return Remedy("Check-Security-05", summary, (), ed.changes(), (), tuple(validate), tuple(activate),
+                  tuple(ed.manual), notes=tuple(notes))
+
+
 CHECK = Check(
     id="Check-Security-05",
     severity="high",
@@ -237,6 +413,7 @@ CHECK = Check(
     "listeners) against [network] trusted_networks, and where it listens (the live sockets, else the "
     "configuration). Recursion to untrusted networks on a listening server fails; only configured "
     "(stopped, offline image) warns; localnets warns (on a public subnet it means other tenants).",
+    plan=plan,
     fix={
         "debian": "Restrict recursion: BIND allow-recursion { localhost; <trusted>; }; unbound "
         "access-control; "

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
+
+from nectar_audit.checks import net_fix
 from nectar_audit.checks.base import Check, for_family, live_listeners
 from nectar_audit.facts import Facts
 from nectar_audit.facts import net as net_facts
 from nectar_audit.facts import network as network_facts
 from nectar_audit.facts import system as system_facts
-from nectar_audit.facts.net import Grant, ListenPlan, Verdict, judge, local_networks
-from nectar_audit.facts.network import MONLIST_FIXED, NtpServer, firewall_reach, limit, ntp_servers
+from nectar_audit.facts.net import ANY4, ANY6, Grant, ListenPlan, Net, Verdict, intersect, judge, local_networks
+from nectar_audit.facts.network import (
+    MONLIST_FIXED,
+    NtpServer,
+    chrony_subnet,
+    firewall_reach,
+    limit,
+    ntp_servers,
+    parse_chrony_conf,
+)
 from nectar_audit.facts.system import Listener
 from nectar_audit.model import Evidence, Finding, Status
+from nectar_audit.remedy import Remedy, Step
 
 _FIXED = "{}.{}.{}p{}".format(*MONLIST_FIXED)
 
@@ -297,6 +309,158 @@ def run(facts: Facts) -> list[Finding]:
     return findings
 
 
+# ==================================================================================================
+# The fix: time served to trusted networks only (else to no one), queries and monlist closed.
+_WHY = "Check-Security-06: NTP served to trusted networks only, queries closed"
+
+
+def _restrict_files(ed: net_fix.Edits, conf: str) -> list[str]:
+    files: list[str] = []
+    queue = [conf]
+    while queue and len(files) < 50:
+        path = queue.pop(0)
+        if path in files:
+            continue
+        files.append(path)
+        for raw in (ed.text(path) or "").split("\n"):
+            words = raw.split("#", 1)[0].split()
+            if words[:1] == ["includefile"] and len(words) > 1:
+                target = words[1]
+                queue.extend(ed.facts.bundle.glob(target) if any(c in target for c in "*?[") else [target])
+    return files
+
+
+def _restrict_line(net: Net, flags: str) -> str:
+    if isinstance(net, ipaddress.IPv6Network):
+        return f"restrict -6 {net.network_address} mask {net.netmask} {flags}"
+    return f"restrict {net.network_address} mask {net.netmask} {flags}"
+
+
+def _plan_ntpd(facts: Facts, srv: NtpServer, trusted: list[Net], ed: net_fix.Edits) -> tuple[list[Step], Step]:
+    conf = srv.config or ""
+    add: dict[tuple[str, int], set[str]] = {}
+    default_missing = False
+    for grant, flag in ((srv.serve, "noserve"), (srv.query, "noquery")):
+        for _text, where, nets in grant.items:
+            if not net_fix.beyond(nets, trusted):
+                continue
+            loc = net_fix.split_where(where)
+            if loc is None:
+                default_missing = True  # no 'restrict default': ntpd serves and answers everyone
+            else:
+                add.setdefault(loc, set()).add(flag)
+    # Classic ntpd before 4.2.7p26 answers monlist from its monitoring list: off, and kod/limited (which
+    # turn it back on) removed.
+    drop = {"kod", "limited"} if srv.kind == "ntpd" and srv.monlist is True else set()
+    defaults: list[tuple[str, int]] = []
+    for path in _restrict_files(ed, conf):
+        for no, raw in enumerate((ed.text(path) or "").split("\n"), 1):
+            words = raw.split("#", 1)[0].split()
+            if words[:1] != ["restrict"]:
+                continue
+            if "default" in words[1:3]:
+                defaults.append((path, no))
+            if drop & set(words):
+                add.setdefault((path, no), set())
+    served = [n for n in trusted if intersect([n], srv.serve.networks)]
+    keep = [_restrict_line(n, "nomodify nopeer noquery" + ("" if drop else " kod limited")) for n in served]
+    top: list[str] = ["disable monitor"] if drop else []
+    after: dict[tuple[str, int], list[str]] = {}
+    if default_missing or not defaults:
+        top.append("restrict default nomodify nopeer noquery noserve" + ("" if drop else " kod limited"))
+        text = "\n".join(ed.text(p) or "" for p in _restrict_files(ed, conf))
+        top += [f"restrict {a}" for a in ("127.0.0.1", "::1") if f"restrict {a}" not in text]
+        top += keep
+    elif keep:
+        after[defaults[-1]] = keep  # served before: the trusted networks keep their time
+    for loc in sorted(set(add) | set(after)):
+        raw = (ed.raw(*loc) or ("", 0))[0]
+        if loc in add:
+            words = [w for w in raw.split("#", 1)[0].split() if w not in drop]
+            words += [f for f in sorted(add[loc]) if f not in words]
+            ed.replace(*loc, [" ".join(words), *after.get(loc, [])])
+        else:
+            ed.insert_after(*loc, after[loc])
+    if top:
+        ed.prepend(conf, top)
+    debian = net_fix.family(facts) == "debian"
+    unit = ("ntpsec" if debian else "ntpd") if srv.kind == "ntpsec" else ("ntp" if debian else "ntpd")
+    # ntpd has no configuration checker (NTPsec has no --configtest, nor --saveconfigquit): an ntpd that
+    # cannot start fails the restart, which restores the file.
+    activate = net_fix.restart(unit, "/run/ntpd.pid", net_fix.start_command(unit, "ntpd -g"),
+                               "ntpd reads its access list again (it has no reload)")
+    return [], activate
+
+
+def _plan_chrony(facts: Facts, srv: NtpServer, trusted: list[Net], ed: net_fix.Edits) -> tuple[list[Step], Step]:
+    conf = srv.config or ""
+    files = [conf, *(p for pat in ("/etc/chrony/conf.d/*.conf", "/etc/chrony.d/*.conf")
+                     for p in facts.bundle.glob(pat))]
+    first_allow: tuple[str, int] | None = None
+    for path in files:
+        for ln in parse_chrony_conf(ed.text(path) or "", path):
+            key, args = ln.words[0], [w for w in ln.words[1:] if w.lower() != "all"]
+            if key in ("allow", "cmdallow"):
+                nets = [ANY4, ANY6] if not args else [n for n in (chrony_subnet(args[0]),) if n is not None]
+                if not nets:
+                    ed.manual.append(f"{ln.where}: `{ln.text}`: an address chrony takes that this tool cannot judge")
+                elif net_fix.beyond(nets, trusted):
+                    if key == "allow" and first_allow is None:
+                        first_allow = (path, ln.line)
+                    else:
+                        ed.disable(path, ln.line)
+            elif key == "bindcmdaddress" and args and not args[0].startswith("/") and net_fix.beyond(
+                    [n for n in (chrony_subnet(args[0]),) if n is not None] or [ANY4], []):
+                ed.disable(path, ln.line)
+    if first_allow is not None:
+        # Served before: the trusted networks keep their time (nothing when none are configured).
+        served = [n for n in trusted if intersect([n], srv.serve.networks)]
+        ed.replace(*first_allow, [f"allow {n}" for n in served])
+    rhel = ed.text("/etc/chrony/chrony.conf") is None and conf == "/etc/chrony.conf"
+    unit = "chronyd" if rhel else "chrony"
+    validate = [Step(f"chronyd -p -f {net_fix.q(conf)} >/dev/null", "chronyd's own parse of its configuration")]
+    activate = net_fix.restart(unit, "/run/chrony/chronyd.pid", net_fix.start_command(unit, "chronyd"),
+                               "chronyd reads its access lists again (it has no reload)")
+    return validate, activate
+
+
+def plan(facts: Facts) -> Remedy | None:
+    """ntpd/NTPsec (noserve and noquery on the restrict lines that reach untrusted hosts, trusted networks
+    served explicitly, monitoring off where monlist exists) and chrony (allow/cmdallow beyond the trusted
+    networks disabled); OpenNTPD is left to a human."""
+    servers = facts.get(ntp_servers)
+    failing = net_fix.failing_names(run, facts, [s.name for s in servers])
+    todo = [s for s in servers if s.name in failing]
+    if not todo:
+        return None
+    trusted = list(facts.config.trusted_networks)
+    ed = net_fix.Edits(facts, _WHY)
+    validate: list[Step] = []
+    activate: list[Step] = []
+    done: list[str] = []
+    notes: list[str] = []
+    for srv in todo:
+        if srv.kind in ("ntpd", "ntpsec") and srv.config:
+            v, a = _plan_ntpd(facts, srv, trusted, ed)
+            notes.append("ntpd has no configuration checker: a restart that fails restores the file")
+        elif srv.kind == "chrony" and srv.config:
+            v, a = _plan_chrony(facts, srv, trusted, ed)
+        else:
+            ed.manual.append(f"{srv.name}: " + (_fix(facts, srv, "serve") or "restrict whom it serves"))
+            continue
+        validate.extend(v)
+        activate.append(a)
+        done.append(srv.name)
+    who = ", ".join(map(str, trusted)) or "no other host"
+    summary = (f"{', '.join(done)}: serve time to {who} only, queries from this host only" if done
+               else "no automatic fix for " + ", ".join(s.name for s in todo))
+    changes = ed.changes()
+    if not changes and done:
+        ed.manual.append("nothing to edit was found in the configuration")
+    return Remedy("Check-Security-06", summary, (), changes, (), tuple(validate),
+                  tuple(activate), tuple(ed.manual), notes=tuple(notes))
+
+
 CHECK = Check(
     id="Check-Security-06",
     severity="medium",
@@ -315,6 +479,7 @@ CHECK = Check(
     f"before {_FIXED} with monitoring on (no 'disable monitor') answering queries (no 'noquery') fails; "
     "the "
     "version comes from 'ntpd --version' or the package database. A client-only setup passes.",
+    plan=plan,
     fix={
         "debian": "Client only: chrony without 'allow' or systemd-timesyncd; ntpsec: add noserve/noquery to "
         "'restrict default'. Serving: allow only trusted networks.",

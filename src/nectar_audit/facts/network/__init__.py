@@ -8,11 +8,34 @@ from __future__ import annotations
 
 from nectar_audit.evidence import merge
 from nectar_audit.facts import accounts, firewall, net, ssh, system, updates
+from nectar_audit.facts.network.dns import (
+    BIND_CONFS,
+    DNSMASQ_CONF,
+    DNSMASQ_DEFAULT,
+    UNBOUND_CONF,
+    DnsServer,
+    Scope,
+    bind_statements,
+    dns_servers,
+    match_process,
+    parse_shell_vars,
+)
 from nectar_audit.facts.network.dns import NEEDS as _dns_needs
-from nectar_audit.facts.network.dns import DnsServer, Scope, dns_servers, match_process
+from nectar_audit.facts.network.mail import (
+    DOVECOT_CONF,
+    EXIM_CONFS,
+    EXIM_DEBIAN,
+    EXIM_LOCALMACROS,
+    PORTS,
+    POSTFIX_MAIN,
+    MailServer,
+    dovecot_settings,
+    mail_servers,
+    parse_main_cf,
+    postfix_param,
+)
 from nectar_audit.facts.network.mail import NEEDS as _mail_needs
-from nectar_audit.facts.network.mail import PORTS, MailServer, mail_servers
-from nectar_audit.facts.network.ntp import MONLIST_FIXED, NtpServer, ntp_servers
+from nectar_audit.facts.network.ntp import MONLIST_FIXED, NtpServer, chrony_subnet, ntp_servers, parse_chrony_conf
 from nectar_audit.facts.network.ntp import NEEDS as _ntp_needs
 from nectar_audit.facts.network.plaintext import (
     NEEDS as _plaintext_needs,
@@ -50,9 +73,18 @@ NEEDS = merge(
 )
 
 __all__ = [
+    "BIND_CONFS",
+    "DNSMASQ_CONF",
+    "DNSMASQ_DEFAULT",
+    "DOVECOT_CONF",
+    "EXIM_CONFS",
+    "EXIM_DEBIAN",
+    "EXIM_LOCALMACROS",
     "MONLIST_FIXED",
     "NEEDS",
     "PORTS",
+    "POSTFIX_MAIN",
+    "UNBOUND_CONF",
     "DnsServer",
     "MailServer",
     "NtpServer",
@@ -61,7 +93,10 @@ __all__ = [
     "ServiceExposure",
     "ServicePlan",
     "Undecided",
+    "bind_statements",
+    "chrony_subnet",
     "dns_servers",
+    "dovecot_settings",
     "exposures",
     "firewall_reach",
     "limit",
@@ -69,8 +104,12 @@ __all__ = [
     "match_process",
     "merge_reach",
     "ntp_servers",
+    "parse_chrony_conf",
+    "parse_main_cf",
+    "parse_shell_vars",
     "planned_exposures",
     "planned_unidentified",
+    "postfix_param",
     "service_plan",
     "unidentified",
 ]

@@ -273,6 +273,15 @@ def _bind_expand(
     return out
 
 
+def bind_statements(bundle: Bundle) -> list[Stmt]:
+    """named.conf's statements with its includes inlined (each keeps the file and line it came from)."""
+    conf = next((p for p in BIND_CONFS if bundle.file(p) is not None), None)
+    if conf is None:
+        return []
+    stmts, problems = parse_named_conf(bundle.text(conf) or "", conf)
+    return _bind_expand(bundle, stmts, problems, {conf})
+
+
 class _BindAcls:
     def __init__(self, stmts: list[Stmt], local: LocalNets | None) -> None:
         self.defs = {

@@ -692,6 +692,11 @@ def _dovecot_settings(bundle: Bundle, path: str, depth: int = 0) -> list[Dovecot
     return out
 
 
+def dovecot_settings(bundle: Bundle) -> list[DovecotSetting]:
+    """Every Dovecot setting in the order Dovecot reads them (includes followed), with file and line."""
+    return _dovecot_settings(bundle, DOVECOT_CONF)
+
+
 _DOVECOT_LISTENERS = {
     "imap": (("imap", 143, False), ("imaps", 993, True)),
     "pop3": (("pop3", 110, False), ("pop3s", 995, True)),
