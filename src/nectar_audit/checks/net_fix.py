@@ -85,7 +85,8 @@ class Edits:
             self.manual.append(f"{path}:{line}: could not be read; change it by hand")
             return False
         raw, occ = got
-        old = (f"{comment} {raw.strip()}  {comment} replaced by {TAG}: {self.why}",) if keep else ()
+        indent = raw[: len(raw) - len(raw.lstrip())]
+        old = (f"{indent}{comment} {raw.strip()}  {comment} replaced by {TAG}: {self.why}",) if keep else ()
         self._add(path, LineEdit(raw, (*old, *new), occ))
         return True
 
@@ -95,7 +96,9 @@ class Edits:
             self.manual.append(f"{path}:{line}: could not be read; remove it by hand")
             return False
         raw, occ = got
-        self._add(path, LineEdit(raw, (f"{comment} {raw.strip()}  {comment} disabled by {TAG}: {self.why}",), occ))
+        indent = raw[: len(raw) - len(raw.lstrip())]
+        self._add(path, LineEdit(raw, (f"{indent}{comment} {raw.strip()}  {comment} disabled by {TAG}: {self.why}",),
+                                 occ))
         return True
 
     def insert_after(self, path: str, line: int, new: Sequence[str]) -> bool:
@@ -141,8 +144,13 @@ def _alive(pidfile: str) -> str:
 
 
 def start_command(init: str, daemon: str) -> str:
-    """Start through the distribution's init script when there is one (it reads /etc/default), else directly."""
-    return f"if [ -x /etc/init.d/{init} ]; then /etc/init.d/{init} start; else {daemon}; fi"
+    """Start through the distribution's init script when there is one (it reads /etc/default), else directly.
+
+    Its output goes to a file, shown only on failure: a daemon that keeps the inherited stderr open
+    (Dovecot's master does) would otherwise hold the apply script's capture of the command open forever."""
+    run = f"if [ -x /etc/init.d/{init} ]; then /etc/init.d/{init} start; else {daemon}; fi"
+    return ('na_log=$(mktemp) && { ( ' + run + ' ) < /dev/null > "$na_log" 2>&1; na_rc=$?; '
+            '[ "$na_rc" = 0 ] || cat "$na_log"; rm -f "$na_log"; [ "$na_rc" = 0 ]; }')
 
 
 def restart(unit: str, pidfile: str, start: str, why: str) -> Step:
