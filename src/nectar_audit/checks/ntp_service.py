@@ -451,8 +451,8 @@ def plan(facts: Facts) -> Remedy | None:
         validate.extend(v)
         activate.append(a)
         done.append(srv.name)
-    who = ", ".join(map(str, trusted)) or "no other host"
-    summary = (f"{', '.join(done)}: serve time to {who} only, queries from this host only" if done
+    who = f"to {', '.join(map(str, trusted))} only" if trusted else "to no other host"
+    summary = (f"{', '.join(done)}: serve time {who}, answer queries from this host only" if done
                else "no automatic fix for " + ", ".join(s.name for s in todo))
     changes = ed.changes()
     if not changes and done:
