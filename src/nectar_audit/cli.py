@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -523,9 +524,19 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
 @click.option("--inventory", "inventory_path", type=click.Path(exists=True), metavar="FILE",
               help="Hosts to fix: a plain file or an Ansible inventory (as for scan).")
 @click.option("--limit", metavar="PATTERN", help="Only inventory hosts matching PATTERN.")
+@click.option("--ssh-port", "ssh_port", type=click.IntRange(1024, 65535), metavar="PORT",
+              help="18: the port SSH moves to (opened in the firewall, SELinux, fail2ban first; 22 closed only "
+                   "after a new login on PORT works).")
+@click.option("--confirm-timeout", "confirm_timeout", type=click.IntRange(10, 3600), default=120, show_default=True,
+              metavar="SECONDS", help="Fixes that can cut you off (18, 08) are undone by the host itself unless a "
+                                      "new connection confirms them within this time.")
+@click.option("--update-ssh-config", "update_ssh_config", is_flag=True,
+              help="18: after the move, set Port in ~/.ssh/config for targets given by ssh_config alias "
+                   "(backed up first).")
 @ssh_options
 def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: bool, fmt: str, undo: str | None,
             list_runs: bool, config_path: str | None, inventory_path: str | None, limit: str | None,
+            ssh_port: int | None, confirm_timeout: int, update_ssh_config: bool,
             concurrency: int, identities: tuple[str, ...], ssh_config: str | None, known_hosts: str | None,
             accept_new_host_keys: bool, no_host_key_check: bool, sudo: bool | None, connect_timeout: float,
             command_timeout: float, max_evidence: float, jobs: int | None, progress: bool | None,
@@ -547,6 +558,10 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
         raise click.UsageError(str(exc)) from exc
     if undo is not None and (do_apply or list_runs):
         raise click.UsageError("--undo restores a run: it goes without --apply and --runs")
+    fix_options: dict[str, object] = {"confirm_timeout": confirm_timeout}
+    if ssh_port is not None:
+        fix_options["ssh_port"] = ssh_port
+    config = dataclasses.replace(config, extra={**config.extra, "fix": fix_options})
     if undo not in (None, "latest") and not re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]+", undo):
         raise click.BadParameter(f"{undo!r} is not a fix run id (see --runs)", param_hint="--undo")
     if fmt == "sh" and (do_apply or undo is not None or list_runs):
@@ -623,6 +638,11 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
     else:
         for f in chosen:
             click.echo(render.outcome_text(f))
+    if ssh_port is not None:
+        from nectar_audit.fix.ssh_config import report_ssh_config
+
+        for line in report_ssh_config(chosen, ssh_port, update_ssh_config):
+            click.echo(line, err=fmt == "json")
     ok = all(f.ok for f in chosen) and not any(f.error for f in fixes)
     refused = any(r.refused for f in fixes for r in f.remedies if r.check in named)
     sys.exit(EXIT_OK if ok and not refused else EXIT_FAIL)
