@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import re
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from nectar_audit.targets.base import Target, TargetError
 
 # Statuses a planner is asked about (a waived check is left alone).
 TO_FIX = (Status.FAIL, Status.WARN)
+CONFIRM_RETRIES = 10
+CONFIRM_RETRY_DELAY = 1.0
 _RECORD = re.compile(rb"^(NA-FIX-[0-9a-f]{16}) (\S+) (\S+) ?(.*)$")
 
 
@@ -250,6 +253,13 @@ def _apply_phase(fix: HostFix, target: Target, remedies: Sequence[Remedy], confi
     problem: str | None = None
     if confirm is not None and any(r.guard == GUARD_KEY_LOGIN or r.deadman for r in applied):
         problem = confirm()
+        # A reloaded sshd re-executes itself and listens again a moment later (and a socket unit restarts):
+        # a refused connection right after the change is retried, within the dead-man's time.
+        for _try in range(CONFIRM_RETRIES if any(r.deadman for r in applied) else 0):
+            if problem is None or ("refused" not in problem and "timed out" not in problem):
+                break
+            time.sleep(CONFIRM_RETRY_DELAY)
+            problem = confirm()
     if problem is not None:
         where = f" on port {port}" if port is not None else ""
         try:
