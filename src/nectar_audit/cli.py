@@ -515,8 +515,10 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
 @click.option("--checks", "checks", metavar="LIST", help="Only these checks, e.g. 01,17 (07 only when named).")
 @click.option("--apply", "do_apply", is_flag=True, help="Make the changes (default: show the plan only).")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask before changing each host.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "sh"]), default="text", show_default=True,
-              help="The plan (or, with --apply, the outcome) as text, JSON, or (plan only) one POSIX script per host.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "sh", "ansible"]), default="text",
+              show_default=True,
+              help="The plan (or, with --apply, the outcome) as text, JSON, or (plan only) one POSIX script per "
+                   "host, or an Ansible playbook.")
 @click.option("--undo", "undo", is_flag=False, flag_value="latest", default=None, metavar="RUN",
               help="Restore what fix run RUN changed (default: the newest run on each host).")
 @click.option("--runs", "list_runs", is_flag=True, help="List the fix runs kept on each host.")
@@ -564,8 +566,8 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
     config = dataclasses.replace(config, extra={**config.extra, "fix": fix_options})
     if undo not in (None, "latest") and not re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]+", undo):
         raise click.BadParameter(f"{undo!r} is not a fix run id (see --runs)", param_hint="--undo")
-    if fmt == "sh" and (do_apply or undo is not None or list_runs):
-        raise click.UsageError("--format sh prints the plan as a script: it goes without --apply/--undo/--runs")
+    if fmt in ("sh", "ansible") and (do_apply or undo is not None or list_runs):
+        raise click.UsageError(f"--format {fmt} prints the plan: it goes without --apply/--undo/--runs")
     selected = _select(checks)
     named = {e.id for e in selected} if checks is not None else set()
     ssh = make_ssh_options(identities, ssh_config, known_hosts, accept_new_host_keys, no_host_key_check,
@@ -614,6 +616,10 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
             click.echo(render.as_json(fixes, named, applied=False))
         elif fmt == "sh":
             click.echo(render.as_shell(fixes, named), nl=False)
+        elif fmt == "ansible":
+            from nectar_audit.fix.ansible import as_playbook
+
+            click.echo(as_playbook(fixes, named), nl=False)
         else:
             click.echo("\n\n".join(render.plan_text(f, named) for f in fixes))
             if any(f.to_apply(named) for f in fixes):
