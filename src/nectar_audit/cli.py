@@ -515,8 +515,10 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
 @click.option("--checks", "checks", metavar="LIST", help="Only these checks, e.g. 01,17 (07 only when named).")
 @click.option("--apply", "do_apply", is_flag=True, help="Make the changes (default: show the plan only).")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask before changing each host.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "sh"]), default="text", show_default=True,
-              help="The plan (or, with --apply, the outcome) as text, JSON, or (plan only) one POSIX script per host.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "sh", "ansible"]), default="text",
+              show_default=True,
+              help="The plan (or, with --apply, the outcome) as text, JSON, or (plan only) one POSIX script per "
+                   "host, or an Ansible playbook.")
 @click.option("--undo", "undo", is_flag=False, flag_value="latest", default=None, metavar="RUN",
               help="Restore what fix run RUN changed (default: the newest run on each host).")
 @click.option("--runs", "list_runs", is_flag=True, help="List the fix runs kept on each host.")
@@ -526,11 +528,20 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
 @click.option("--limit", metavar="PATTERN", help="Only inventory hosts matching PATTERN.")
 @click.option("--log-server", "log_server", metavar="HOST:PORT",
               help="The TLS log server for check 14's plan (the exact rsyslog/journal-upload configuration).")
+@click.option("--ssh-port", "ssh_port", type=click.IntRange(1024, 65535), metavar="PORT",
+              help="18: the port SSH moves to (opened in the firewall, SELinux, fail2ban first; 22 closed only "
+                   "after a new login on PORT works).")
+@click.option("--confirm-timeout", "confirm_timeout", type=click.IntRange(10, 3600), default=120, show_default=True,
+              metavar="SECONDS", help="Fixes that can cut you off (18) are undone by the host itself unless a "
+                                      "new connection confirms them within this time.")
+@click.option("--update-ssh-config", "update_ssh_config", is_flag=True,
+              help="18: after the move, set Port in ~/.ssh/config for targets given by ssh_config alias "
+                   "(backed up first).")
 @ssh_options
 def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: bool, fmt: str, undo: str | None,
             list_runs: bool, config_path: str | None, inventory_path: str | None, limit: str | None,
-            log_server: str | None, concurrency: int, identities: tuple[str, ...], ssh_config: str | None,
-            known_hosts: str | None,
+            log_server: str | None, ssh_port: int | None, confirm_timeout: int, update_ssh_config: bool,
+            concurrency: int, identities: tuple[str, ...], ssh_config: str | None, known_hosts: str | None,
             accept_new_host_keys: bool, no_host_key_check: bool, sudo: bool | None, connect_timeout: float,
             command_timeout: float, max_evidence: float, jobs: int | None, progress: bool | None,
             quiet: bool) -> None:
@@ -555,10 +566,14 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
         config = dataclasses.replace(config, extra={**config.extra, "log_server": log_server})
     if undo is not None and (do_apply or list_runs):
         raise click.UsageError("--undo restores a run: it goes without --apply and --runs")
+    fix_options: dict[str, object] = {"confirm_timeout": confirm_timeout}
+    if ssh_port is not None:
+        fix_options["ssh_port"] = ssh_port
+    config = dataclasses.replace(config, extra={**config.extra, "fix": fix_options})
     if undo not in (None, "latest") and not re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]+", undo):
         raise click.BadParameter(f"{undo!r} is not a fix run id (see --runs)", param_hint="--undo")
-    if fmt == "sh" and (do_apply or undo is not None or list_runs):
-        raise click.UsageError("--format sh prints the plan as a script: it goes without --apply/--undo/--runs")
+    if fmt in ("sh", "ansible") and (do_apply or undo is not None or list_runs):
+        raise click.UsageError(f"--format {fmt} prints the plan: it goes without --apply/--undo/--runs")
     selected = _select(checks)
     named = {e.id for e in selected} if checks is not None else set()
     ssh = make_ssh_options(identities, ssh_config, known_hosts, accept_new_host_keys, no_host_key_check,
@@ -607,6 +622,10 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
             click.echo(render.as_json(fixes, named, applied=False))
         elif fmt == "sh":
             click.echo(render.as_shell(fixes, named), nl=False)
+        elif fmt == "ansible":
+            from nectar_audit.fix.ansible import as_playbook
+
+            click.echo(as_playbook(fixes, named), nl=False)
         else:
             click.echo("\n\n".join(render.plan_text(f, named) for f in fixes))
             if any(f.to_apply(named) for f in fixes):
@@ -631,6 +650,11 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
     else:
         for f in chosen:
             click.echo(render.outcome_text(f))
+    if ssh_port is not None:
+        from nectar_audit.fix.ssh_config import report_ssh_config
+
+        for line in report_ssh_config(chosen, ssh_port, update_ssh_config):
+            click.echo(line, err=fmt == "json")
     ok = all(f.ok for f in chosen) and not any(f.error for f in fixes)
     refused = any(r.refused for f in fixes for r in f.remedies if r.check in named)
     sys.exit(EXIT_OK if ok and not refused else EXIT_FAIL)

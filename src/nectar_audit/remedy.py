@@ -114,6 +114,11 @@ class Remedy:
     guard: str | None = None
     explicit: bool = False  # applied only when the check is named with --checks (e.g. installing updates)
     notes: tuple[str, ...] = field(default_factory=tuple)  # e.g. "a reboot is needed" (never done)
+    # A fix that can cut off the controller (SSH port, host firewall): before anything changes the host arms
+    # a timer that runs the run's undo.sh unless the controller confirms, over a NEW connection, in time.
+    deadman: bool = False
+    confirm_port: int | None = None  # the SSH port that new connection uses (None: the target's own)
+    next_phase: bool = False  # once confirmed, plan this check again and apply what that plan says
 
     @property
     def applicable(self) -> bool:
@@ -164,6 +169,9 @@ class Remedy:
             "activate": [s.to_json() for s in self.activate],
             "manual": list(self.manual),
             "notes": list(self.notes),
+            "deadman": self.deadman,
+            "confirm_port": self.confirm_port,
+            "next_phase": self.next_phase,
         }
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from nectar_audit.checks.base import Check, for_family
 from nectar_audit.checks.ssh_password_login import ssh_unit
+from nectar_audit.checks.ssh_port_fix import NEEDS as PLAN_NEEDS
+from nectar_audit.checks.ssh_port_fix import plan
 from nectar_audit.facts import Facts
 from nectar_audit.facts import host as host_facts
 from nectar_audit.facts import net as net_facts
@@ -171,4 +173,6 @@ CHECK = Check(
         "firewall-cmd --reload; Port 2222 in sshd_config; port = 2222 in the fail2ban sshd jail; "
         "sudo systemctl restart sshd",
     },
+    plan=plan,
+    plan_needs=PLAN_NEEDS,
 )

@@ -32,6 +32,12 @@ def remedy_text(remedy: Remedy, selected: bool) -> list[str]:
     if remedy.guard == GUARD_KEY_LOGIN and remedy.applicable:
         out.append("  lock-out guard: over SSH, a new key login with `sudo -n true` must work after the change, "
                    "or the run is undone at once")
+    if remedy.deadman and remedy.applicable:
+        port = f" on port {remedy.confirm_port}" if remedy.confirm_port else ""
+        out.append("  dead-man: before the change the host arms a timer that undoes the run unless a new "
+                   f"connection{port} confirms it in time (--confirm-timeout)")
+        if remedy.next_phase:
+            out.append("  then: planned again and applied as a second run once confirmed")
     out += [f"  by hand: {v(m)}" for m in remedy.manual]
     out += [f"  note: {v(n)}" for n in remedy.notes]
     return out

@@ -7,6 +7,7 @@ lock-out guard is confirmed over SSH by a new key login with ``sudo -n`` or the 
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import re
 from collections.abc import Callable, Sequence
@@ -52,6 +53,7 @@ class HostFix:
     outcomes: list[Outcome] = field(default_factory=list)
     after: HostResult | None = None
     plan_text: str = ""  # the plan as shown, kept in the run directory on the host
+    runs: list[str] = field(default_factory=list)  # every run applied (a phased fix has several)
 
     @property
     def name(self) -> str:
@@ -143,38 +145,118 @@ def apply_all(fixes: Sequence[HostFix], entries: Sequence[Entry], config: Config
 
 
 def apply_host(fix: HostFix, entries: Sequence[Entry], config: Config, named: set[str]) -> None:
-    """Apply ``fix``'s selected remedies in one script, guard SSH access, then audit those checks again."""
+    """Apply ``fix``'s selected remedies in one script, guard SSH access, then audit those checks again.
+
+    A remedy that can cut the controller off (``deadman``) is confirmed over a NEW connection (on its
+    ``confirm_port``) before the host's dead-man timer fires; a ``next_phase`` remedy is then planned again
+    from a fresh audit and that plan applied the same way (e.g. 18: listen on both ports, then drop 22)."""
     remedies = fix.to_apply(named)
     if not remedies:
         return
-    execute = getattr(fix.target, "execute", None)
-    if execute is None:
+    if getattr(fix.target, "execute", None) is None:
         fix.error = f"{_kind(fix.target)} targets cannot be changed (fix works on local and SSH hosts)"
         return
-    fix.run_id = fix_script.new_run_id(now_id())
-    built = fix_script.build(remedies, fix.run_id, fix.plan_text)
-    guarded = {r.check for r in remedies if r.guard == GUARD_KEY_LOGIN}
-    confirm = getattr(fix.target, "confirm_login", None)
+    target, confirmed = _apply_phase(fix, fix.target, remedies, config)
+    for _phase in range(3):  # a bound, not a loop a planner could keep going
+        follow = {r.check for r in remedies if r.next_phase}
+        follow &= {o.check for o in fix.outcomes if o.status == "applied"}
+        if not confirmed or not follow:
+            break
+        todo = [e for e in entries if e.id in follow]
+        nxt = plan_host(target, todo, config)
+        if nxt.error is not None:
+            fix.error = f"planning the next phase: {nxt.error}"
+            break
+        remedies = [r for r in nxt.remedies if r.applicable]
+        for r in nxt.remedies:
+            if r.refused:
+                _outcome(fix, r.check).message += f"; next phase refused: {visible(r.refused)}"
+        if not remedies:
+            break
+        sub = HostFix(target, plan_text=fix.plan_text)
+        target, confirmed = _apply_phase(sub, target, remedies, config)
+        fix.runs.extend(sub.runs)
+        fix.run_id = sub.run_id
+        fix.error = fix.error or sub.error
+        for o in sub.outcomes:
+            mine = _outcome(fix, o.check)
+            mine.status = o.status
+            mine.message = "; ".join(m for m in (mine.message, f"next phase (run {sub.run_id}): {o.status}"
+                                                  + (f": {o.message}" if o.message else "")) if m)
+    fix.target = target  # the host is now reached there (18: the new port)
+    changed = [e for e in entries if any(o.check == e.id and o.status == "applied" for o in fix.outcomes)]
+    if changed:
+        after, _bundle = audit(target, changed, config)
+        fix.after = after
+        statuses = {c.id: c.status.value for c in after.checks}
+        for o in fix.outcomes:
+            if o.status == "applied":
+                o.after = statuses.get(o.check, "error" if after.error else None)
+
+
+def _outcome(fix: HostFix, check: str) -> Outcome:
+    for o in fix.outcomes:
+        if o.check == check:
+            return o
+    o = Outcome(check, "not-run")
+    fix.outcomes.append(o)
+    return o
+
+
+def on_port(target: Target, port: int | None) -> Target:
+    """``target`` reached on another SSH port (the same host, user, keys and known_hosts)."""
+    if port is None or _kind(target) != "ssh" or getattr(target, "port", None) == port:
+        return target
+    moved = copy.copy(target)
+    moved.port = port  # type: ignore[attr-defined]
+    return moved
+
+
+def confirm_timeout(config: Config) -> int:
+    return int(config.extra.get("fix", {}).get("confirm_timeout", fix_script.DEFAULT_CONFIRM_TIMEOUT))
+
+
+def _apply_phase(fix: HostFix, target: Target, remedies: Sequence[Remedy], config: Config) -> tuple[Target, bool]:
+    """One script run on ``target``, its lock-out guard and dead-man confirmation: (where the host is
+    reached afterwards, whether the run was confirmed and stays)."""
+    execute = target.execute  # type: ignore[attr-defined]
+    fix.run_id = run_id = fix_script.new_run_id(now_id())
+    fix.runs.append(run_id)
+    timeout = confirm_timeout(config)
+    built = fix_script.build(remedies, run_id, fix.plan_text, confirm_timeout=timeout)
+    needs_login = {r.check for r in remedies if r.guard == GUARD_KEY_LOGIN or r.deadman}
     problems: list[str] = []
+    reached = [target]
+    port_of: list[int | None] = [None]
 
     def guard(result: Any) -> bytes | None:
-        """After the change: a new key login with sudo must work, else undo over the open connection."""
+        """After the change: a NEW key login with sudo (on the new port, for 18) must work; if it does
+        not, the undo goes over the connection still open, which a reloaded sshd keeps."""
         applied = {c for c, s, _m in parse_records(result.stdout, built.tag) if s == "applied"}
-        if confirm is None or not applied & guarded:
+        port_of[0] = next((r.confirm_port for r in remedies if r.check in applied and r.confirm_port is not None),
+                          None)
+        reached[0] = on_port(target, port_of[0])
+        confirm = getattr(reached[0], "confirm_login", None)
+        if confirm is None or not applied & needs_login:
             return None
         problem = confirm()
         if problem is None:
             return None
         problems.append(problem)
-        return fix_script.undo_command(fix.run_id).encode()
+        return fix_script.undo_command(run_id).encode()
 
     try:
         runs = execute(built.text.encode("utf-8", "surrogateescape"), then=guard)
     except TargetError as exc:
         fix.error = str(exc)
-        return
+        if any(r.deadman for r in remedies):
+            fix.error += (f" (if the run started, the host's dead-man timer undoes it within {timeout} s: "
+                          f"nothing was confirmed)")
+        return target, False
     result = runs[0]
-    records = {check: (status, msg) for check, status, msg in parse_records(result.stdout, built.tag)}
+    parsed = parse_records(result.stdout, built.tag)
+    records = {check: (status, msg) for check, status, msg in parsed}
+    armed = any(check == "run" and status == "armed" for check, status, _m in parsed)
     for remedy in remedies:
         status, message = records.get(remedy.check, ("not-run", ""))
         if status == "not-run":
@@ -182,22 +264,35 @@ def apply_host(fix: HostFix, entries: Sequence[Entry], config: Config, named: se
         fix.outcomes.append(Outcome(remedy.check, status, visible(message)))
     if "run" in records and records["run"][0] == "error":
         fix.error = visible(records["run"][1])
+    outcomes = fix.outcomes[-len(remedies):]
     if problems:
+        where = f" on port {port_of[0]}" if port_of[0] is not None else ""
         undone = {c for c, s, _m in parse_records(runs[-1].stdout) if s == "undone"} if len(runs) > 1 else set()
-        for o in fix.outcomes:
+        how = "the whole run was undone" if undone else (
+            "the undo did not confirm" + (f": the host's dead-man timer undoes the run within {timeout} s"
+                                          if armed else ": check the host's console"))
+        for o in outcomes:
             if o.status == "applied":
-                o.status = "rolled-back" if o.check in undone else "error"
-                o.message = (f"a new key login with sudo failed after the change ({visible(problems[0])}): "
-                             + ("the whole run was undone" if o.check in undone
-                                else "the undo did not confirm: check the host's console"))
-    changed = [e for e in entries if any(o.check == e.id and o.status == "applied" for o in fix.outcomes)]
-    if changed:
-        after, _bundle = audit(fix.target, changed, config)
-        fix.after = after
-        statuses = {c.id: c.status.value for c in after.checks}
-        for o in fix.outcomes:
-            if o.status == "applied":
-                o.after = statuses.get(o.check, "error" if after.error else None)
+                o.status = "rolled-back" if undone else "error"
+                o.message = f"a new key login with sudo{where} failed after the change ({visible(problems[0])}): {how}"
+        return target, False
+    if not armed:
+        return reached[0], True
+    try:  # over the new connection too: it is the one that must keep working
+        [answer] = reached[0].execute(fix_script.confirm_command(run_id).encode())  # type: ignore[attr-defined]
+        states = {s: m for c, s, m in parse_records(answer.stdout) if c == "run"}
+    except TargetError as exc:
+        states = {"error": str(exc)}
+    if "confirmed" in states:
+        return reached[0], True
+    why = ("the dead-man timer fired before the confirmation: the host undid the run" if "expired" in states
+           else f"the confirmation could not be sent ({visible(states.get('error', 'no answer'))}): the host's "
+                f"dead-man timer undoes the run within {timeout} s")
+    for o in outcomes:
+        if o.status == "applied":
+            o.status = "rolled-back"
+            o.message = why
+    return target, False
 
 
 def _why_not_run(result: Any) -> str:

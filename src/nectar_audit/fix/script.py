@@ -151,6 +151,8 @@ def _remedy_function(n: int, remedy: Remedy) -> list[str]:
     for slot, path in enumerate(paths):
         lines.append(f"    na_backup {n} {slot} {q(path)} || "
                      + _fail(n, "error", q(f"cannot back up {path}"), rollback=False))
+    # From here on the host may differ from the backups: a dead-man undo restores "started" remedies too.
+    lines.append(f'    echo {n} >> "$NA_RUN/started"')
     for change in remedy.changes:
         lines.extend(_change(n, paths.index(change.path), change))
     lines.extend(_steps(n, remedy.commands, "command"))
@@ -178,7 +180,7 @@ def _undo_script(remedies: Sequence[Remedy], tag: str) -> str:
              '[ -e "$NA_RUN/undone" ] && { na_say run undone "this run was already undone"; exit 0; }']
     for n, remedy in reversed(list(enumerate(remedies))):
         paths = _paths(remedy)
-        lines.append(f'if grep -qx {n} "$NA_RUN/applied" 2>/dev/null; then')
+        lines.append(f'if grep -qx {n} "$NA_RUN/applied" "$NA_RUN/started" 2>/dev/null; then')
         lines.extend(f"    na_restore {n} {slot} {q(path)}" for slot, path in enumerate(paths))
         lines.extend(f"    ( {step.sh} ) >/dev/null 2>&1 < /dev/null || :" for step in remedy.activate)
         lines.append(f"    na_say {q(remedy.check)} undone \"\"")
@@ -188,8 +190,66 @@ def _undo_script(remedies: Sequence[Remedy], tag: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build(remedies: Sequence[Remedy], run_id: str, plan_text: str = "", base: str = RUN_BASE) -> Script:
-    """The apply script of ``remedies`` (each must be ``applicable``) as run ``run_id`` (kept in ``base``)."""
+DEFAULT_CONFIRM_TIMEOUT = 120
+CONFIRM_TAG = "NA-FIX-" + "0" * 16  # the confirmation's records (parse_records reads any run's tag)
+
+
+def deadman_unit(run_id: str) -> str:
+    return f"nectar-audit-deadman-{run_id}"
+
+
+def _arm_deadman(run_id: str, timeout: int, base: str = RUN_BASE) -> list[str]:
+    """Arm, before anything changes, a timer that runs undo.sh unless the run is confirmed in time.
+
+    Whoever first creates ``$NA_RUN/decided`` (the timer or the confirmation; mkdir is atomic) wins, so a
+    late confirmation never races an undo already under way. systemd-run where systemd is PID 1, else a
+    background ``sleep`` in its own session (setsid, nohup): both outlive the SSH session."""
+    run = f"{base}/{run_id}"
+    fire = (f"mkdir {q(run + '/decided')} 2>/dev/null && "
+            f"sh {q(run + '/undo.sh')} > {q(run + '/deadman.log')} 2>&1")
+    unit = deadman_unit(run_id)
+    return [
+        "trap '' HUP PIPE  # a dropped connection must not stop the run half-way: the dead-man timer decides",
+        "na_arm() {",
+        "    if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1 && "
+        f"systemd-run --quiet --collect --unit={q(unit)} --on-active={timeout}s "
+        f"--timer-property=AccuracySec=1s /bin/sh -c {q(fire)} >/dev/null 2>&1; then",
+        '        echo systemd > "$NA_RUN/deadman"; return 0',
+        "    fi",
+        "    if command -v setsid >/dev/null 2>&1; then na_detach=setsid; else na_detach=; fi",
+        f"    $na_detach nohup sh -c {q(f'sleep {timeout}; {fire}')} </dev/null >/dev/null 2>&1 &",
+        '    echo "$!" > "$NA_RUN/deadman.pid" && echo sleep > "$NA_RUN/deadman"',
+        "}",
+        'na_arm || { na_say run error "cannot arm the dead-man timer: nothing was changed"; exit 1; }',
+        f'na_say run armed "$(cat "$NA_RUN/deadman") {timeout}"',
+    ]
+
+
+def confirm_command(run_id: str) -> str:
+    """What the controller sends once a new connection works: the run stays, the timer is stopped.
+    Prints ``run confirmed``, or ``run expired`` when the timer already fired (the run is being undone)."""
+    run = q(f"{RUN_BASE}/{run_id}")
+    unit = q(deadman_unit(run_id))
+    return "\n".join([
+        f"[ -d {run} ] || {{ echo 'no such fix run: {run_id}' >&2; exit 3; }}",
+        f"if mkdir {run}/decided 2>/dev/null; then",
+        f"    date -u +%Y-%m-%dT%H:%M:%SZ > {run}/confirmed",
+        f'    if [ "$(cat {run}/deadman 2>/dev/null)" = systemd ]; then',
+        f"        systemctl stop {unit}.timer >/dev/null 2>&1 || :",
+        f"    elif [ -s {run}/deadman.pid ]; then",
+        f'        p=$(cat {run}/deadman.pid); kill -TERM -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || :',
+        "    fi",
+        f"    echo '{CONFIRM_TAG} run confirmed'",
+        "else",
+        f"    echo '{CONFIRM_TAG} run expired the dead-man timer fired first: the run was undone'",
+        "fi",
+    ]) + "\n"
+
+
+def build(remedies: Sequence[Remedy], run_id: str, plan_text: str = "", base: str = RUN_BASE,
+          confirm_timeout: int = DEFAULT_CONFIRM_TIMEOUT) -> Script:
+    """The apply script of ``remedies`` (each must be ``applicable``) as run ``run_id``; when one of them
+    is a ``deadman`` remedy, the run is undone after ``confirm_timeout`` s unless confirmed."""
     tag = f"NA-FIX-{secrets.token_hex(8)}"
     run = f"{base}/{run_id}"
     lines = [
@@ -218,6 +278,8 @@ def build(remedies: Sequence[Remedy], run_id: str, plan_text: str = "", base: st
         '{ na_say run error "cannot write the undo script"; exit 1; }',
         f'printf \'%s\\n\' {q(plan_text)} > "$NA_RUN/plan.txt"',
     ]
+    if any(r.deadman for r in remedies):
+        lines.extend(_arm_deadman(run_id, confirm_timeout, base))
     for n, remedy in enumerate(remedies):
         lines.extend(_remedy_function(n, remedy))
     lines.extend(f"na_fix_{n}" for n in range(len(remedies)))
