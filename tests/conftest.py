@@ -7,6 +7,7 @@ Tests that use the `debian_root` or `lab_root` fixtures are marked `lab` automat
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -24,6 +25,10 @@ _LAB_FIXTURES = {"debian_root", "lab_root", "openstack_api"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A runner started in the background (`cmd &` in a script) inherits SIGINT ignored, and so would every
+    # CLI the Ctrl-C tests start: give the suite the interpreter's normal SIGINT whatever started it.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     config.addinivalue_line(
         "markers", "lab: needs the test lab (root, network namespaces, the debootstrap root); "
         "skipped without it locally, failed without it under CI=true")
