@@ -26,6 +26,7 @@ from nectar_audit.config import Config, ConfigError, load_config, normalise_chec
 from nectar_audit.evidence import Needs
 from nectar_audit.model import HostResult, visible
 from nectar_audit.targets import Target, TargetError, parse_target
+from nectar_audit.targets.ssh_options import SshOptions
 
 REPORT_FORMATS = ("text", "json", "html", "junit", "markdown", "prometheus")
 
@@ -125,21 +126,7 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
         raise click.UsageError("--limit selects hosts of an --inventory")
     ssh = make_ssh_options(identities, ssh_config, known_hosts, accept_new_host_keys, no_host_key_check,
                            sudo, connect_timeout, command_timeout, max_evidence)
-    try:
-        parsed = [parse_target(t, ssh) for t in targets]
-    except TargetError as exc:
-        raise click.UsageError(str(exc)) from exc
-    if inventory_path:
-        from nectar_audit.inventory import InventoryError, inventory_targets, load_inventory
-
-        try:
-            parsed += inventory_targets(load_inventory(inventory_path, limit), ssh)
-        except InventoryError as exc:
-            raise click.UsageError(str(exc)) from exc
-    if not parsed:
-        parsed = [parse_target("local")]
-    if no_host_key_check and any(getattr(t, "kind", "") == "ssh" for t in parsed):
-        warn_no_host_key_check()
+    parsed = _targets(targets, ssh, inventory_path, limit, no_host_key_check)
     needs = needs_for(selected)
     if do_probe:  # learn each SSH host's listeners and firewall from its evidence, to choose the ports
         from nectar_audit.probes import plan
@@ -166,6 +153,27 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
         probes = [(res, scan_job(target)) for target, res in zip(parsed, results) if res.error is None]
         interrupted = run_probes(probes, min(concurrency, PROBE_WORKERS))
     finish(results, interrupted, fmt, output, store, quiet=quiet)
+
+
+def _targets(targets: tuple[str, ...], ssh: SshOptions, inventory_path: str | None, limit: str | None,
+             no_host_key_check: bool) -> list[Target]:
+    """The command line's targets and the inventory's hosts (this machine when there are none)."""
+    try:
+        parsed = [parse_target(t, ssh) for t in targets]
+    except TargetError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if inventory_path:
+        from nectar_audit.inventory import InventoryError, inventory_targets, load_inventory
+
+        try:
+            parsed += inventory_targets(load_inventory(inventory_path, limit), ssh)
+        except InventoryError as exc:
+            raise click.UsageError(str(exc)) from exc
+    if not parsed:
+        parsed = [parse_target("local")]
+    if no_host_key_check and any(getattr(t, "kind", "") == "ssh" for t in parsed):
+        warn_no_host_key_check()
+    return parsed
 
 
 def _show_progress(asked: bool | None, hosts: int, quiet: bool) -> bool:
@@ -578,21 +586,7 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
     named = {e.id for e in selected} if checks is not None else set()
     ssh = make_ssh_options(identities, ssh_config, known_hosts, accept_new_host_keys, no_host_key_check,
                            sudo, connect_timeout, command_timeout, max_evidence)
-    try:
-        parsed = [parse_target(t, ssh) for t in targets]
-    except TargetError as exc:
-        raise click.UsageError(str(exc)) from exc
-    if inventory_path:
-        from nectar_audit.inventory import InventoryError, inventory_targets, load_inventory
-
-        try:
-            parsed += inventory_targets(load_inventory(inventory_path, limit), ssh)
-        except InventoryError as exc:
-            raise click.UsageError(str(exc)) from exc
-    if not parsed:
-        parsed = [parse_target("local")]
-    if no_host_key_check and any(getattr(t, "kind", "") == "ssh" for t in parsed):
-        warn_no_host_key_check()
+    parsed = _targets(targets, ssh, inventory_path, limit, no_host_key_check)
     if list_runs or undo is not None:
         failed = False
         for target in parsed:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import re
 
+from nectar_audit.checks.base import family as host_family
 from nectar_audit.evidence import EvidenceError
 from nectar_audit.facts import Facts
-from nectar_audit.facts.host import host
 from nectar_audit.facts.ssh import F2B_LOG, Banning, Jail, banning, parse_ports
 from nectar_audit.facts.system import services
 from nectar_audit.remedy import TAG, FileChange, LineEdit, Remedy, Step, apply_line_edits, drop_in
@@ -31,12 +31,6 @@ ACTIVATE = (
     "else fail2ban-client -x start; fi"
 )
 
-
-def _family(facts: Facts) -> str:
-    try:
-        return facts.get(host).family
-    except EvidenceError:
-        return "unknown"
 
 
 def _read_after_ours(path: str) -> bool:
@@ -72,7 +66,7 @@ def plan(facts: Facts) -> Remedy | None:
     ban = facts.get(banning)
     if not ban.sshd_installed:
         return None
-    family = _family(facts)
+    family = host_family(facts)
     f2b = ban.fail2ban
     manual: list[str] = []
     notes: list[str] = []

@@ -39,15 +39,20 @@ class Check:
         return BY_ID[self.id].question
 
 
+def family(facts: Facts) -> str:
+    """The host's distribution family ("debian", "rhel", "fedora"), "unknown" when it cannot be told."""
+    try:
+        return facts.get(host).family
+    except EvidenceError:
+        return "unknown"
+
+
 def for_family(facts: Facts, fixes: Mapping[str, str]) -> str | None:
     """The fix for this host's distribution family; every variant, labelled, when it is unknown."""
-    try:
-        family = facts.get(host).family
-    except Exception:
-        family = "unknown"
-    if family in fixes:
-        return fixes[family]
-    if family == "fedora" and "rhel" in fixes:
+    mine = family(facts)
+    if mine in fixes:
+        return fixes[mine]
+    if mine == "fedora" and "rhel" in fixes:
         return fixes["rhel"]
     if not fixes:
         return None

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import shlex
 
-from nectar_audit.evidence import EvidenceError
+from nectar_audit.checks.base import family as host_family
 from nectar_audit.facts import Facts
-from nectar_audit.facts.host import host
 from nectar_audit.facts.system import LoggingState, logging_state
 from nectar_audit.remedy import TAG, FileChange, LineEdit, Remedy, Step, apply_line_edits, drop_in
 
@@ -49,12 +48,6 @@ ACTIVATE = (
 )
 
 
-def _family(facts: Facts) -> str:
-    try:
-        return facts.get(host).family
-    except EvidenceError:
-        return "unknown"
-
 
 def _read_after_ours(path: str) -> bool:
     directory, _, name = path.rpartition("/")
@@ -65,7 +58,7 @@ def remote_manual(facts: Facts, state: LoggingState) -> str:
     """What to do by hand to send the logs off the host over TLS (the exact configuration once a server
     is named with ``--log-server HOST:PORT``)."""
     server = facts.config.extra.get(LOG_SERVER_KEY)
-    family = _family(facts)
+    family = host_family(facts)
     install = "apt-get install -y rsyslog-gnutls" if family == "debian" else "dnf install -y rsyslog-gnutls"
     if not server:
         return ("send the logs to a log server over TLS: name it with `nectar-audit fix --log-server HOST:PORT` "
@@ -128,7 +121,7 @@ def plan(facts: Facts) -> Remedy | None:
                              "the journal's directory, with the group and ACLs systemd gives it"))
     elif nothing_keeps:
         manual.append("install a syslog daemon that keeps logs on disk: "
-                      + ("apt-get install -y rsyslog" if _family(facts) == "debian"
+                      + ("apt-get install -y rsyslog" if host_family(facts) == "debian"
                          else "dnf install -y rsyslog && systemctl enable --now rsyslog"))
     if not state.channels or any(ch.transport in ("udp", "tcp", "relp", "http") or not ch.authenticated
                                  for ch in state.channels):

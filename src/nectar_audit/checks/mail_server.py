@@ -6,6 +6,7 @@ import re
 
 from nectar_audit.checks import net_fix
 from nectar_audit.checks.base import Check, for_family, live_listeners
+from nectar_audit.checks.base import family as host_family
 from nectar_audit.facts import Facts
 from nectar_audit.facts import network as network_facts
 from nectar_audit.facts import system as system_facts
@@ -214,7 +215,7 @@ def _exim_main_setting(text: str, name: str) -> int | None:
 
 
 def _plan_exim(facts: Facts, ed: net_fix.Edits, out: dict[str, list[Step]]) -> None:
-    debian = net_fix.family(facts) == "debian" or ed.text(EXIM_DEBIAN) is not None
+    debian = host_family(facts) == "debian" or ed.text(EXIM_DEBIAN) is not None
     binary = "exim4" if debian else "exim"
     conf = next((p for p in EXIM_CONFS if ed.text(p) is not None), None)
     if conf is not None:

@@ -11,21 +11,13 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable, Iterable, Sequence
 
-from nectar_audit.evidence import EvidenceError
 from nectar_audit.facts import Facts
-from nectar_audit.facts.host import host
 from nectar_audit.facts.net import LOOPBACK, Net, subtract
 from nectar_audit.model import Finding, Status
 from nectar_audit.remedy import TAG, FileChange, LineEdit, Step, apply_line_edits
 
 q = shlex.quote
 
-
-def family(facts: Facts) -> str:
-    try:
-        return facts.get(host).family
-    except EvidenceError:
-        return "unknown"
 
 
 def failing_names(run: Callable[[Facts], list[Finding]], facts: Facts, names: Iterable[str]) -> set[str]:

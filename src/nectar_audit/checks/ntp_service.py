@@ -6,6 +6,7 @@ import ipaddress
 
 from nectar_audit.checks import net_fix
 from nectar_audit.checks.base import Check, for_family, live_listeners
+from nectar_audit.checks.base import family as host_family
 from nectar_audit.facts import Facts
 from nectar_audit.facts import net as net_facts
 from nectar_audit.facts import network as network_facts
@@ -383,7 +384,7 @@ def _plan_ntpd(facts: Facts, srv: NtpServer, trusted: list[Net], ed: net_fix.Edi
             ed.insert_after(*loc, after[loc])
     if top:
         ed.prepend(conf, top)
-    debian = net_fix.family(facts) == "debian"
+    debian = host_family(facts) == "debian"
     unit = ("ntpsec" if debian else "ntpd") if srv.kind == "ntpsec" else ("ntp" if debian else "ntpd")
     # ntpd has no configuration checker (NTPsec has no --configtest, nor --saveconfigquit): an ntpd that
     # cannot start fails the restart, which restores the file.

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 from nectar_audit.checks import sshd_fix
 from nectar_audit.checks.base import Check, for_family
+from nectar_audit.checks.base import family as host_family
 from nectar_audit.checks.sshd_fix import keyword_remedy
 from nectar_audit.facts import Facts
 from nectar_audit.facts import host as host_facts
 from nectar_audit.facts import net as net_facts
 from nectar_audit.facts import ssh as ssh_facts
-from nectar_audit.facts.host import host
 from nectar_audit.facts.net import Net
 from nectar_audit.facts.ssh import (
     DROPIN_DIR,
@@ -46,10 +46,7 @@ PASSWORD_METHODS = ("password", "keyboard-interactive")
 # --------------------------------------------------------------------------------------------------
 def ssh_unit(facts: Facts) -> str:
     """The systemd unit of the SSH server: ``ssh`` on Debian/Ubuntu, ``sshd`` elsewhere."""
-    try:
-        family = facts.get(host).family
-    except Exception:
-        family = "unknown"
+    family = host_family(facts)
     return "ssh" if family == "debian" else "sshd"
 
 

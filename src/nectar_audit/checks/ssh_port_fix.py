@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from nectar_audit.checks.base import family as host_family
 from nectar_audit.checks.sshd_fix import key_login_account, validate_and_reload
 from nectar_audit.evidence import EvidenceError, Needs, merge
 from nectar_audit.facts import Facts
 from nectar_audit.facts import accounts as accounts_facts
 from nectar_audit.facts import firewall as firewall_facts
 from nectar_audit.facts.firewall import Firewall, firewall
-from nectar_audit.facts.host import host
 from nectar_audit.facts.ssh import (
     DROPIN_DIR,
     MAIN_CONFIG,
@@ -293,10 +293,7 @@ def plan(facts: Facts) -> Remedy | None:
     who, why = key_login_account(facts)
     if who is None:
         return Remedy(CHECK, summary, refused=f"{why}: nobody could prove a key login on the new port")
-    try:
-        family = facts.get(host).family
-    except EvidenceError:
-        family = "unknown"
+    family = host_family(facts)
     fw_changes, fw_cmds, fw_validate, fw_activate, fw_pre, fw_manual = _firewall(facts, new, phase)
     ssh_changes, ssh_activate, ssh_manual = _sshd(facts, cfg, info, new, phase)
     f2b_changes, f2b_validate, f2b_activate = _fail2ban(facts, new, phase)

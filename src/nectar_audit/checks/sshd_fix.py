@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from nectar_audit.checks.base import family as host_family
 from nectar_audit.evidence import EvidenceError, Needs, merge
 from nectar_audit.facts import Facts
 from nectar_audit.facts import accounts as accounts_facts
 from nectar_audit.facts.accounts import accounts, sudo_rights
-from nectar_audit.facts.host import host
 from nectar_audit.facts.ssh import DROPIN_DIR, MAIN_CONFIG, SshdConfig, dropin_read_before
 from nectar_audit.remedy import GUARD_KEY_LOGIN, TAG, FileChange, LineEdit, Remedy, Step, apply_line_edits, drop_in
 
@@ -39,10 +39,7 @@ def _raw_line(text: str, line: int) -> tuple[str, int] | None:
 
 def validate_and_reload(facts: Facts) -> tuple[tuple[Step, ...], tuple[Step, ...]]:
     """sshd's own check, then a reload that keeps open sessions (systemd, else the pid file, else service)."""
-    try:
-        family = facts.get(host).family
-    except EvidenceError:
-        family = "unknown"
+    family = host_family(facts)
     unit = "ssh" if family == "debian" else "sshd"
     reload = (f"if [ -d /run/systemd/system ]; then systemctl reload-or-restart {unit}; "
               "elif [ -s /run/sshd.pid ]; then kill -HUP \"$(cat /run/sshd.pid)\"; "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shlex
 
+from nectar_audit.checks.base import family as host_family
 from nectar_audit.evidence import EvidenceError
 from nectar_audit.facts import Facts
 from nectar_audit.facts.host import host
@@ -51,12 +52,6 @@ CHECK_07 = "Check-Security-07"
 REBOOT_PACKAGES = re.compile(r"linux-image-.*|linux-(?:generic|virtual|kvm|aws)|kernel(?:-core)?|libc6|glibc|"
                              r"systemd|dbus|openssl|libssl.*")
 
-
-def _family(facts: Facts) -> str:
-    try:
-        return facts.get(host).family
-    except EvidenceError:
-        return "unknown"
 
 
 # -- 03, Debian/Ubuntu ------------------------------------------------------------------------------
@@ -255,7 +250,7 @@ def _ini_edits(path: str, text: str) -> tuple[list[LineEdit], list[str]]:
 
 def _rhel_03(facts: Facts) -> Remedy | None:
     da: DnfAutomatic = facts.get(dnf_automatic)
-    family = _family(facts)
+    family = host_family(facts)
     summary = "dnf-automatic installs security updates every day"
     if da.tool == "yum-cron":
         return Remedy(CHECK_03, summary, manual=(
@@ -317,7 +312,7 @@ def _rhel_03(facts: Facts) -> Remedy | None:
 
 def plan_03(facts: Facts) -> Remedy | None:
     """Automatic security updates on: unattended-upgrades (Debian/Ubuntu), dnf automatic (RHEL/Fedora)."""
-    family = _family(facts)
+    family = host_family(facts)
     if family == "debian":
         return _debian_03(facts)
     if family in ("rhel", "fedora"):
@@ -330,7 +325,7 @@ def plan_03(facts: Facts) -> Remedy | None:
 
 def plan_07(facts: Facts) -> Remedy | None:
     """Install the pending security updates (only with --checks 07); a needed reboot is only reported."""
-    family = _family(facts)
+    family = host_family(facts)
     manual: list[str] = []
     if family == "debian":
         try:
