@@ -114,6 +114,7 @@ def _check(data: dict[str, Any]) -> CheckResult:
         id=_str(data.get("id"), "?"), title=_str(data.get("title")), severity=_str(data.get("severity"), "unknown"),
         findings=findings, summary=_str(data.get("summary")),
         waiver=Waiver(_str(waiver.get("reason")), _text(waiver.get("expires"))) if isinstance(waiver, dict) else None,
+        fix=data["fix"] if isinstance(data.get("fix"), dict) else None,  # as scan wrote it
     )
 
 
