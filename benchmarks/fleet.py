@@ -324,6 +324,10 @@ def main() -> int:
                          "dist-upgrade (about 2 s of CPU per host here)")
     ap.add_argument("--jobs", type=int, default=None, help="nectar-audit --jobs (default: its own)")
     ap.add_argument("--keep-output", metavar="DIR", help="copy the JSON report here")
+    ap.add_argument("--peer", metavar="SRC", help="the src directory of another checkout (e.g. a git worktree "
+                                                  "of an earlier commit): each run is followed by one of its "
+                                                  "code on the same hosts, and the ratios pair by pair are "
+                                                  "printed (this code / the peer's)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces)", file=sys.stderr)
@@ -360,10 +364,22 @@ def main() -> int:
         print(f"{args.hosts} hosts up in {up_s:.1f} s (apt lists {args.apt_lists}); auditing with "
               f"concurrency {args.concurrency} ...", flush=True)
         runs = []
+        peer_env = None
+        if args.peer:
+            peer_path = os.pathsep.join(p for p in (args.peer, os.environ.get("PYTHONPATH")) if p)
+            peer_env = {**os.environ, "PYTHONPATH": peer_path}
+        pairs: list[tuple[dict[str, float], dict[str, float]]] = []
         for _ in range(args.runs):
             c0 = host_cpu(fleet)
             m = timed(tool, env=tool_env)
             m["far_cpu"] = host_cpu(fleet) - c0
+            peer = None
+            if peer_env is not None:
+                # Right after, on the same hosts: machine drift touches both sides of a pair alike.
+                p0 = host_cpu(fleet)
+                peer = timed(tool, env=peer_env)
+                peer["far_cpu"] = host_cpu(fleet) - p0
+                pairs.append((m, peer))
             hosts = json.loads(report.read_text())["hosts"]
             errors = [h for h in hosts if h["error"]]
             wall, rc, cpu, far_cpu = m["wall"], int(m["rc"]), m["cpu"], m["far_cpu"]
@@ -374,6 +390,9 @@ def main() -> int:
                   flush=True)
             for h in errors[:5]:
                 print(f"  {h['target']}: {h['error']}")
+            if peer is not None:
+                print(f"  peer: {peer['wall']:.2f} s wall, CPU nectar-audit {peer['cpu']:.1f} s, hosts "
+                      f"{peer['far_cpu']:.1f} s, exit {int(peer['rc'])}", flush=True)
             runs.append(m)
         # The median run by wall time (the machine's other work makes single runs vary by ~10%).
         m = sorted(runs, key=lambda r: r["wall"])[len(runs) // 2]
@@ -383,6 +402,14 @@ def main() -> int:
                   f"(min {min(r['wall'] for r in runs):.2f}, max {max(r['wall'] for r in runs):.2f}); "
                   f"peak RSS at most {max(r['main_mb'] for r in runs):.0f} MB, "
                   f"{max(r['tree_mb'] for r in runs):.0f} MB with the judges")
+        if pairs:
+            def median(values: list[float]) -> float:
+                return sorted(values)[len(values) // 2]
+            ratios = {k: median([a[k] / b[k] for a, b in pairs if b[k]]) for k in ("wall", "cpu", "far_cpu")}
+            print(f"vs peer ({len(pairs)} pairs, median of the ratios this/peer): wall {ratios['wall']:.3f}, "
+                  f"CPU nectar-audit {ratios['cpu']:.3f}, CPU hosts {ratios['far_cpu']:.3f}; peer median "
+                  f"{median([b['wall'] for _, b in pairs]):.2f} s wall, "
+                  f"{median([b['cpu'] for _, b in pairs]) / args.hosts:.3f} s CPU/host in nectar-audit")
         result: dict[str, Any] = {"hosts": args.hosts, "concurrency": args.concurrency,
                                   "apt_lists": args.apt_lists, "nectar_wall_s": wall,
                                   "nectar_walls_s": [r["wall"] for r in runs],

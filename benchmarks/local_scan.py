@@ -4,6 +4,10 @@
 Prints median wall time and peak RSS over repeated runs of each, on this machine, and the ratio.
 Plain script: `sudo python3 benchmarks/local_scan.py [--runs 20] [--lynis-runs 1] [--no-lynis]`.
 Lynis comes from Debian's packages (`apt-get install lynis`).
+
+`--peer SRC` (the src directory of another checkout, e.g. a git worktree of an earlier commit) times this
+checkout's code and the peer's in turn, run for run, and prints the median of the ratios pair by pair
+(wall and CPU): a ratio measured so holds while the machine's speed drifts, which seconds do not.
 """
 
 from __future__ import annotations
@@ -15,6 +19,27 @@ import statistics
 import subprocess
 import sys
 import time
+
+
+def paired(argv: list[str], src: str, peer: str, runs: int) -> None:
+    """``argv`` with this checkout's src and with the peer's, in turn; the ratios this/peer pair by pair."""
+    envs = [{**os.environ, "PYTHONPATH": path} for path in (src, peer)]
+    for env in envs:  # warm the page cache and write the .pyc files
+        subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    walls: list[list[float]] = [[], []]
+    cpus: list[list[float]] = [[], []]
+    for _ in range(runs):
+        for k, env in enumerate(envs):
+            t0 = time.perf_counter()
+            proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _, _, usage = os.wait4(proc.pid, 0)
+            walls[k].append(time.perf_counter() - t0)
+            cpus[k].append(usage.ru_utime + usage.ru_stime)  # the scan and the gatherer it waited for
+    med = statistics.median
+    print(f"this checkout: median {med(walls[0]):.3f} s wall, {med(cpus[0]):.3f} s CPU; peer {peer}: "
+          f"{med(walls[1]):.3f} s wall, {med(cpus[1]):.3f} s CPU ({runs} pairs)")
+    print(f"ratio this/peer, median of the pairs: wall {med([a / b for a, b in zip(*walls)]):.3f}, "
+          f"CPU {med([a / b for a, b in zip(*cpus)]):.3f}")
 
 
 def measure(argv: list[str], runs: int) -> tuple[list[float], list[int], int]:
@@ -35,12 +60,18 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--lynis-runs", type=int, default=1)
     ap.add_argument("--no-lynis", action="store_true")
+    ap.add_argument("--peer", metavar="SRC", help="time this checkout's code against another checkout's src, "
+                                                  "run for run (no lynis)")
     args = ap.parse_args()
 
     tool = [sys.executable, "-m", "nectar_audit", "scan", "--format", "json"]
     # pip byte-compiles an installed package; an environment that forbids writing .pyc files (some CI
     # sandboxes set PYTHONDONTWRITEBYTECODE) would otherwise time the compiler on every run.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    if args.peer:
+        src = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "src")
+        paired(tool, os.path.normpath(src), args.peer, args.runs)
+        return 0
     measure(tool, 2)  # warm the page cache and write the .pyc files
     rows = []
     walls, rss, rc = measure(tool, args.runs)

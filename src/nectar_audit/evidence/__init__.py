@@ -18,7 +18,7 @@ from nectar_audit.evidence.bundle import (
 )
 from nectar_audit.evidence.needs import Follow, Needs, Search, merge
 from nectar_audit.evidence.redact import redact, redact_args
-from nectar_audit.evidence.sanitize import Sanitizer, fields_only, sanitize
+from nectar_audit.evidence.sanitize import Sanitizer, fields_only, rewrite_lines, sanitize
 from nectar_audit.evidence.script import STAT_FORMAT, build_script, new_boundary
 from nectar_audit.evidence.stream import Budget, StreamParser, parse_stat_lines, parse_stream
 
@@ -46,6 +46,7 @@ __all__ = [
     "parse_stream",
     "redact",
     "redact_args",
+    "rewrite_lines",
     "sanitize",
     "save_bundle",
 ]

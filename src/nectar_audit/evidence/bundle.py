@@ -77,14 +77,60 @@ def _matcher(pattern: str) -> Callable[[str], object]:
     return re.compile(fnmatch.translate(pattern)).match
 
 
-@functools.lru_cache(maxsize=8192)
-def _sanitizer_for(sanitizers: tuple[tuple[str, Sanitizer], ...], path: str) -> Sanitizer | None:
-    """The sanitizer of the first pattern matching ``path`` (shell-style, case-sensitive); remembered,
-    since every host of a fleet has much the same few hundred paths."""
-    for pattern, fn in sanitizers:
-        if _matcher(pattern)(path):
-            return fn
-    return None
+class _PathSanitizers:
+    """Which sanitizer a path gets: the one of the first pattern matching it (shell-style, case-sensitive).
+
+    A pattern is tested only when the path has its fixed start and end, so of some ninety patterns the
+    few that may match are compiled (compiling all of them cost a local scan about 30 ms), and a literal
+    pattern is a string comparison. Answers are remembered: every host of a fleet has much the same few
+    hundred paths."""
+
+    def __init__(self, sanitizers: Mapping[str, Sanitizer]) -> None:
+        self.rules = [(pattern, *_fixed_ends(pattern), fn) for pattern, fn in sanitizers.items()]
+        self.memo: dict[str, Sanitizer | None] = {}
+
+    def lookup(self, path: str) -> Sanitizer | None:
+        try:
+            return self.memo[path]
+        except KeyError:
+            pass
+        found = None
+        for pattern, head, tail, fn in self.rules:
+            if tail is None:  # no glob character: the path itself
+                if path == pattern:
+                    found = fn
+                    break
+            elif path.startswith(head) and path.endswith(tail) and _matcher(pattern)(path):
+                found = fn
+                break
+        if len(self.memo) >= 8192:
+            self.memo.clear()
+        self.memo[path] = found
+        return found
+
+
+def _fixed_ends(pattern: str) -> tuple[str, str | None]:
+    """The fixed start and end every match of ``pattern`` has ("" when unknown); end None: no glob."""
+    cut = _GLOB_CHAR.search(pattern)
+    if cut is None:
+        return pattern, None
+    # Only "*" globs have a plain tail; after "?" or "[" (a class, or a literal "[") claim none.
+    tail = pattern.rpartition("*")[2] if not any(c in pattern for c in "?[") else ""
+    return pattern[:cut.start()], tail
+
+
+_GLOB_CHAR = re.compile(r"[*?\[]")
+# The tables of the sanitizer mappings in use (one per merged Needs; a fleet shares one), by identity.
+_TABLES: dict[int, tuple[Mapping[str, Sanitizer], _PathSanitizers]] = {}
+
+
+def _sanitizers_of(sanitizers: Mapping[str, Sanitizer]) -> _PathSanitizers:
+    entry = _TABLES.get(id(sanitizers))
+    if entry is None or entry[0] is not sanitizers:
+        if len(_TABLES) >= 16:
+            _TABLES.clear()
+        entry = _TABLES[id(sanitizers)] = (sanitizers, _PathSanitizers(sanitizers))
+    return entry[1]
 
 
 def _part_of(path: str) -> str:
@@ -153,7 +199,7 @@ class Bundle:
         # A path pattern of another module may match too; a search's own sanitizer is the one that
         # knows what the hit holds (e.g. a private key), so it wins.
         forced = self._hit_sanitizers.get(path)
-        return forced if forced is not None else _sanitizer_for(tuple(self.sanitizers.items()), path)
+        return forced if forced is not None else _sanitizers_of(self.sanitizers).lookup(path)
 
     def read_limit(self, path: str) -> int:
         """How many bytes of ``path`` are worth reading: a sanitizer reduces what it is given (apt's

@@ -171,7 +171,9 @@ read_search_hits() {
 # files found, NUL-terminated, go to $SCRATCH/xf$1, which read_search_hits then reads.
 follow_includes() {
   fo_n=$1 fo_depth=$2 fo_max=$3 fo_re=$4; shift 4
-  fo_host=$(uname -n 2>/dev/null); fo_host=${fo_host%%.*}
+  # The node name as uname -n prints it, read without starting a process where /proc has it.
+  { read -r fo_host </proc/sys/kernel/hostname; } 2>/dev/null || fo_host=$(uname -n 2>/dev/null)
+  fo_host=${fo_host%%.*}
   fo_out="$SCRATCH/xf$fo_n" fo_level="$SCRATCH/fl$fo_n" fo_next="$SCRATCH/fn$fo_n"
   : >"$fo_out"
   printf '%s\n' "$@" >"$fo_level"
@@ -193,7 +195,8 @@ $fo_p
       [ -r "$fo_p" ] || continue
       grep -E -e "$fo_re" -- "$fo_p" 2>/dev/null | follow_line "$fo_n" "${fo_p%/*}" "$fo_host" >>"$fo_next"
     done <"$fo_level"
-    mv -f "$fo_next" "$fo_level"
+    # The next level becomes this one by swapping the two names (no mv process per level).
+    fo_tmp=$fo_level fo_level=$fo_next fo_next=$fo_tmp
     fo_d=$((fo_d+1))
   done
 }

@@ -154,9 +154,15 @@ def _is_secret_key(key: str) -> bool:
     return low in _SECRET_KEYS or low.endswith(_SECRET_SUFFIXES)
 
 
+def _ascii_lower(text: str) -> str:
+    # str.lower is ten times faster than translate, and keeps every index where the text is ASCII only
+    # (isascii is a flag of the string: no scan).
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+
+
 def _headers(text: str) -> str:
     """Header secrets, looked for only on the lines that name a header or an Authorization."""
-    low = text.translate(_ASCII_LOWER)
+    low = _ascii_lower(text)
     starts = sorted({low.rfind("\n", 0, i) + 1 for word in ("header", "authorization")
                      for i in _all(low, word)})
     if not starts:
@@ -192,7 +198,7 @@ def _all(low: str, word: str) -> list[int]:
 def _hints(text: str) -> list[tuple[int, int]]:
     """Where a secret's stem stands, in order: found with str.find over an ASCII-lowered copy (a regular
     expression with a case-insensitive alternation scanned the text ten times slower)."""
-    low = text.translate(_ASCII_LOWER)
+    low = _ascii_lower(text)
     found = []
     for stem in _STEMS:
         i = low.find(stem)

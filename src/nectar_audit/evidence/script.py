@@ -137,20 +137,24 @@ def sharing_patterns(patterns: Sequence[str]) -> list[str]:
     costs a string test on the host, a pair wrongly left out a file read twice. Patterns are compared
     only with those whose directory may be theirs (a local scan builds this once, for some 260 patterns).
     """
+    unique = list(dict.fromkeys(patterns))
     by_dir: dict[str, list[str]] = {}
-    for p in dict.fromkeys(patterns):
+    for p in unique:
         by_dir.setdefault(posixpath.dirname(p), []).append(p)
     wild_dirs = [d for d in by_dir if _has_glob(d)]
     shared: set[str] = set()
     for d, group in by_dir.items():
         # The same directory, or a wild one that may stand for it; a pair found is marked on both sides
-        # (a wild directory's group is not searched for the plain directories it may stand for).
+        # (a wild directory's group is not searched for the plain directories it may stand for). Every
+        # pattern of ``near`` has a directory that may be d, so their names decide.
         near = [*group, *(q for w in wild_dirs if w != d and _dirs_may_meet(d, w) for q in by_dir[w])]
+        names = [(b, posixpath.basename(b)) for b in near]
         for a in group:
-            for b in near:
-                if b != a and _may_share(a, b):
+            name = posixpath.basename(a)
+            for b, other in names:
+                if b != a and _names_may_meet(name, other):
                     shared.update((a, b))
-    return [p for p in dict.fromkeys(patterns) if p in shared]
+    return [p for p in unique if p in shared]
 
 
 def _may_share(a: str, b: str) -> bool:
@@ -170,13 +174,26 @@ def _names_may_meet(x: str, y: str) -> bool:
     # condition, so a pair may be kept that shares nothing: ``*.conf`` and ``*.local`` are told apart,
     # which keeps the per-user patterns of /home/*/ out of the host-side check that costs O(n²)).
     if not _has_glob(x):
-        return fnmatch.fnmatchcase(x, y)
+        return _name_matches(x, y)
     if not _has_glob(y):
-        return fnmatch.fnmatchcase(y, x)
+        return _name_matches(y, x)
     if any(c in x + y for c in "?["):
         return True
     (px, sx), (py, sy) = _ends(x), _ends(y)
     return (px.startswith(py) or py.startswith(px)) and (sx.endswith(sy) or sy.endswith(sx))
+
+
+def _name_matches(name: str, pattern: str) -> bool:
+    """fnmatchcase, after the cheap tests of the pattern's fixed start (and end, for a "*" pattern):
+    most pairs differ there, and each pattern compiled costs more than all the tests."""
+    if not _has_glob(pattern):
+        return name == pattern
+    head = _GLOB.split(pattern, maxsplit=1)[0]
+    if not name.startswith(head):
+        return False
+    if "?" not in pattern and "[" not in pattern and not name.endswith(pattern.rpartition("*")[2]):
+        return False
+    return fnmatch.fnmatchcase(name, pattern)
 
 
 def _ends(pattern: str) -> tuple[str, str]:

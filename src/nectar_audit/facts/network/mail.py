@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from nectar_audit.evidence import Bundle, Needs
+from nectar_audit.evidence import Bundle, Needs, rewrite_lines
 from nectar_audit.facts.net import LOOPBACK, ListenPlan, parse_net
 from nectar_audit.model import Evidence
 
@@ -85,6 +85,7 @@ IMPLICIT_TLS = {465, 993, 995}
 # after the next "=" is blanked. Scanned by hand: one expression was quadratic in keywords per line.
 _SECRET_KEY = re.compile(r"pass(?:word)?|secret|server_condition|ldap_default_servers", re.IGNORECASE)
 _PASSWORD_ARG = re.compile(r"(?i)(password=)\S+")
+_PASSWORD_KEY = re.compile(r"password=", re.IGNORECASE)
 
 
 def _mail_value_at(line: str) -> int | None:
@@ -103,13 +104,18 @@ def _mail_value_at(line: str) -> int | None:
 
 
 def sanitize_mail_secrets(data: bytes) -> str:
-    lines = data.decode("utf-8", "replace").split("\n")
-    for k, line in enumerate(lines):
-        at = _mail_value_at(line)
-        if at is not None:
-            line = line[:at] + "<redacted>"
-        lines[k] = _PASSWORD_ARG.sub(r"\1<redacted>", line) if "=" in line else line
-    return "\n".join(lines)
+    # Both steps look only at the lines naming a keyword (neither reaches past a line's end).
+    text = rewrite_lines(data.decode("utf-8", "replace"), _SECRET_KEY, _blank_mail_value)
+    return rewrite_lines(text, _PASSWORD_KEY, _blank_password_args)
+
+
+def _blank_mail_value(line: str) -> str | None:
+    at = _mail_value_at(line)
+    return None if at is None else line[:at] + "<redacted>"
+
+
+def _blank_password_args(line: str) -> str:
+    return _PASSWORD_ARG.sub(r"\1<redacted>", line)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Callable
 
-from nectar_audit.evidence import Bundle, EvidenceError, Needs
+from nectar_audit.evidence import Bundle, EvidenceError, Needs, rewrite_lines
 from nectar_audit.facts.accounts import accounts
 from nectar_audit.facts.network.dns import Stmt, parse_named_conf
 from nectar_audit.facts.network.mail import mail_servers
@@ -99,12 +99,12 @@ def _secret_value_at(line: str) -> int | None:
 
 def sanitize_service_secrets(data: bytes) -> str:
     """Blank the value of every line that names a password, token or secret; keep the rest line for line."""
-    lines = data.decode("utf-8", "replace").split("\n")
-    for k, line in enumerate(lines):
-        at = _secret_value_at(line)
-        if at is not None:
-            lines[k] = line[:at] + "<redacted>"
-    return "\n".join(lines)
+    return rewrite_lines(data.decode("utf-8", "replace"), _SECRET_KEY, _blank_secret_value)
+
+
+def _blank_secret_value(line: str) -> str | None:
+    at = _secret_value_at(line)
+    return None if at is None else line[:at] + "<redacted>"
 
 
 @dataclass(frozen=True)

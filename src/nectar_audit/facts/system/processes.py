@@ -48,13 +48,24 @@ _REDACT_KV = re.compile(
 )
 
 
+_KV_STEMS = ("pass", "token", "secret", "key", "auth", "cred")
+
+
 def redact(args: str) -> str:
     """The blanking the gatherer's sed does, then the secret-taking flags of common commands (``sshpass -p``,
     ``mysql -pX``, ``curl -u user:pass``): for bundles gathered by other means, and for every ps line."""
-    args = _REDACT_URL.sub(r"\1<redacted>@", args)
-    args = _REDACT_KV.sub(lambda m: m.group(0) if m.group(0).endswith("<redacted>") else f"{m.group(1)}<redacted>",
-                          args)
+    if "://" in args:
+        args = _REDACT_URL.sub(r"\1<redacted>@", args)
+    # _REDACT_KV needs a stem: an ASCII line without one (most of a process list: kernel threads, daemons
+    # without options) skips it; any other line is matched as ever (IGNORECASE also folds "K", "ſ").
+    low = args.lower()
+    if not args.isascii() or any(stem in low for stem in _KV_STEMS):
+        args = _REDACT_KV.sub(_kv_value, args)
     return redact_args(args)
+
+
+def _kv_value(m: re.Match[str]) -> str:
+    return m.group(0) if m.group(0).endswith("<redacted>") else f"{m.group(1)}<redacted>"
 
 
 def sanitize_ps(data: bytes) -> str:
