@@ -55,8 +55,8 @@ def rule_of(raw: Any, group_id: str | None = None) -> dict[str, Any]:
     """A rule (SDK resource or API dict) as a plain dict of the API's JSON names (plus id, group)."""
     get = raw.get if isinstance(raw, dict) else (lambda k, d=None: getattr(raw, k, d))
     out = {k: get(k) for k in _KEYS}
-    if out["ethertype"] is None and not isinstance(raw, dict):
-        out["ethertype"] = getattr(raw, "ether_type", None)  # openstacksdk's attribute name
+    if out["ethertype"] is None:  # openstacksdk's resources (dicts too) name it ether_type
+        out["ethertype"] = get("ether_type") or getattr(raw, "ether_type", None)
     for k in ("port_range_min", "port_range_max"):
         value = out[k]
         out[k] = int(value) if value is not None and value != "" else None
@@ -209,24 +209,32 @@ def plan_for(conn: Any, cloud: str, target: Any, instance_id: str | None, port: 
 def _plan(conn: Any, plan: CloudPlan, target: Any, instance_id: str | None) -> None:
     ports: list[Any] = _neutron("listing ports (Neutron)", lambda: list(conn.network.ports()))
     addresses = _target_addresses(target)
-    by_address: dict[str, Any] = {}
+    # Private addresses repeat across networks: every instance with one of the target's addresses.
+    devices: dict[str, set[str]] = {}
     for p in ports:
         for ip in p.fixed_ips or ():
-            by_address.setdefault(str(ip.get("ip_address")), p)
+            devices.setdefault(str(ip.get("ip_address")), set()).add(p.device_id)
     if addresses:
         fips: list[Any] = _neutron("listing floating IPs (Neutron)", lambda: list(conn.network.ips()))
-        by_id = {p.id: p for p in ports}
+        owner = {p.id: p.device_id for p in ports}
         for f in fips:
-            if f.port_id in by_id and f.floating_ip_address:
-                by_address.setdefault(str(f.floating_ip_address), by_id[f.port_id])
-    hit = next((by_address[a] for a in addresses if a in by_address), None)
-    device = hit.device_id if hit is not None else None
-    if instance_id and device and device != instance_id:
-        raise CloudError(f"the address {addresses[0]} belongs to instance {device} but the host says it is "
-                         f"{instance_id}: not touching either")
-    device = device or instance_id
+            if f.port_id in owner and f.floating_ip_address:
+                devices.setdefault(str(f.floating_ip_address), set()).add(owner[f.port_id])
+    candidates = sorted({d for a in addresses for d in devices.get(a, ()) if d})
+    where = ", ".join(addresses) or "no address"
+    if instance_id:
+        if candidates and instance_id not in candidates:
+            raise CloudError(f"the address {where} belongs to instance {', '.join(candidates)} but the host says "
+                             f"it is {instance_id}: not touching either")
+        device = instance_id
+    elif len(candidates) == 1:
+        device = candidates[0]
+    elif candidates:
+        raise CloudError(f"several instances of this project have the address {where} ({', '.join(candidates)}) "
+                         "and the host reports no instance id: not guessing")
+    else:
+        device = None
     if not device or not any(p.device_id == device for p in ports):
-        where = ", ".join(addresses) or "no address"
         raise CloudError(f"no port of this project has the target's address ({where})"
                          + (f" or belongs to instance {instance_id}" if instance_id else ""))
     plan.instance = device
