@@ -610,7 +610,8 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
             else:
                 from nectar_audit.fix import cloud_port
 
-                run = undo if undo != "latest" else cloud_port.newest_open(runs_of(target)[0])
+                run = undo if undo != "latest" else (cloud_port.newest_open(runs_of(target)[0])
+                                                     if cloud_port.has_records() else None)
                 records, error = undo_host(target, None if undo == "latest" else undo)
                 click.echo(f"== {visible(target.name)}")
                 for check, state, message in records:

@@ -10,6 +10,7 @@ sshd, nft, fail2ban) moved over SSH by ``nectar-audit fix --os-cloud``.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ import yaml
 
 from nectar_audit.fix import cloud_port
 from tests.fix.test_18_08_fix_lab import NEW, USER, _answers, _env, _fix_argv, moved_host  # noqa: F401
-from tests.lab.openstack_lab import REGION, USER_PASSWORD, OpenStackLab
+from tests.lab.openstack_lab import REGION, OpenStackLab
 
 pytestmark = pytest.mark.lab
 
@@ -101,7 +102,7 @@ def _clouds_yaml(api: OpenStackLab, where: Path) -> Path:
 @pytest.fixture
 def cloud_env(openstack_api: OpenStackLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """clouds.yaml entry ``lab`` (alice, a member of project research) and a private record directory."""
-    for name in [k for k in __import__("os").environ if k.startswith("OS_")]:
+    for name in [k for k in os.environ if k.startswith("OS_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(_clouds_yaml(openstack_api, tmp_path)))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
@@ -186,7 +187,7 @@ def test_fix_os_cloud_end_to_end(openstack_api: OpenStackLab, cloud_env: Path, m
     iid.parent.mkdir(parents=True, exist_ok=True)
     iid.write_text(p.instance + "\n")
     original = _rules(p)
-    env = {**_env(), **{k: v for k, v in __import__("os").environ.items() if k in ("OS_CLIENT_CONFIG_FILE",
+    env = {**_env(), **{k: v for k, v in os.environ.items() if k in ("OS_CLIENT_CONFIG_FILE",
                                                                                    "XDG_STATE_HOME")}}
     cloud = ("--os-cloud", CLOUD, "--close-old-port")
     plan_argv = [a for a in _fix_argv(host, key, known, *cloud, "--format", "json") if a not in ("--apply", "--yes")]

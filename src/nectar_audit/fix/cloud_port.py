@@ -481,6 +481,11 @@ def undo_run(run_id: str, cloud: str | None, directory: Path | None = None) -> l
     return [f"security groups: {made} rule(s) added by run {run_id} removed, {gone} deleted rule(s) recreated"]
 
 
+def has_records() -> bool:
+    """Whether any run changed a cloud from this machine (else ``fix --undo`` need not ask the host)."""
+    return any(record_dir().glob("*.json"))
+
+
 def newest_open(runs: Sequence[tuple[str, str, str]]) -> str | None:
     """The run ``fix --undo`` without RUN undoes: the newest not undone yet."""
     live = sorted(r for r, state, _n in runs if state == "applied")
