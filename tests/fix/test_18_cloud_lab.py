@@ -224,3 +224,34 @@ def test_fix_os_cloud_end_to_end(openstack_api: OpenStackLab, cloud_env: Path, m
     assert "2 rule(s) added by run" in second.stdout, second.stdout
     assert _rules(p) == original
     assert _answers(host, key, known, 22)
+
+
+# The real fix code, but the new login on the new port fails (as when a group or a firewall in between
+# still drops it): the host's run is undone at once, and the rules made for the new port must go too.
+REFUSING = """
+import sys
+from nectar_audit.targets import ssh
+ssh.SshTarget.confirm_login = lambda self, *a, **k: "refused by the test"
+from nectar_audit.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_failed_login_on_the_new_port_reverts_the_groups(openstack_api: OpenStackLab, cloud_env: Path,
+                                                         moved_host: Any) -> None:  # noqa: F811
+    host, key, known, _procs = moved_host
+    p = _project(openstack_api, host.addr)
+    iid = host.path("/var/lib/cloud/data/instance-id")
+    iid.parent.mkdir(parents=True, exist_ok=True)
+    iid.write_text(p.instance + "\n")
+    original = _rules(p)
+    env = {**_env(), **{k: v for k, v in os.environ.items() if k in ("OS_CLIENT_CONFIG_FILE", "XDG_STATE_HOME")}}
+    argv = _fix_argv(host, key, known, "--os-cloud", CLOUD, "--format", "json")
+    proc = subprocess.run([argv[0], "-c", REFUSING, *argv[3:]], capture_output=True, text=True, timeout=300,
+                          env=env, check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (outcome,) = json.loads(proc.stdout)["hosts"][0]["outcomes"]
+    assert outcome["status"] == "rolled-back", outcome
+    assert "the rules added were removed again" in outcome["message"], outcome
+    assert _rules(p) == original  # Neutron: the twins for 2222 are gone again
+    assert _answers(host, key, known, 22) and not _answers(host, key, known, NEW)
