@@ -161,10 +161,10 @@ def apply_host(fix: HostFix, entries: Sequence[Entry], config: Config, named: se
         return
     # -- the cloud side (18 with --os-cloud): rules for the new port before the host's first run, reverted
     # with it if it does not stay, 22's rules removed after the last confirmed phase (--close-old-port).
-    if fix.cloud is not None and fix.cloud.error is not None:
+    cloud = cloud_port.start(fix)
+    if fix.cloud is not None and fix.cloud.error is not None:  # planning or connecting failed
         fix.error = f"security groups: {fix.cloud.error} (nothing was changed)"
         return
-    cloud = cloud_port.start(fix)
     target, confirmed = _apply_phase(fix, fix.target, remedies, config,
                                      before_run=cloud.before_run if cloud is not None else None)
     if cloud is not None:  # the rules stay only with a run that stays
