@@ -30,7 +30,7 @@ BELOW = {
     "facts": {"evidence", "model", "config", "facts"},
     "checks": {"evidence", "model", "config", "facts", "checklist", "checks", "remedy"},
     "remedy": set(),  # the structured fix: plain data every layer above may carry
-    "fix": {"catalog", "config", "engine", "evidence", "facts", "fix", "model", "remedy", "targets"},
+    "fix": {"catalog", "cloud", "config", "engine", "evidence", "facts", "fix", "model", "remedy", "targets"},
     "reports": {"model", "reports", "__init__"},
     "targets": {"evidence", "targets", "shape"},
     "shape": set(),

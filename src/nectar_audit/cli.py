@@ -545,11 +545,17 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
 @click.option("--update-ssh-config", "update_ssh_config", is_flag=True,
               help="18: after the move, set Port in ~/.ssh/config for targets given by ssh_config alias "
                    "(backed up first).")
+@click.option("--os-cloud", "os_cloud", metavar="NAME",
+              help="18: also let the new port into the instance's security groups (clouds.yaml entry as for "
+                   "`cloud --os-cloud`; `envvars`: a sourced openrc file). Undone with the run.")
+@click.option("--close-old-port", "close_old_port", is_flag=True,
+              help="18 with --os-cloud: once a login on the new port is confirmed, remove the rules for 22.")
 @ssh_options
 def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: bool, fmt: str, undo: str | None,
             list_runs: bool, config_path: str | None, inventory_path: str | None, limit: str | None,
             log_server: str | None, ssh_port: int | None, confirm_timeout: int, update_ssh_config: bool,
-            concurrency: int, identities: tuple[str, ...], ssh_config: str | None, known_hosts: str | None,
+            os_cloud: str | None, close_old_port: bool, concurrency: int, identities: tuple[str, ...],
+            ssh_config: str | None, known_hosts: str | None,
             accept_new_host_keys: bool, no_host_key_check: bool, sudo: bool | None, connect_timeout: float,
             command_timeout: float, max_evidence: float, jobs: int | None, progress: bool | None,
             quiet: bool) -> None:
@@ -577,6 +583,10 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
     fix_options: dict[str, object] = {"confirm_timeout": confirm_timeout}
     if ssh_port is not None:
         fix_options["ssh_port"] = ssh_port
+    if os_cloud:  # 18's security-group side (fix/cloud_port.py)
+        fix_options.update(os_cloud=os_cloud, close_old_port=close_old_port)
+    elif close_old_port:
+        raise click.UsageError("--close-old-port closes 22 in the security groups: it needs --os-cloud")
     config = dataclasses.replace(config, extra={**config.extra, "fix": fix_options})
     if undo not in (None, "latest") and not re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]+", undo):
         raise click.BadParameter(f"{undo!r} is not a fix run id (see --runs)", param_hint="--undo")
@@ -598,6 +608,10 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
                 if not runs and error is None:
                     click.echo("  no fix runs")
             else:
+                from nectar_audit.fix import cloud_port
+
+                run = undo if undo != "latest" else (cloud_port.newest_open(runs_of(target)[0])
+                                                     if cloud_port.has_records() else None)
                 records, error = undo_host(target, None if undo == "latest" else undo)
                 click.echo(f"== {visible(target.name)}")
                 for check, state, message in records:
@@ -605,12 +619,16 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
                         click.echo(f"  {visible(check)}: {visible(state)}")
                     elif message:
                         click.echo(f"  {visible(message)}")
+                for line in cloud_port.undo_run(run, os_cloud) if run and error is None else ():
+                    click.echo(f"  {visible(line)}")
             if error is not None:
                 failed = True
                 click.echo(f"  error: {visible(error)}")
         sys.exit(EXIT_FAIL if failed else EXIT_OK)
 
-    fixes = for_each(parsed, lambda t: plan_host(t, selected, config), concurrency)
+    from nectar_audit.fix.cloud_port import attach
+
+    fixes = for_each(parsed, lambda t: attach(plan_host(t, selected, config), config, named), concurrency)
     if not do_apply:
         if fmt == "json":
             click.echo(render.as_json(fixes, named, applied=False))

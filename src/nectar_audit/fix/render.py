@@ -58,6 +58,8 @@ def plan_text(fix: HostFix, named: set[str]) -> str:
     chosen = fix.to_apply(named)
     for remedy in fix.remedies:
         lines += remedy_text(remedy, remedy in chosen)
+        if fix.cloud is not None and remedy.check == "Check-Security-18":
+            lines += fix.cloud.text()  # 18's security-group side (fix/cloud_port.py)
     return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ from nectar_audit.config import Config
 from nectar_audit.engine import audit
 from nectar_audit.evidence import EvidenceError
 from nectar_audit.facts import Facts
+from nectar_audit.fix import cloud_port
 from nectar_audit.fix import script as fix_script
 from nectar_audit.model import HostResult, Status, visible
 from nectar_audit.remedy import GUARD_KEY_LOGIN, Remedy
@@ -54,6 +55,7 @@ class HostFix:
     after: HostResult | None = None
     plan_text: str = ""  # the plan as shown, kept in the run directory on the host
     runs: list[str] = field(default_factory=list)  # every run applied (a phased fix has several)
+    cloud: Any = None  # 18's security-group side (fix/cloud_port.py CloudPlan), with --os-cloud
 
     @property
     def name(self) -> str:
@@ -76,6 +78,7 @@ class HostFix:
             "before": {c.id: c.status.value for c in self.before.checks} if self.before else {},
             "remedies": [dict(r.to_json(), selected=r in self.to_apply(named)) for r in self.remedies],
             "outcomes": [o.to_json() for o in self.outcomes],
+            **({"cloud": self.cloud.to_json()} if self.cloud is not None else {}),
         }
 
 
@@ -156,7 +159,17 @@ def apply_host(fix: HostFix, entries: Sequence[Entry], config: Config, named: se
     if getattr(fix.target, "execute", None) is None:
         fix.error = f"{_kind(fix.target)} targets cannot be changed (fix works on local and SSH hosts)"
         return
-    target, confirmed = _apply_phase(fix, fix.target, remedies, config)
+    # -- the cloud side (18 with --os-cloud): rules for the new port before the host's first run, reverted
+    # with it if it does not stay, 22's rules removed after the last confirmed phase (--close-old-port).
+    cloud = cloud_port.start(fix)
+    if fix.cloud is not None and fix.cloud.error is not None:  # planning or connecting failed
+        fix.error = f"security groups: {fix.cloud.error} (nothing was changed)"
+        return
+    target, confirmed = _apply_phase(fix, fix.target, remedies, config,
+                                     before_run=cloud.before_run if cloud is not None else None)
+    if cloud is not None:  # the rules stay only with a run that stays
+        cloud.kept(confirmed and any(o.check == cloud_port.CHECK and o.status == "applied" for o in fix.outcomes))
+    # -- end of the cloud side's first part
     for _phase in range(3):  # a bound, not a loop a planner could keep going
         follow = {r.check for r in remedies if r.next_phase}
         follow &= {o.check for o in fix.outcomes if o.status == "applied"}
@@ -183,6 +196,9 @@ def apply_host(fix: HostFix, entries: Sequence[Entry], config: Config, named: se
             mine.status = o.status
             mine.message = "; ".join(m for m in (mine.message, f"next phase (run {sub.run_id}): {o.status}"
                                                   + (f": {o.message}" if o.message else "")) if m)
+    if cloud is not None:  # the cloud side's second part: 22's rules removed once the last phase stays
+        cloud.finish(fix.run_id, confirmed)
+        _outcome(fix, cloud_port.CHECK).message += "".join(f"; {m}" for m in cloud.messages)
     fix.target = target  # the host is now reached there (18: the new port)
     changed = [e for e in entries if any(o.check == e.id and o.status == "applied" for o in fix.outcomes)]
     if changed:
@@ -216,11 +232,19 @@ def confirm_timeout(config: Config) -> int:
     return int(config.extra.get("fix", {}).get("confirm_timeout", fix_script.DEFAULT_CONFIRM_TIMEOUT))
 
 
-def _apply_phase(fix: HostFix, target: Target, remedies: Sequence[Remedy], config: Config) -> tuple[Target, bool]:
+def _apply_phase(fix: HostFix, target: Target, remedies: Sequence[Remedy], config: Config,
+                 before_run: Callable[[str], str | None] | None = None) -> tuple[Target, bool]:
     """One script run on ``target``, its lock-out guard and dead-man confirmation: (where the host is
-    reached afterwards, whether the run was confirmed and stays)."""
+    reached afterwards, whether the run was confirmed and stays). ``before_run(run_id)`` runs first (the
+    cloud side); a problem it returns stops the run before the host is touched."""
     execute = target.execute  # type: ignore[attr-defined]
     fix.run_id = run_id = fix_script.new_run_id(now_id())
+    problem = before_run(run_id) if before_run is not None else None
+    if problem is not None:
+        fix.run_id = None
+        fix.error = problem
+        fix.outcomes.extend(Outcome(r.check, "not-run", problem) for r in remedies)
+        return target, False
     fix.runs.append(run_id)
     timeout = confirm_timeout(config)
     built = fix_script.build(remedies, run_id, fix.plan_text, confirm_timeout=timeout)
