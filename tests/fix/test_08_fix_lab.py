@@ -188,8 +188,13 @@ def test_controller_killed_before_confirmation_host_drops_the_firewall(open_host
         os.killpg(controller.pid, signal.SIGKILL)
         controller.wait()
     # Within the confirmation timeout (30 s) and a margin, the host put everything back by itself.
-    lab.wait_until(lambda: _digests(host) == before and _tcp(host.addr, DROPPED) == "open", 60,
-                   "the dead-man timer to undo the run")
+    try:
+        lab.wait_until(lambda: _digests(host) == before and _tcp(host.addr, DROPPED) == "open", 60,
+                       "the dead-man timer to undo the run")
+    except lab.LabError as exc:
+        log = host.exec(["sh", "-c", "cat /var/lib/nectar-audit/fix/*/deadman.log"], text=True).stdout
+        changed = [p for p, v in _digests(host).items() if v != before[p]]
+        raise AssertionError(f"{exc}: changed {changed}, {DROPPED}: {_tcp(host.addr, DROPPED)}; {log}") from exc
     assert _tcp(v6, DROPPED) == "open" and _tcp(host.addr, KEPT) == "open"
     assert _answers(host, key, known, 22)
     if tool == "nftables":

@@ -389,7 +389,7 @@ def _ufw(facts: Facts, need: Needed, enabled: bool) -> tuple[list[FileChange], l
     validate = [Step("ufw show added >/dev/null", "ufw reads its rules")]
     init = "$(for f in /lib/ufw/ufw-init /usr/lib/ufw/ufw-init; do [ -x $f ] && echo $f && break; done)"
     activate = [Step(f"if grep -qx ENABLED=yes {UFW_CONF}; then ufw --force enable >/dev/null; "
-                     f"else {init} stop >/dev/null; fi",
+                     f"else {init} force-stop >/dev/null; fi",
                      "ufw loads its rules (stopped again when ufw.conf says ENABLED=no)")]
     return changes, commands, validate, activate, notes
 
