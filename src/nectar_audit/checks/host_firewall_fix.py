@@ -470,9 +470,9 @@ def plan(facts: Facts) -> Remedy | None:
         return Remedy(CHECK, summary, refused=str(exc))
     pre = [f"let in: {o.label} ({o.why})" + (f" from {', '.join(o.sources)} only" if o.sources else "")
            for o in need.openings]
-    pre += [f"no longer let in: {d}" for d in need.dropped]
     pre.append("also let in: established/related, loopback, ICMP/ICMPv6 essentials"
                + (", the DHCP client" if need.dhcp else "") + "; everything else dropped (IPv4 and IPv6)")
+    notes = [*(f"no longer let in: {d}" for d in need.dropped), *notes]
     if need.managed:
         notes = [f"Docker/libvirt chains left alone: {', '.join(need.managed[:6])}"
                  + (f" (+{len(need.managed) - 6} more)" if len(need.managed) > 6 else ""), *notes]
