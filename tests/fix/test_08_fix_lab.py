@@ -6,7 +6,8 @@ HTTP server on 8080 (kept with ``--allow 8080/tcp``) and another on 9090 (not ke
 decides the key login, the HTTP servers answer or the kernel's nftables drops the SYN (the connection
 times out), over IPv4 and over an IPv6 address the test gives the lab link. A controller killed before
 its confirmation leaves a host whose dead-man timer puts every file back and removes the ruleset. The
-same on the same root made to look like Ubuntu: ufw.
+same with Docker's chains loaded (left alone: no flush, our own table), and on the same root made to
+look like Ubuntu: ufw.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests import lab
+from tests import SAMPLES, lab
 from tests.fix.test_18_08_fix_lab import HANGING, USER, _answers, _cli, _env, _write
 
 pytestmark = pytest.mark.lab
@@ -91,7 +92,7 @@ def _v6(host: lab.ChrootHost) -> str:
     return inner
 
 
-@pytest.fixture(params=["nftables", "ufw"])
+@pytest.fixture(params=["nftables", "docker", "ufw"])
 def open_host(request: Any, lab_root: Path, tmp_path: Path
               ) -> Iterator[tuple[lab.ChrootHost, Path, Path, str, str]]:
     lab.require_netns()
@@ -101,6 +102,12 @@ def open_host(request: Any, lab_root: Path, tmp_path: Path
     _prepare_root(lab_root, pub, request.param == "ufw")
     with lab.chroot_host(lab_root, hostname="fw-lab") as host:
         v6 = _v6(host)
+        if request.param == "docker":
+            # Docker's own chains (a real dump), loaded by iptables' nf_tables backend as dockerd does.
+            # Its container publishes 8080 in the dump: moved to 8081, so our own 8080 listener is reached.
+            dump = (SAMPLES / "firewall/docker-iptables-nft-save.v4").read_bytes().replace(
+                b"--dport 8080 -j DNAT", b"--dport 8081 -j DNAT")
+            host.exec(["iptables-nft-restore"], input=dump, check=True)
         sshd = host.start(["/usr/sbin/sshd", "-D", "-e"])
         for port in (KEPT, DROPPED):
             # Python's http.server binds "::" dual-stack: one listener for IPv4 and IPv6.
@@ -130,7 +137,8 @@ def _scan_08(host: lab.ChrootHost, key: Path, known: Path) -> str:
 
 
 def _ruleset(host: lab.ChrootHost) -> str:
-    return str(host.exec(["nft", "list", "ruleset"], text=True, check=True).stdout)
+    """The loaded ruleset without counters (-s: stateless), comparable before and after."""
+    return str(host.exec(["nft", "-s", "list", "ruleset"], text=True, check=True).stdout)
 
 
 def test_08_applied_over_ssh_keeps_ssh_and_the_kept_service(open_host: Any) -> None:
@@ -138,6 +146,14 @@ def test_08_applied_over_ssh_keeps_ssh_and_the_kept_service(open_host: Any) -> N
     for addr in (host.addr, v6):
         assert _tcp(addr, KEPT) == "open" and _tcp(addr, DROPPED) == "open"
     assert _scan_08(host, key, known).startswith("fail")
+    # The plan names what stays reachable and what will not, with the way to keep it.
+    shown = subprocess.run([a for a in _fix_argv(host, key, known) if a not in ("--apply", "--yes")],
+                           capture_output=True, text=True, timeout=300, env=_env(), check=False)
+    assert "verified: let in: 22/tcp (sshd listens on it" in shown.stdout, shown.stdout + shown.stderr
+    assert f"verified: let in: {KEPT}/tcp (fix --allow)" in shown.stdout
+    assert f"note: no longer let in: {DROPPED}/tcp (python3): nothing but an open default lets it in; keep it " \
+           f"with --allow {DROPPED}/tcp" in shown.stdout, shown.stdout
+    assert "dead-man:" in shown.stdout
     proc = subprocess.run(_fix_argv(host, key, known, "--format", "json"), capture_output=True, text=True,
                           timeout=300, env=_env(), check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -153,9 +169,12 @@ def test_08_applied_over_ssh_keeps_ssh_and_the_kept_service(open_host: Any) -> N
     for addr in (host.addr, v6):
         assert _tcp(addr, KEPT) == "open", addr
         assert _tcp(addr, DROPPED) == "timeout", addr
-    if tool == "nftables":
+    if tool in ("nftables", "docker"):
         ruleset = _ruleset(host)
         assert "table inet nectar_audit" in ruleset and "policy drop" in ruleset, ruleset
+        # Docker's chains are left alone (no flush): its forwarding and DNAT rules are all still there.
+        assert (tool == "docker") == ("chain DOCKER-ISOLATION-STAGE-1" in ruleset), ruleset
+        assert (tool == "docker") == ("flush ruleset" not in host.path("/etc/nftables.conf").read_text())
         assert host.exec(["nft", "-c", "-f", "/etc/nftables.conf"]).returncode == 0
         assert host.path("/etc/systemd/system/sysinit.target.wants/nftables.service").is_symlink()
     else:
@@ -197,7 +216,7 @@ def test_controller_killed_before_confirmation_host_drops_the_firewall(open_host
         raise AssertionError(f"{exc}: changed {changed}, {DROPPED}: {_tcp(host.addr, DROPPED)}; {log}") from exc
     assert _tcp(v6, DROPPED) == "open" and _tcp(host.addr, KEPT) == "open"
     assert _answers(host, key, known, 22)
-    if tool == "nftables":
-        assert _ruleset(host) == rules_before
+    if tool in ("nftables", "docker"):
+        assert _ruleset(host) == rules_before  # Docker's chains too
     runs = host.exec(["sh", "-c", "cat /var/lib/nectar-audit/fix/*/deadman"], text=True).stdout.split()
     assert runs == ["sleep"]  # no systemd in the lab host: the detached sleep did it
