@@ -532,7 +532,7 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
               help="18: the port SSH moves to (opened in the firewall, SELinux, fail2ban first; 22 closed only "
                    "after a new login on PORT works).")
 @click.option("--confirm-timeout", "confirm_timeout", type=click.IntRange(10, 3600), default=120, show_default=True,
-              metavar="SECONDS", help="Fixes that can cut you off (18) are undone by the host itself unless a "
+              metavar="SECONDS", help="Fixes that can cut you off (18, 08) are undone by the host itself unless a "
                                       "new connection confirms them within this time.")
 @click.option("--allow", "allow", multiple=True, metavar="PORT/PROTO",
               help="08: also let PORT/PROTO (e.g. 8080/tcp) in through the firewall the fix turns on (repeatable).")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from nectar_audit.evidence import EvidenceError, Needs, merge
 from nectar_audit.facts import Facts
 from nectar_audit.facts import firewall as firewall_facts
+from nectar_audit.facts import ssh as ssh_facts
 from nectar_audit.facts import system as system_facts
 from nectar_audit.facts.firewall import Firewall, firewall
 from nectar_audit.facts.host import host
@@ -49,7 +50,7 @@ DHCP_FILES = ("/etc/network/interfaces", "/etc/network/interfaces.d/*", "/etc/sy
 DHCP_DAEMONS = ("dhclient", "dhcpcd", "systemd-networkd", "NetworkManager", "udhcpc")
 # Chains and tables other software manages in the same kernel: never flushed, never edited.
 MANAGED_RE = re.compile(r"^(DOCKER.*|docker.*|LIBVIRT_.*|libvirt.*|CNI-.*|KUBE-.*|cali-.*|FLANNEL.*)$")
-NEEDS: Needs = merge([firewall_facts.NEEDS, system_facts.NEEDS,
+NEEDS: Needs = merge([firewall_facts.NEEDS, system_facts.NEEDS, ssh_facts.NEEDS,
                       Needs(files=(NFT_OWN, *DHCP_FILES), stats=(NFT_WANTS, UFW_WANTS, *FIREWALLD_WANTS))])
 
 ICMP4 = ("echo-request", "destination-unreachable", "time-exceeded", "parameter-problem")
@@ -206,8 +207,11 @@ def needed(facts: Facts) -> Needed:
         if prev is None or (prev.sources and not o.sources):
             openings[key] = o
 
-    info = facts.get(sshd_listeners)
-    for port in info.all_ports or [22]:
+    try:
+        ssh_ports = facts.get(sshd_listeners).all_ports or [22]
+    except EvidenceError:
+        ssh_ports = [22]  # sshd's configuration unreadable: the standard port stays open at least
+    for port in ssh_ports:
         add(Opening("tcp", port, "sshd listens on it (the way in)"))
     for proto, port in allow:
         add(Opening(proto, port, "fix --allow"))
@@ -243,7 +247,7 @@ def needed(facts: Facts) -> Needed:
                    else "nothing but an open default lets it in")
             dropped.append(f"{s.port}/{s.proto} ({who}): {why}; keep it with --allow {s.port}/{s.proto}")
     for key in deny:  # never the way in: sshd's own ports stay whatever --deny says
-        if openings.get(key) is not None and not (key[0] == "tcp" and key[1] in (info.all_ports or [22])):
+        if openings.get(key) is not None and not (key[0] == "tcp" and key[1] in ssh_ports):
             del openings[key]
     managed, foreign = _managed(fw)
     ordered = sorted(openings.values(), key=lambda o: (o.proto, o.port))
