@@ -166,3 +166,20 @@ def test_port_specs() -> None:
         except ValueError:
             continue
         raise AssertionError(bad)
+
+
+def test_security_groups_decide_what_an_open_host_keeps_when_the_audit_knows_them() -> None:
+    facts = host(rules_output(None), SSHD + WEB + ADMIN)
+    rule = {"id": "r1", "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 9090,
+            "port_range_max": 9090, "remote_ip_prefix": "0.0.0.0/0"}
+    ssh = {**rule, "id": "r2", "port_range_min": 22, "port_range_max": 22}
+    facts.bundle.cloud = {
+        "format": "nectar-audit-openstack-instance/1", "server": {"id": "vm-1", "name": "vm"},
+        "security_groups": [{"id": "g1", "name": "web", "security_group_rules": [rule, ssh]}],
+        "ports": [{"id": "p1", "network_id": "n1", "fixed_ips": [{"ip_address": "192.0.2.5"}],
+                   "security_groups": ["g1"]}],
+    }
+    need = needed(facts)
+    assert {o.label for o in need.openings} == {"22/tcp", "9090/tcp"}
+    assert any(o.label == "9090/tcp" and "security groups let it in" in o.why for o in need.openings)
+    assert any(d.startswith("8080/tcp (python3): the security groups do not let it in") for d in need.dropped)
