@@ -183,3 +183,12 @@ def test_security_groups_decide_what_an_open_host_keeps_when_the_audit_knows_the
     assert {o.label for o in need.openings} == {"22/tcp", "9090/tcp"}
     assert any(o.label == "9090/tcp" and "security groups let it in" in o.why for o in need.openings)
     assert any(d.startswith("8080/tcp (python3): the security groups do not let it in") for d in need.dropped)
+
+
+def test_an_enabled_ufw_on_debian_is_kept_rather_than_adding_nftables_beside_it() -> None:
+    files = ufw_files(enabled=True)
+    files["/etc/default/ufw"] = files["/etc/default/ufw"].replace("IPV6=yes", "IPV6=no")
+    remedy = plan(host(rules_output(None), SSHD, files=files))
+    assert remedy is not None and "with ufw" in remedy.summary
+    default = next(c for c in remedy.changes if c.path == "/etc/default/ufw")
+    assert "IPV6=yes" in default.after.split("\n") and not any(c.path == NFT_CONF for c in remedy.changes)

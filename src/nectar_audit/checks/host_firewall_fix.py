@@ -452,10 +452,16 @@ def plan(facts: Facts) -> Remedy | None:
     def on(unit: str) -> bool:
         return svc is not None and svc.is_enabled(unit)
 
+    # The firewall already in charge is kept (one firewall, not two): ufw or firewalld when enabled.
+    ufw_on = fw.ufw is not None and fw.ufw.enabled
+    firewalld_on = fw.firewalld is not None and any(m.name == "firewalld" and m.enabled for m in fw.boot)
     try:
-        if family == "debian" and ubuntu and _exists(facts, "/usr/sbin/ufw"):
+        if ufw_on or (family == "debian" and ubuntu and _exists(facts, "/usr/sbin/ufw") and not firewalld_on):
             tool = "ufw"
             changes, commands, validate, activate, notes = _ufw(facts, need, on("ufw"))
+        elif firewalld_on and _exists(facts, "/usr/sbin/firewalld"):
+            tool = "firewalld"
+            changes, commands, validate, activate, notes = _firewalld(facts, need, fw, on("firewalld"))
         elif family == "debian":
             if not _exists(facts, "/usr/sbin/nft"):
                 return Remedy(CHECK, summary, refused="nft is not installed: apt-get install nftables, then "
