@@ -55,7 +55,7 @@ def test_open_debian_host_gets_a_default_drop_nftables_conf_for_both_families() 
     assert remedy is not None and remedy.applicable and remedy.deadman and remedy.explicit, remedy
     assert remedy.guard == "key-login"
     conf = _written(remedy, NFT_CONF)
-    assert "flush ruleset" in conf  # nothing else is loaded: Debian's way
+    assert conf.startswith("#!/usr/sbin/nft -f\n") and "flush ruleset" in conf  # nothing else loaded: Debian's way
     assert "policy drop;" in conf and "table inet nectar_audit {" in conf
     assert "tcp dport { 22, 8080 } accept" in conf and "9090" not in conf
     assert 'iif "lo" accept' in conf and "ct state established,related accept" in conf

@@ -321,10 +321,12 @@ def _nftables(facts: Facts, need: Needed, enabled: bool) -> tuple[list[FileChang
     notes: list[str] = []
     if _stock_nft(conf):
         flush = not need.foreign and not need.managed
-        body = ["#!/usr/sbin/nft -f", "", *(["flush ruleset", ""] if flush else []), *table]
+        body = ["", *(["flush ruleset", ""] if flush else []), *table]
         if not flush:
             notes.append(f"other tables are loaded: our rules live in table inet {TABLE}, nothing is flushed")
-        changes.append(FileChange(NFT_CONF, conf, _header(why) + "\n".join(body) + "\n", mode=0o755, why=why))
+        # The interpreter line stays first: nftables.conf is executable on Debian.
+        changes.append(FileChange(NFT_CONF, conf, "#!/usr/sbin/nft -f\n" + _header(why) + "\n".join(body) + "\n",
+                                  mode=0o755, why=why))
         main = NFT_CONF
     else:
         assert conf is not None
@@ -351,7 +353,7 @@ def _nftables(facts: Facts, need: Needed, enabled: bool) -> tuple[list[FileChang
                              f"ln -sf /lib/systemd/system/nftables.service {q(NFT_WANTS)}; }}",
                              "nftables.service loads the file at boot", (NFT_WANTS,)))
     validate = [Step(f"nft -c -f {q(main)}", "nft's own check of the ruleset")]
-    activate = [Step(f"if grep -qs {TABLE} {q(main)} {q(NFT_OWN)}; then nft -f {q(main)}; "
+    activate = [Step(f"if grep -qs 'nectar.audit' {q(main)}; then nft -f {q(main)}; "
                      f"else nft delete table inet {TABLE} 2>/dev/null || :; fi",
                      "the kernel's rules from the file (our table removed when the file no longer has it)")]
     return changes, commands, validate, activate, notes
