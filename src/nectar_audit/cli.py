@@ -540,8 +540,13 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
               help="18: the port SSH moves to (opened in the firewall, SELinux, fail2ban first; 22 closed only "
                    "after a new login on PORT works).")
 @click.option("--confirm-timeout", "confirm_timeout", type=click.IntRange(10, 3600), default=120, show_default=True,
-              metavar="SECONDS", help="Fixes that can cut you off (18) are undone by the host itself unless a "
+              metavar="SECONDS", help="Fixes that can cut you off (18, 08) are undone by the host itself unless a "
                                       "new connection confirms them within this time.")
+@click.option("--allow", "allow", multiple=True, metavar="PORT/PROTO",
+              help="08: also let PORT/PROTO (e.g. 8080/tcp) in through the firewall the fix turns on (repeatable).")
+@click.option("--deny", "deny", multiple=True, metavar="PORT/PROTO",
+              help="08: do not let PORT/PROTO in although a listener or the current firewall has it (repeatable; "
+                   "sshd's own ports always stay open).")
 @click.option("--update-ssh-config", "update_ssh_config", is_flag=True,
               help="18: after the move, set Port in ~/.ssh/config for targets given by ssh_config alias "
                    "(backed up first).")
@@ -553,8 +558,9 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
 @ssh_options
 def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: bool, fmt: str, undo: str | None,
             list_runs: bool, config_path: str | None, inventory_path: str | None, limit: str | None,
-            log_server: str | None, ssh_port: int | None, confirm_timeout: int, update_ssh_config: bool,
-            os_cloud: str | None, close_old_port: bool, concurrency: int, identities: tuple[str, ...],
+            log_server: str | None, ssh_port: int | None, confirm_timeout: int, allow: tuple[str, ...],
+            deny: tuple[str, ...], update_ssh_config: bool, os_cloud: str | None, close_old_port: bool,
+            concurrency: int, identities: tuple[str, ...],
             ssh_config: str | None, known_hosts: str | None,
             accept_new_host_keys: bool, no_host_key_check: bool, sudo: bool | None, connect_timeout: float,
             command_timeout: float, max_evidence: float, jobs: int | None, progress: bool | None,
@@ -587,6 +593,12 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
         fix_options.update(os_cloud=os_cloud, close_old_port=close_old_port)
     elif close_old_port:
         raise click.UsageError("--close-old-port closes 22 in the security groups: it needs --os-cloud")
+    for name, specs in (("allow", allow), ("deny", deny)):  # 08's planner reads them (PORT/PROTO, checked here)
+        for spec in specs:
+            if not re.fullmatch(r"(\d{1,5})/(tcp|udp)", spec.lower()) or not 1 <= int(spec.split("/")[0]) <= 65535:
+                raise click.BadParameter(f"{spec!r} is not PORT/tcp or PORT/udp", param_hint=f"--{name}")
+        if specs:
+            fix_options[name] = [s.lower() for s in specs]
     config = dataclasses.replace(config, extra={**config.extra, "fix": fix_options})
     if undo not in (None, "latest") and not re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]+", undo):
         raise click.BadParameter(f"{undo!r} is not a fix run id (see --runs)", param_hint="--undo")

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nectar_audit.checks.base import Check, for_family
+from nectar_audit.checks.host_firewall_fix import NEEDS as PLAN_NEEDS
+from nectar_audit.checks.host_firewall_fix import plan
 from nectar_audit.facts import Facts
 from nectar_audit.facts import firewall as firewall_facts
 from nectar_audit.facts.firewall import Firewall, PortRange, chain_label, firewall
@@ -282,4 +284,6 @@ CHECK = Check(
         "rhel": FIX_ENABLE["rhel"],
         "fedora": FIX_ENABLE["rhel"],
     },
+    plan=plan,
+    plan_needs=PLAN_NEEDS,
 )
