@@ -107,7 +107,8 @@ def run_check(entry: Entry, facts: Facts, debug: bool = False) -> CheckResult:
     check = entry.check
     assert check is not None
     try:
-        findings = check.run(facts)
+        # Through facts: computed once, and a check's plan may ask for its verdict without judging again.
+        findings = list(facts.get(check.run))
     except EvidenceError as exc:
         findings = [Finding(Status.ERROR, str(exc))]
     except Exception as exc:
