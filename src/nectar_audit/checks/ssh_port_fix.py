@@ -237,12 +237,19 @@ def _sshd(facts: Facts, cfg: SshdConfig, info: ListenInfo, new: int, phase: int
         change = drop_in(path, ["[Socket]", *streams], before, f"18: {socket.name} listens on the SSH port(s)")
         if change.after != before:
             changes.append(change)
-        activate.append(Step(f"systemctl daemon-reload && systemctl restart {_quote(socket.name)}",
-                             f"{socket.name} listens again"))
+        activate.append(Step(_socket_restart(socket.name), f"{socket.name} listens again"))
     elif socket is not None:
-        activate.append(Step(f"systemctl daemon-reload && systemctl restart {_quote(socket.name)}",
+        activate.append(Step(_socket_restart(socket.name),
                              "Ubuntu's sshd-socket-generator copies the Port lines into the socket"))
     return changes, activate, manual
+
+
+def _socket_restart(unit: str) -> str:
+    """Restart the socket unit where systemd runs. Without systemd as PID 1 (a container, a chroot) no
+    socket is held for sshd: the sshd started by hand or an init script listens on its own Port lines,
+    which the sshd reload step makes it read, so a bare systemctl (which fails there) would only fail
+    the run."""
+    return f"if [ -d /run/systemd/system ]; then systemctl daemon-reload && systemctl restart {_quote(unit)}; fi"
 
 
 def _fail2ban(facts: Facts, new: int, phase: int) -> tuple[list[FileChange], list[Step], list[Step]]:
