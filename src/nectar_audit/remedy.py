@@ -10,7 +10,6 @@ changes anything.
 
 from __future__ import annotations
 
-import difflib
 import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +70,8 @@ class FileChange:
         return not self.edits
 
     def diff(self) -> str:
+        import difflib  # only plans show diffs: a scan of a passing host never loads it
+
         old = [] if self.before is None else self.before.splitlines(keepends=True)
         new = self.after.splitlines(keepends=True)
         return "".join(difflib.unified_diff(
