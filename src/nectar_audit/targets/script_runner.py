@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from nectar_audit.evidence import Budget, Bundle, Needs, StreamParser, build_script, new_boundary
@@ -50,17 +51,8 @@ class ScriptTarget:
                 proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
             except OSError as exc:
                 raise TargetError(f"cannot run the gatherer: {exc}") from exc
-            expired = threading.Event()
-
-            def deadline() -> None:
-                expired.set()
-                proc.kill()
-
-            timer = threading.Timer(self.timeout, deadline)
-            timer.start()
-            try:
-                feeding = threading.Thread(target=_write, args=(proc, script), daemon=True)
-                feeding.start()
+            with _killed_after(proc, self.timeout) as expired:
+                threading.Thread(target=_write, args=(proc, script), daemon=True).start()
                 assert proc.stdout is not None
                 while True:
                     chunk = proc.stdout.read1(_CHUNK)  # type: ignore[attr-defined]
@@ -69,11 +61,6 @@ class ScriptTarget:
                 if parser.stopped:
                     proc.kill()
                 proc.wait()
-            finally:
-                timer.cancel()
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
             if expired.is_set():
                 raise TargetError(f"the gatherer did not finish within {self.timeout:.0f} s")
             parser.finish()
@@ -83,7 +70,6 @@ class ScriptTarget:
         if proc.returncode != 0 and not parser.stopped:
             bundle.errors.append(f"gatherer exited with status {proc.returncode}: {tail}")
         return bundle
-
 
     def execute(self, script: bytes, timeout: float = 600.0,
                 then: Callable[[Execution], bytes | None] | None = None) -> list[Execution]:
@@ -101,18 +87,10 @@ class ScriptTarget:
                                     stderr=subprocess.PIPE)
         except OSError as exc:
             raise TargetError(f"cannot run a shell on the host: {exc}") from exc
-        expired = threading.Event()
-
-        def deadline() -> None:
-            expired.set()
-            proc.kill()
-
-        timer = threading.Timer(timeout, deadline)
-        timer.start()
         err: list[bytes] = []
         reader = threading.Thread(target=_tail, args=(proc.stderr, err), daemon=True)
         reader.start()
-        try:
+        with _killed_after(proc, timeout) as expired:
             threading.Thread(target=_write, args=(proc, script), daemon=True).start()
             out = b""
             assert proc.stdout is not None
@@ -123,14 +101,29 @@ class ScriptTarget:
                 if len(out) < EXEC_OUTPUT_CAP:
                     out += chunk[:EXEC_OUTPUT_CAP - len(out)]
             proc.wait()
-        finally:
-            timer.cancel()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
         reader.join(5)
         status = None if expired.is_set() else proc.returncode
         return Execution(status, out, b"".join(err).decode("utf-8", "replace").strip(), expired.is_set())
+
+
+@contextlib.contextmanager
+def _killed_after(proc: subprocess.Popen[bytes], timeout: float) -> Iterator[threading.Event]:
+    """``proc`` is killed once ``timeout`` s pass (the event then says so); when the block ends, it is gone."""
+    expired = threading.Event()
+
+    def deadline() -> None:
+        expired.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, deadline)
+    timer.start()
+    try:
+        yield expired
+    finally:
+        timer.cancel()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def _tail(stream: object, into: list[bytes]) -> None:
