@@ -72,25 +72,22 @@ class Edits:
 
     def replace(self, path: str, line: int, new: Sequence[str], comment: str = "#", keep: bool = True) -> bool:
         """Line ``line`` of ``path`` becomes ``new`` (the old text kept as a comment above it)."""
-        got = self.raw(path, line)
-        if got is None:
-            self.manual.append(f"{path}:{line}: could not be read; change it by hand")
-            return False
-        raw, occ = got
-        indent = raw[: len(raw) - len(raw.lstrip())]
-        old = (f"{indent}{comment} {raw.strip()}  {comment} replaced by {TAG}: {self.why}",) if keep else ()
-        self._add(path, LineEdit(raw, (*old, *new), occ))
-        return True
+        return self._rewrite(path, line, comment, "replaced" if keep else None, new, "change")
 
     def disable(self, path: str, line: int, comment: str = "#") -> bool:
+        return self._rewrite(path, line, comment, "disabled", (), "remove")
+
+    def _rewrite(self, path: str, line: int, comment: str, verb: str | None, new: Sequence[str],
+                 by_hand: str) -> bool:
+        """The line commented out (``verb`` says why; None: dropped), followed by ``new``."""
         got = self.raw(path, line)
         if got is None:
-            self.manual.append(f"{path}:{line}: could not be read; remove it by hand")
+            self.manual.append(f"{path}:{line}: could not be read; {by_hand} it by hand")
             return False
         raw, occ = got
         indent = raw[: len(raw) - len(raw.lstrip())]
-        self._add(path, LineEdit(raw, (f"{indent}{comment} {raw.strip()}  {comment} disabled by {TAG}: {self.why}",),
-                                 occ))
+        old = (f"{indent}{comment} {raw.strip()}  {comment} {verb} by {TAG}: {self.why}",) if verb else ()
+        self._add(path, LineEdit(raw, (*old, *new), occ))
         return True
 
     def insert_after(self, path: str, line: int, new: Sequence[str]) -> bool:
