@@ -606,6 +606,9 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
     ssh = make_ssh_options(identities, ssh_config, known_hosts, accept_new_host_keys, no_host_key_check,
                            sudo, connect_timeout, command_timeout, max_evidence)
     parsed = _targets(targets, ssh, inventory_path, limit, no_host_key_check)
+    from nectar_audit.fix.cloud_port import has_records as has_cloud_records
+    from nectar_audit.fix.cloud_port import reconcile, unsettled
+
     if list_runs or undo is not None:
         failed = False
         for target in parsed:
@@ -616,6 +619,9 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
                     click.echo(f"  {run_id}  {state}  ({count} fixes applied)")
                 if not runs and error is None:
                     click.echo("  no fix runs")
+                if error is None and has_cloud_records():  # a controller that stopped half-way (18 --os-cloud)
+                    for line in reconcile(target, runs, os_cloud, settle=False):
+                        click.echo(f"  {visible(line)}")
             else:
                 from nectar_audit.fix import cloud_port
 
@@ -637,6 +643,12 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
 
     from nectar_audit.fix.cloud_port import attach
 
+    if do_apply and os_cloud and has_cloud_records():  # settle what a stopped controller left in the cloud
+        for target in parsed:
+            if unsettled(target):
+                runs, error = runs_of(target)
+                for line in reconcile(target, runs, os_cloud, settle=True) if error is None else ():
+                    click.echo(f"{visible(target.name)}: {visible(line)}", err=fmt == "json")
     fixes = for_each(parsed, lambda t: attach(plan_host(t, selected, config), config, named), concurrency)
     if not do_apply:
         if fmt == "json":

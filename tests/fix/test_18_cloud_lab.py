@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +24,16 @@ import pytest
 import yaml
 
 from nectar_audit.fix import cloud_port
-from tests.fix.test_18_08_fix_lab import NEW, USER, _answers, _env, _fix_argv, moved_host  # noqa: F401
+from tests import lab
+from tests.fix.test_18_08_fix_lab import (  # noqa: F401
+    HANGING,
+    NEW,
+    USER,
+    _answers,
+    _env,
+    _fix_argv,
+    moved_host,
+)
 from tests.lab.openstack_lab import REGION, OpenStackLab
 
 pytestmark = pytest.mark.lab
@@ -255,3 +266,47 @@ def test_failed_login_on_the_new_port_reverts_the_groups(openstack_api: OpenStac
     assert "the rules added were removed again" in outcome["message"], outcome
     assert _rules(p) == original  # Neutron: the twins for 2222 are gone again
     assert _answers(host, key, known, 22) and not _answers(host, key, known, NEW)
+
+
+def test_controller_killed_mid_move_the_next_apply_removes_its_rules(
+        openstack_api: OpenStackLab, cloud_env: Path, moved_host: Any, tmp_path: Path) -> None:  # noqa: F811
+    """The controller dies after the rules for the new port were made and before the confirmation: the
+    host's timer undoes its run, and the rules it cannot remove itself (it has no cloud credentials) are
+    named by ``fix --runs`` and removed by the next ``fix --apply --os-cloud``."""
+    host, key, known, _procs = moved_host
+    p = _project(openstack_api, host.addr)
+    iid = host.path("/var/lib/cloud/data/instance-id")
+    iid.parent.mkdir(parents=True, exist_ok=True)
+    iid.write_text(p.instance + "\n")
+    original = _rules(p)
+    env = {**_env(), **{k: v for k, v in os.environ.items() if k in ("OS_CLIENT_CONFIG_FILE", "XDG_STATE_HOME")}}
+    marker = tmp_path / "confirming"
+    argv = _fix_argv(host, key, known, "--os-cloud", CLOUD, "--confirm-timeout", "10")
+    controller = subprocess.Popen([sys.executable, "-c", HANGING, str(marker), *argv[3:]], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        lab.wait_until(lambda: marker.exists() or controller.poll() is not None, 120,
+                       "the controller to reach the confirmation")
+        assert controller.poll() is None, controller.stderr.read() if controller.stderr else ""
+        assert _for_port(p, NEW) == [("IPv4", V4), ("IPv6", "::/0")]  # made before the host listened
+    finally:
+        os.killpg(controller.pid, signal.SIGKILL)
+        controller.wait()
+    base = [a for a in argv if a not in ("--apply", "--yes", "--checks", "18", "--ssh-port", str(NEW))]
+
+    def runs() -> str:
+        out = subprocess.run([*base, "--runs"], capture_output=True, text=True, timeout=120, env=env, check=False)
+        return out.stdout + out.stderr
+
+    lab.wait_until(lambda: " undone " in runs(), 60, "the host's dead-man timer to undo the run")
+    assert _answers(host, key, known, 22) and not _answers(host, key, known, NEW)
+    listing = runs()
+    assert "left half-way by its controller and the host undid it" in listing, listing
+    assert "are still there" in listing and _for_port(p, NEW), listing  # --runs only says so
+
+    # The next apply with --os-cloud settles it first (here with a check that has nothing to change).
+    settle = subprocess.run([*[a for a in base if a != "--runs"], "--checks", "04", "--apply", "--yes"],
+                            capture_output=True, text=True, timeout=300, env=env, check=False)
+    assert "the 2 rule(s) it added were removed" in settle.stdout, settle.stdout + settle.stderr
+    assert _rules(p) == original
+    assert "left half-way" not in runs()  # settled: nothing more to say

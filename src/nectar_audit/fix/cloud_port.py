@@ -311,10 +311,12 @@ def attach(fix: Any, config: Config, named: set[str]) -> Any:
 class Record:
     """What one host run changed in the cloud, saved after every call (the undo's source of truth)."""
 
-    def __init__(self, run_id: str, cloud: str, target: str, directory: Path | None = None) -> None:
+    def __init__(self, run_id: str, cloud: str, target: str, directory: Path | None = None, host: str = "") -> None:
         self.path = (directory or record_dir()) / f"{run_id}.json"
+        # "kept" turns true once the host's run is known to stay; a record left neither kept nor undone
+        # is a controller that stopped in between (killed, network gone): ``reconcile`` settles it.
         self.data: dict[str, Any] = {"format": RECORD_FORMAT, "run": run_id, "cloud": cloud, "target": target,
-                                     "created": [], "deleted": [], "undone": False}
+                                     "host": host, "created": [], "deleted": [], "undone": False, "kept": False}
 
     @classmethod
     def load(cls, run_id: str, directory: Path | None = None) -> Record | None:
@@ -414,10 +416,11 @@ class Session:
     record: Record | None = None
     messages: list[str] = field(default_factory=list)
     stays: bool = False
+    host: str = ""
 
     def before_run(self, run_id: str) -> str | None:
         """The first run's hook: the new port is let in before the host listens on it."""
-        self.record = Record(run_id, self.plan.cloud, self.target)
+        self.record = Record(run_id, self.plan.cloud, self.target, host=self.host)
         problem = open_new(self.conn, self.plan, self.record)
         made = len(self.record.data["created"])
         if problem is not None:  # the caller's kept(False) removes what was made so far
@@ -438,13 +441,17 @@ class Session:
         self.stays = stays
         if not stays:
             self.undo()
+        elif self.record is not None:
+            self.record.data["kept"] = True
+            self.record.save()
 
     def finish(self, run_id: str | None, confirmed: bool) -> None:
         """After the last phase, if it was confirmed: 22's rules removed (--close-old-port)."""
         if not (self.stays and confirmed) or not self.plan.remove or run_id is None:
             return
         record = self.record if self.record is not None and self.record.data["run"] == run_id else \
-            Record(run_id, self.plan.cloud, self.target)
+            Record(run_id, self.plan.cloud, self.target, host=self.host)
+        record.data["kept"] = True  # confirmed already: 22's rules go for good
         problem = close_old(self.conn, self.plan, record)
         gone = len(record.data["deleted"])
         self.messages.append(f"security groups: {gone} rule(s) for {OLD} removed" + (
@@ -461,7 +468,7 @@ def start(fix: Any) -> Session | None:
     except CloudError as exc:
         plan.error = str(exc)
         return None
-    return Session(plan, conn, str(fix.name))
+    return Session(plan, conn, str(fix.name), host=host_of(fix.target))
 
 
 def undo_run(run_id: str, cloud: str | None, directory: Path | None = None) -> list[str]:
@@ -488,5 +495,64 @@ def has_records() -> bool:
 
 def newest_open(runs: Sequence[tuple[str, str, str]]) -> str | None:
     """The run ``fix --undo`` without RUN undoes: the newest not undone yet."""
-    live = sorted(r for r, state, _n in runs if state == "applied")
+    live = sorted(r for r, state, _n in runs if state in ("applied", "pending"))
     return live[-1] if live else None
+
+
+def host_of(target: Any) -> str:
+    """The host a target reaches (its address or name, without user or port): records match on it, so
+    ``user@host`` and ``user@host:2222`` after the move are the same instance."""
+    return str(getattr(target, "host", None) or getattr(target, "name", ""))
+
+
+def unsettled(target: Any, directory: Path | None = None) -> list[Record]:
+    """Records of runs on ``target``'s host whose controller stopped before the run was decided."""
+    host = host_of(target)
+    found = []
+    for path in sorted((directory or record_dir()).glob("*.json")):
+        record = Record.load(path.stem, directory)
+        if record is not None and record.data.get("host") == host and not record.data.get("undone") \
+                and record.data.get("kept") is False:
+            found.append(record)
+    return found
+
+
+def reconcile(target: Any, runs: Sequence[tuple[str, str, str]], cloud: str | None, settle: bool,
+              directory: Path | None = None) -> list[str]:
+    """The cloud side of runs on ``target`` whose controller stopped half-way, from what the host says of
+    each run (``runs``, as ``list_runs``). A run the host undid (its dead-man timer fired) or never started
+    should lose the rules it added; a run that stays keeps them; a pending run is left to its timer. With
+    ``settle`` (``fix --apply --os-cloud``) that is done; without (``fix --runs``) it is said. Lines to print."""
+    lines: list[str] = []
+    states = {run: state for run, state, _n in runs}
+    for record in unsettled(target, directory):
+        run = str(record.data.get("run"))
+        state = states.get(run)
+        made, gone = len(record.data.get("created", [])), len(record.data.get("deleted", []))
+        if state == "pending":
+            lines.append(f"security groups: run {run} is not decided yet (the host's dead-man timer decides)")
+            continue
+        if state == "applied":
+            if settle:
+                record.data["kept"] = True
+                record.save()
+            lines.append(f"security groups: run {run} stayed on the host: the {made} rule(s) it added stay")
+            continue
+        why = "the host undid it" if state == "undone" else "the host never ran it"
+        if not settle:
+            lines.append(f"security groups: run {run} was left half-way by its controller and {why}; the {made} "
+                         f"rule(s) it added are still there: `nectar-audit fix --undo {run} --os-cloud "
+                         f"{cloud or record.data.get('cloud') or 'NAME'}` (or the next fix --apply --os-cloud) "
+                         "removes them")
+            continue
+        try:
+            conn = connect(cloud or str(record.data.get("cloud") or "") or None)
+        except CloudError as exc:
+            lines.append(f"security groups: run {run} ({why}) not settled ({exc}); the changes are listed in "
+                         f"{record.path}")
+            continue
+        problems = revert(conn, record)
+        lines.extend([f"security groups: run {run}: {p}" for p in problems] or [
+            f"security groups: run {run} was left half-way by its controller and {why}: the {made} rule(s) it "
+            "added were removed" + (f", {gone} deleted rule(s) recreated" if gone else "")])
+    return lines

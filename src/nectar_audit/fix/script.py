@@ -303,5 +303,6 @@ def undo_command(run_id: str | None, base: str = RUN_BASE) -> str:
 LIST_RUNS = (
     f"for d in {q(RUN_BASE)}/*/; do [ -f \"$d/undo.sh\" ] || continue; "
     "n=$(basename \"$d\"); s=applied; [ -e \"$d/undone\" ] && s=undone; "
+    "[ $s = applied ] && [ -e \"$d/deadman\" ] && [ ! -d \"$d/decided\" ] && s=pending; "
     "printf '%s %s %s\\n' \"$n\" \"$s\" \"$(wc -l < \"$d/applied\" | tr -d ' ')\"; done\n"
 )
