@@ -14,7 +14,7 @@ import textwrap
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Any, Callable, TextIO
 
 import click
 
@@ -118,12 +118,40 @@ def scan(targets: tuple[str, ...], checks: str | None, fmt: str, output: str | N
         config = load_config(config_path)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from exc
-    selected = _select(checks)
     if limit and not inventory_path:
         raise click.UsageError("--limit selects hosts of an --inventory")
     ssh = make_ssh_options(identities, ssh_config, known_hosts, accept_new_host_keys, no_host_key_check,
                            sudo, connect_timeout, command_timeout, max_evidence)
     parsed = _targets(targets, ssh, inventory_path, limit, no_host_key_check)
+    early = _prestart(parsed, checks, do_probe)
+    try:
+        _scan(parsed, checks, fmt, output, config, save_evidence, debug, concurrency, jobs, progress, quiet, store,
+              do_probe)
+    finally:
+        if early is not None:
+            early.discard_early()  # unused when the checks asked for another script, or on an error
+
+
+def _prestart(parsed: list[Target], checks: str | None, do_probe: bool) -> Any:
+    """This machine, all checks: start the gatherer with the prebuilt full-scan script before importing
+    the checks (about a third of a local scan's time), which the host's work then overlaps. The target,
+    or None when that does not apply."""
+    if checks is not None or do_probe or len(parsed) != 1 or getattr(parsed[0], "kind", "") != "local":
+        return None
+    from nectar_audit.evidence.script import new_boundary, prebuilt_script
+
+    boundary = new_boundary()
+    script = prebuilt_script(boundary)
+    if script is None:
+        return None
+    parsed[0].prestart(script, boundary)  # type: ignore[attr-defined]
+    return parsed[0]
+
+
+def _scan(parsed: list[Target], checks: str | None, fmt: str, output: str | None, config: Config,
+          save_evidence: str | None, debug: bool, concurrency: int, jobs: int | None, progress: bool | None,
+          quiet: bool, store: str | None, do_probe: bool) -> None:
+    selected = _select(checks)
     needs = needs_for(selected)
     if do_probe:  # learn each SSH host's listeners and firewall from its evidence, to choose the ports
         from nectar_audit.probes import plan

@@ -8,6 +8,7 @@ is read by ``stream.py``.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import posixpath
 import re
 import secrets
@@ -30,9 +31,39 @@ STAT_FORMAT = "%f %u %g %s %Y %n\\0"
 
 
 def build_script(needs: Needs, boundary: str) -> str:
-    head = ("#!/bin/sh\n# nectar-audit evidence gatherer: reads only, writes nothing but a temp dir.\n"
+    return _head(boundary) + _body(needs)
+
+
+def _head(boundary: str) -> str:
+    return ("#!/bin/sh\n# nectar-audit evidence gatherer: reads only, writes nothing but a temp dir.\n"
             f"BOUNDARY={shlex.quote(boundary)}\n")
-    return head + _body(needs)
+
+
+@functools.lru_cache(maxsize=1)
+def _helpers() -> str:
+    return resources.files(__package__).joinpath("gather.sh").read_text(encoding="utf-8")
+
+
+# A full scan's script body, generated from every check's Needs (scripts/prebuild_gather.py writes it, a
+# test keeps it current), so that a local scan can start gathering while the checks are still being
+# imported; gather.sh's text stands in it as this one line. Whoever uses it first builds the script from
+# the checks it imported and uses the early run only when both are the same text.
+PREBUILT = "full_scan.sh"
+_HELPERS_LINE = "# @gather.sh@"
+
+
+def prebuilt_text(needs: Needs) -> str:
+    """What ``PREBUILT`` holds for ``needs`` (every implemented check's)."""
+    return _build_body(needs).replace(_helpers(), _HELPERS_LINE + "\n", 1)
+
+
+def prebuilt_script(boundary: str) -> str | None:
+    """The full scan's script from ``PREBUILT`` (None when the package has none)."""
+    try:
+        text = resources.files(__package__).joinpath(PREBUILT).read_text(encoding="utf-8")
+    except OSError:
+        return None
+    return _head(boundary) + text.replace(_HELPERS_LINE + "\n", _helpers(), 1)
 
 
 # The body of the last Needs' script: only the boundary differs from one host of a fleet to the next.
@@ -51,7 +82,7 @@ def _build_body(needs: Needs) -> str:
     lines = [f"MAX_FILE_BYTES={MAX_FILE_BYTES + 1} MAX_USER_FILE_BYTES={MAX_USER_FILE_BYTES + 1} "
              f"READ_ERRORS={READ_ERRORS} STAT_FORMAT={shlex.quote(STAT_FORMAT)}",
              "export BOUNDARY MAX_FILE_BYTES",
-             resources.files(__package__).joinpath("gather.sh").read_text(encoding="utf-8")]
+             _helpers()]
     lines.append(f"printf '\\n%s C %s\\n' \"$BOUNDARY\" {ID_COMMAND}; id -u; printf '\\n%s E 0\\n' \"$BOUNDARY\"")
     # Commands and searches run in the background, all at once, while the files are read: the
     # gather costs about as long as its slowest part, not the sum of its parts.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import queue
 import subprocess
 import tempfile
 import threading
@@ -40,21 +41,52 @@ class ScriptTarget:
         self.argv = list(argv)
         self.timeout = timeout
         self.budget = budget or Budget()
+        self._early: _Early | None = None
+
+    def prestart(self, script: str, boundary: str) -> None:
+        """Start gathering with ``script`` now, before the checks that need it are imported (a full local
+        scan: the host works while this process loads). ``gather`` uses this run only if its own script
+        is the same text; otherwise, or on ``discard_early``, the run is killed."""
+        self.discard_early()
+        try:
+            self._early = _Early(self.argv, script, boundary)
+        except OSError:
+            self._early = None  # gather starts it again, and reports why it cannot
+
+    def discard_early(self) -> None:
+        early, self._early = self._early, None
+        if early is not None:
+            early.discard()
 
     def gather(self, needs: Needs) -> Bundle:
-        boundary = new_boundary()
-        script = build_script(needs, boundary).encode()
+        early, self._early = self._early, None
+        if early is not None and early.script != build_script(needs, early.boundary):
+            early.discard()
+            early = None
+        boundary = early.boundary if early is not None else new_boundary()
         bundle = Bundle.for_needs(self.name, self.kind, True, needs)
         parser = StreamParser(boundary, bundle, self.budget)
-        with tempfile.TemporaryFile() as err:
-            try:
-                proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
-            except OSError as exc:
-                raise TargetError(f"cannot run the gatherer: {exc}") from exc
+        with early.err if early is not None else tempfile.TemporaryFile() as err:
+            if early is not None:
+                proc = early.proc
+            else:
+                try:
+                    proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+                except OSError as exc:
+                    raise TargetError(f"cannot run the gatherer: {exc}") from exc
+                threading.Thread(target=_write, args=(proc, build_script(needs, boundary).encode()),
+                                 daemon=True).start()
             with _killed_after(proc, self.timeout) as expired:
-                threading.Thread(target=_write, args=(proc, script), daemon=True).start()
+                more = True
+                while early is not None:  # what the early run read so far, then (past its cap) the pipe
+                    got = early.chunks.get()
+                    if got is None:
+                        break
+                    if not got or not parser.feed(got):
+                        more = False
+                        break
                 assert proc.stdout is not None
-                while True:
+                while more:
                     chunk = proc.stdout.read1(_CHUNK)  # type: ignore[attr-defined]
                     if not chunk or not parser.feed(chunk):
                         break
@@ -104,6 +136,48 @@ class ScriptTarget:
         reader.join(5)
         status = None if expired.is_set() else proc.returncode
         return Execution(status, out, b"".join(err).decode("utf-8", "replace").strip(), expired.is_set())
+
+
+# What an early run may hold in memory before gather adopts it; past this the pipe holds the rest.
+EARLY_CAP = 16 * 1024 * 1024
+
+
+class _Early:
+    """A gatherer started before its Needs were known for sure, its output read into a queue (up to
+    EARLY_CAP) until ``gather`` adopts it; None in the queue: the cap was reached."""
+
+    def __init__(self, argv: Sequence[str], script: str, boundary: str) -> None:
+        self.script = script
+        self.boundary = boundary
+        self.err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by discard(), or by the gather adopting it
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err)
+        except OSError:
+            self.err.close()
+            raise
+        self.chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        threading.Thread(target=_write, args=(self.proc, script.encode()), daemon=True).start()
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        got = 0
+        while got < EARLY_CAP:
+            try:
+                chunk = self.proc.stdout.read1(_CHUNK)  # type: ignore[attr-defined]
+            except (OSError, ValueError):  # discarded: the pipe is closed under us
+                chunk = b""
+            self.chunks.put(chunk)
+            if not chunk:
+                return
+            got += len(chunk)
+        self.chunks.put(None)
+
+    def discard(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.err.close()
 
 
 @contextlib.contextmanager
