@@ -29,7 +29,7 @@ from tests import REPO, lab
 from tests.fix.test_18_08_fix_lab import NEW, USER, _answers, _digests, _prepare_root
 
 pytestmark = pytest.mark.lab
-CHECKS = "01,17"
+CHECKS = "01,08,17"  # 08 under the dead-man timer: no firewall is loaded on the hosts
 
 
 def _env(tmp: Path) -> dict[str, str]:
@@ -94,7 +94,7 @@ def test_playbook_fixes_two_hosts_idempotently(two_hosts: Any, tmp_path: Path) -
     plan = _nectar(tmp_path, "fix", *targets, "--checks", CHECKS, "--format", "json", *ssh)
     doc = json.loads(plan.stdout)
     edits = {(h["target"], r["check"]): r for h in doc["hosts"] for r in h["remedies"]}
-    assert {c for _t, c in edits} == {"Check-Security-01", "Check-Security-17"}, plan.stdout
+    assert {c for _t, c in edits} == {"Check-Security-01", "Check-Security-08", "Check-Security-17"}, plan.stdout
     book = _nectar(tmp_path, "fix", *targets, "--checks", CHECKS, "--format", "ansible", *ssh)
     assert book.returncode == 0, book.stderr
     playbook = tmp_path / "fix.yml"
@@ -115,6 +115,8 @@ def test_playbook_fixes_two_hosts_idempotently(two_hosts: Any, tmp_path: Path) -
     assert {h.addr: h.path("/etc/ssh/sshd_config").read_bytes() for h in hosts} == before  # nothing changed
     # The same edits as the plan: every line the plan adds shows as an added line of ansible's diff.
     for remedy in edits.values():
+        if remedy["check"] == "Check-Security-08":  # shown by a debug task (tabs escaped), applied by its script
+            continue
         for change in remedy["changes"]:
             for line in change["diff"].splitlines():
                 if line.startswith("+") and not line.startswith("+++"):
@@ -126,7 +128,12 @@ def test_playbook_fixes_two_hosts_idempotently(two_hosts: Any, tmp_path: Path) -
     scan = _nectar(tmp_path, "scan", *targets, "--checks", CHECKS, "--format", "json", *ssh)
     for h in json.loads(scan.stdout)["hosts"]:
         assert [(c["id"], c["status"]) for c in h["checks"]] == [
-            ("Check-Security-01", "pass"), ("Check-Security-17", "pass")], h
+            ("Check-Security-01", "pass"), ("Check-Security-08", "pass"), ("Check-Security-17", "pass")], h
+    # 08: the kernel drops what the firewall does not let in, and the run was confirmed (not undone).
+    for host in hosts:
+        assert "policy drop" in host.exec(["nft", "list", "ruleset"], text=True, check=True).stdout, host.addr
+        [run_dir] = host.path("/var/lib/nectar-audit/fix").iterdir()
+        assert (run_dir / "confirmed").exists() and not (run_dir / "undone").exists()
     # Real sshd no longer offers password authentication to anyone.
     for host in hosts:
         probe = subprocess.run(

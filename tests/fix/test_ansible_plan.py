@@ -5,6 +5,7 @@ parses the result (``--syntax-check``); the lab test applies it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -117,3 +118,11 @@ def test_deadman_remedies_run_the_fix_script_then_confirm_over_a_new_connection(
     check = subprocess.run(["ansible-playbook", "--syntax-check", "-i", str(inventory), str(playbook)],
                            capture_output=True, text=True, timeout=120, env=env, check=False)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_next_phase_that_cannot_be_planned_is_named_in_a_comment() -> None:
+    phased = dataclasses.replace(_deadman(2222, "Host a"), next_phase=True)
+    book = as_playbook([_fix("a", phased)], {"Check-Security-18"})
+    [play] = _plays(book)
+    assert len(play["tasks"]) == 1
+    assert "# a: Check-Security-18: the next phase is not in this playbook" in book

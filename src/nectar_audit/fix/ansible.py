@@ -264,11 +264,14 @@ def _steps(fix: HostFix, named: set[str], comments: list[str]) -> list[Remedy]:
         out.append(remedy)
         if not remedy.next_phase:
             continue
-        later = next_phase(fix.facts, remedy) if fix.facts is not None else None
+        try:
+            later = next_phase(fix.facts, remedy) if fix.facts is not None else None
+            why = later.refused if later is not None and later.refused else "nothing to plan"
+        except Exception as exc:  # a planner's problem leaves the next phase out, never the playbook
+            later, why = None, f"cannot plan it: {type(exc).__name__}: {exc}"
         if later is not None and later.applicable and not later.next_phase:
             out.append(later)
         else:
-            why = later.refused if later is not None and later.refused else "nothing to plan"
             comments.append(f"# {fix.name}: {remedy.check}: the next phase is not in this playbook ({why}): once "
                             f"this one is applied, run nectar-audit fix --format ansible again")
     return out
@@ -301,7 +304,7 @@ def as_playbook(fixes: Sequence[HostFix], named: set[str],
                            f"# Fixes under the dead-man timer (18, 08) are undone by the host unless a new "
                            f"connection confirms them within {confirm_timeout} s;",
                            "# after 18 has moved SSH, set ansible_port to the new port in your inventory. Their "
-                           "plays run 5 hosts at a time (-e na_serial=N).",]
+                           "plays run 5 hosts at a time (-e na_serial=N)."]
     hosts: list[_Host] = []
     for fix in fixes:
         if fix.error:
