@@ -686,7 +686,12 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
         elif fmt == "ansible":
             from nectar_audit.fix.ansible import as_playbook
 
-            click.echo(as_playbook(fixes, named), nl=False)
+            groups = None  # an Ansible inventory's hosts and their groups: a play may name its group
+            if inventory_path:
+                from nectar_audit.inventory import load_inventory
+
+                groups = {h.name: h.groups for h in load_inventory(inventory_path) if h.spec is None} or None
+            click.echo(as_playbook(fixes, named, groups, confirm_timeout), nl=False)
         else:
             click.echo("\n\n".join(render.plan_text(f, named) for f in fixes))
             if any(f.to_apply(named) for f in fixes):

@@ -56,6 +56,9 @@ class HostFix:
     plan_text: str = ""  # the plan as shown, kept in the run directory on the host
     runs: list[str] = field(default_factory=list)  # every run applied (a phased fix has several)
     cloud: Any = None  # 18's security-group side (fix/cloud_port.py CloudPlan), with --os-cloud
+    # The planning facts, kept only when a remedy has a next phase: ``--format ansible`` plans that phase
+    # from them (as the host will be once the first phase is applied).
+    facts: Facts | None = None
 
     @property
     def name(self) -> str:
@@ -108,6 +111,8 @@ def plan_host(target: Target, entries: Sequence[Entry], config: Config) -> HostF
                                                          f"{type(exc).__name__}: {exc}")
         if remedy is not None:
             out.remedies.append(remedy)
+    if any(r.next_phase for r in out.remedies):
+        out.facts = facts
     return out
 
 
