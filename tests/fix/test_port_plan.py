@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from nectar_audit.checks.ssh_port_fix import _IPT_22, _NFT_22, _rule_lines
+from nectar_audit.checks.ssh_port_fix import _IPT_22, _NFT_22, _rule_lines, _ufw_rule, ufw_ssh_rules
 from nectar_audit.fix import script as fix_script
 from nectar_audit.fix.ssh_config import set_port
 from nectar_audit.remedy import Remedy, apply_line_edits, drop_in
@@ -29,6 +29,32 @@ def test_iptables_rules_twinned_and_removed() -> None:
     assert one is not None and "-A INPUT -p tcp -m tcp --dport 2222 -j ACCEPT\n" in one.after
     two = _rule_lines("/etc/iptables/rules.v4", one.after, _IPT_22, 2222, 2, nft_style=False)
     assert two is not None and "--dport 22 " not in two.after and "--dport 2222" in two.after
+
+
+# Tuple lines as ufw 0.36.2 wrote them for: limit in on eth0 22/tcp; allow OpenSSH; allow from 10.0.0.0/8 to
+# 10.200.0.2 port 22 proto tcp comment office; allow 22; allow from 2001:db8::/32 to any port 22; deny 23.
+UFW_TUPLES = """### tuple ### limit tcp 22 0.0.0.0/0 any 0.0.0.0/0 in_eth0
+### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 OpenSSH - in
+### tuple ### allow tcp 22 10.200.0.2 any 10.0.0.0/8 in comment=6f6666696365
+### tuple ### allow any 22 0.0.0.0/0 any 0.0.0.0/0 in
+### tuple ### allow any 22 ::/0 any 2001:db8::/32 in
+### tuple ### deny tcp 23 0.0.0.0/0 any 0.0.0.0/0 in
+"""
+
+
+def test_ufw_rules_for_22_read_from_tuples_and_rebuilt_as_commands() -> None:
+    """Each 22 rule gets a twin for the new port (phase 1) and is deleted as written (phase 2); the lab
+    (tests/fix/test_18_firewalls_lab.py) runs such commands against real ufw."""
+    rules = ufw_ssh_rules(UFW_TUPLES)
+    assert [_ufw_rule(r, "port 2222 proto tcp") for r in rules] == [
+        "limit in on eth0 from any to any port 2222 proto tcp",
+        "allow from any to any port 2222 proto tcp",
+        "allow from 10.0.0.0/8 to 10.200.0.2 port 2222 proto tcp",
+        "allow from any to any port 2222 proto tcp",
+        "allow from 2001:db8::/32 to any port 2222 proto tcp",
+    ]
+    assert [r.app for r in rules] == ["", "OpenSSH", "", "", ""]
+    assert [r.proto for r in rules] == ["tcp", "tcp", "tcp", "any", "any"]
 
 
 def test_ssh_config_port_set_in_the_alias_stanza_only() -> None:

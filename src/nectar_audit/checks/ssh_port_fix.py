@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from nectar_audit.checks.base import family as host_family
 from nectar_audit.checks.sshd_fix import key_login_account, validate_and_reload
@@ -43,7 +44,10 @@ NEEDS: Needs = merge([accounts_facts.NEEDS, firewall_facts.NEEDS,
 
 _NFT_22 = re.compile(r"\bdport\s+(?:22|ssh)\b")
 _IPT_22 = re.compile(r"--dport\s+(?:22|ssh)\b")
-_UFW_TUPLE = re.compile(r"^### tuple ### allow (tcp|any) (22|ssh) (\S+) (\S+) (\S+) (\S+) in$")
+# ufw's record of a rule in user*.rules: ACTION PROTO DPORT DST SPORT SRC [DAPP SAPP] in[_IFACE] [comment=HEX]
+# (ufw/backend_iptables.py writes it; an application rule such as OpenSSH names its port and the app).
+_UFW_TUPLE = re.compile(r"^### tuple ### (allow|limit) (tcp|any) (22|ssh) (\S+) any (\S+)(?: (\S+) (\S+))? "
+                        r"in(?:_(\S+))?(?: comment=\S*)?$")
 
 
 def _options(facts: Facts) -> dict[str, object]:
@@ -63,6 +67,41 @@ def _comment(line: str) -> str:
 
 
 # -- the host firewall ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UfwRule:
+    """One ufw rule that lets 22 in, as its tuple line records it."""
+
+    action: str  # allow or limit
+    proto: str  # tcp or any
+    dst: str
+    src: str
+    app: str  # the application profile (OpenSSH), or ""
+    iface: str  # the interface the rule is limited to, or ""
+
+
+def ufw_ssh_rules(text: str) -> list[UfwRule]:
+    """The rules of user.rules/user6.rules text that let TCP 22 in (allow or limit, any source port)."""
+    out = []
+    for line in text.splitlines():
+        m = _UFW_TUPLE.match(line.strip())
+        if m is None:
+            continue
+        action, proto, _, dst, src, dapp, _, iface = m.groups()
+        out.append(UfwRule(action, proto, dst, src, "" if dapp in (None, "-") else dapp.replace("%20", " "),
+                           iface or ""))
+    return out
+
+
+def _ufw_rule(rule: UfwRule, what: str) -> str:
+    """ufw's command-line words for ``rule`` aimed at ``what`` (``port N proto P`` or ``app NAME``)."""
+
+    def addr(a: str) -> str:
+        return "any" if a in ("0.0.0.0/0", "::/0", "any") else _quote(a)
+
+    on = f" in on {_quote(rule.iface)}" if rule.iface else ""
+    return f"{rule.action}{on} from {addr(rule.src)} to {addr(rule.dst)} {what}"
+
+
 def _firewall(facts: Facts, new: int, phase: int) -> tuple[list[FileChange], list[Step], list[Step], list[Step],
                                                            list[str], list[str]]:
     """(changes, commands, validate, activate, preconditions, manual) for the active host firewall."""
@@ -79,27 +118,26 @@ def _firewall(facts: Facts, new: int, phase: int) -> tuple[list[FileChange], lis
     manual: list[str] = []
     q = _quote
     if fw.ufw is not None and fw.ufw.enabled:
-        rules = [r for r in (_text(facts, "/etc/ufw/user.rules") or "").splitlines() if _UFW_TUPLE.match(r)]
-        rules6 = [r for r in (_text(facts, "/etc/ufw/user6.rules") or "").splitlines() if _UFW_TUPLE.match(r)]
         backs: tuple[str, ...] = ("/etc/ufw/user.rules", "/etc/ufw/user6.rules")
-        sources = []
-        for r in rules + rules6:
-            m = _UFW_TUPLE.match(r)
-            assert m is not None
-            src = m.group(5)
-            src = "any" if src in ("0.0.0.0/0", "::/0") else src
-            if src not in sources:
-                sources.append(src)
+        rules = ufw_ssh_rules("\n".join(_text(facts, p) or "" for p in backs))
         if phase == 1:
-            for src in sources or ["any"]:
-                commands.append(Step(f"ufw allow from {q(src)} to any port {new} proto tcp",
-                                     f"ufw: let TCP {new} in as 22 is", backs))
-            pre.append(f"ufw is active: TCP {new} is allowed from " + ", ".join(sources or ["any"]))
+            # Each rule that lets 22 in gets a twin for the new port: same action (limit stays limit),
+            # interface, sources and destination. None readable: TCP new from anywhere, as 22 is.
+            anyone = UfwRule("allow", "tcp", "any", "any", "", "")
+            twins = [_ufw_rule(r, f"port {new} proto tcp") for r in rules or [anyone]]
+            for twin in dict.fromkeys(twins):
+                commands.append(Step(f"ufw {twin} >/dev/null", f"ufw: let TCP {new} in as 22 is", backs))
+            pre.append(f"ufw is active: TCP {new} is let in like 22 (" + "; ".join(dict.fromkeys(twins)) + ")")
         else:
-            for src in sources:
-                commands.append(Step(f"ufw delete allow from {q(src)} to any port 22 proto tcp || "
-                                     "ufw delete allow 22/tcp || ufw delete allow OpenSSH || :",
-                                     "ufw: 22 closed", backs))
+            # The rules exactly as ufw wrote them (one delete covers a rule's IPv4 and IPv6 halves).
+            olds = [_ufw_rule(r, f"app {q(r.app)}" if r.app else "port 22" + ("" if r.proto == "any" else
+                                                                                 f" proto {r.proto}"))
+                    for r in rules]
+            for old in dict.fromkeys(olds):
+                commands.append(Step(f"ufw delete {old} >/dev/null", "ufw: 22 closed", backs))
+        # ufw reads its files again: after an undo the kernel's rules are the restored files' again.
+        activate.append(Step("if grep -qx ENABLED=yes /etc/ufw/ufw.conf; then ufw reload >/dev/null; fi",
+                             "ufw loads its rules from its files"))
         return changes, commands, validate, activate, pre, manual
     if fw.firewalld is not None and any(m.name == "firewalld" and m.enabled for m in fw.boot):
         zone = fw.firewalld.default_zone
