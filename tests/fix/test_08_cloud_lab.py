@@ -131,8 +131,9 @@ def test_08_keeps_what_the_security_groups_let_in(openstack_api: OpenStackLab, c
     # Unknown to Neutron yet: the plan says so and falls back to planning without the groups.
     fallback = _remedy(_fix(host, key, known))
     notes = "\n".join(fallback["notes"])
-    assert f"security groups NOT read (cloud {CLOUD}: no port of this project has the target's address " \
-           f"({host.addr}) or belongs to instance {instance})" in notes, notes
+    # (Other tests' instances may hold the lab address too: the reported instance id is what is missing.)
+    assert f"security groups NOT read (cloud {CLOUD}: " in notes and instance in notes, notes
+    assert "planned without them, as without --os-cloud" in notes, notes
     assert f"no longer let in: {KEPT}/tcp (python3): nothing but an open default lets it in" in notes, notes
     assert not any(f"{KEPT}/tcp" in p for p in fallback["preconditions"]), fallback["preconditions"]
 
