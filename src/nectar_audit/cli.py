@@ -576,8 +576,9 @@ def cloud_cmd(os_cloud: str | None, region: str | None, limits: tuple[str, ...],
               help="18: after the move, set Port in ~/.ssh/config for targets given by ssh_config alias "
                    "(backed up first).")
 @click.option("--os-cloud", "os_cloud", metavar="NAME",
-              help="18: also let the new port into the instance's security groups (clouds.yaml entry as for "
-                   "`cloud --os-cloud`; `envvars`: a sourced openrc file). Undone with the run.")
+              help="The instance's security groups (clouds.yaml entry as for `cloud --os-cloud`; `envvars`: a "
+                   "sourced openrc file). 18: the new port is let in there too (undone with the run). 08: the "
+                   "services they let in are kept (read only).")
 @click.option("--close-old-port", "close_old_port", is_flag=True,
               help="18 with --os-cloud: once a login on the new port is confirmed, remove the rules for 22.")
 @ssh_options

@@ -225,9 +225,27 @@ def gather_project(conn: Any) -> ProjectEvidence:
     )
     servers = _list("listing servers (Nova)", lambda: conn.compute.servers(details=True))
     ev.servers = [_server(s) for s in servers]
-    server_ids = {s["id"] for s in ev.servers}
-    ev.ports = [_port(p) for p in _list("listing ports (Neutron)", lambda: conn.network.ports())
-                if p.device_id in server_ids]
+    gather_network(conn, ev)
+    try:
+        ev.keypairs = {k.name: _keypair(k) for k in _list("listing key pairs (Nova)",
+                                                          lambda: conn.compute.keypairs())}
+    except CallFailed as exc:
+        ev.notes.append(f"key pairs unknown: {exc}")
+    for image_id in sorted({s["image"]["id"] for s in ev.servers if s.get("image")}):
+        try:
+            ev.images[image_id] = _image(conn.image.get_image(image_id))
+        except Exception as exc:
+            ev.images[image_id] = None
+            ev.notes.append(f"image {image_id}: {explain(exc, 'reading the image (Glance)')}")
+    return ev
+
+
+def gather_network(conn: Any, ev: ProjectEvidence, ports: list[Any] | None = None) -> None:
+    """Neutron's share of the evidence: the ports of ``ev``'s servers, every security group, the address
+    groups that rules name, floating IPs. ``ports``: the project's port listing when already made."""
+    server_ids = {s["id"] for s in (*ev.servers, *ev.other_servers)}
+    listed = ports if ports is not None else _list("listing ports (Neutron)", lambda: conn.network.ports())
+    ev.ports = [_port(p) for p in listed if p.device_id in server_ids]
     ev.security_groups = [_group(g) for g in _list("listing security groups (Neutron)",
                                                    lambda: conn.network.security_groups())]
     # Only when a rule names one: clouds without the address-group extension answer 404.
@@ -241,18 +259,6 @@ def gather_project(conn: Any) -> ProjectEvidence:
         ev.floating_ips = [_fip(f) for f in _list("listing floating IPs (Neutron)", lambda: conn.network.ips())]
     except CallFailed as exc:
         ev.notes.append(f"floating IPs unknown: {exc}")
-    try:
-        ev.keypairs = {k.name: _keypair(k) for k in _list("listing key pairs (Nova)",
-                                                          lambda: conn.compute.keypairs())}
-    except CallFailed as exc:
-        ev.notes.append(f"key pairs unknown: {exc}")
-    for image_id in sorted({s["image"]["id"] for s in ev.servers if s.get("image")}):
-        try:
-            ev.images[image_id] = _image(conn.image.get_image(image_id))
-        except Exception as exc:
-            ev.images[image_id] = None
-            ev.notes.append(f"image {image_id}: {explain(exc, 'reading the image (Glance)')}")
-    return ev
 
 
 MEMBER_SAMPLE = 8  # member instances named per profile in a record (the rest are counted)

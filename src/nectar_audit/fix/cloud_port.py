@@ -4,7 +4,7 @@ Planned beside the host's remedy when ``fix --os-cloud NAME`` is given (shown in
 is done), applied just before the host's first script runs, and undone with the run it belongs to:
 
 - the instance behind the target is found among the project's ports (by the target's address, fixed or
-  floating, or by the instance id the host reports);
+  floating, or by the instance id the host reports: fix/cloud_facts.py ``find_instance``);
 - every ingress rule of its groups that lets TCP 22 in gets a twin for the new port with the same remote
   prefix / remote group / address group and ethertype, unless a rule there already lets that in;
 - with ``--close-old-port`` only, and only once a login on the new port is confirmed, the rules that open
@@ -20,8 +20,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import socket
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ from typing import Any
 
 from nectar_audit.cloud.auth import CloudError, connect, explain
 from nectar_audit.config import Config
+from nectar_audit.fix.cloud_facts import find_instance, link, target_addresses
 from nectar_audit.model import visible
 
 CHECK = "Check-Security-18"
@@ -173,21 +174,6 @@ class CloudPlan:
         return {k: v for k, v in vars(self).items()}
 
 
-def _target_addresses(target: Any) -> list[str]:
-    host = getattr(target, "host", None)
-    if not isinstance(host, str) or not host:
-        return []
-    try:
-        return [str(ipaddress.ip_address(host.split("%", 1)[0]))]
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except OSError:
-        return []
-    return sorted({str(i[4][0]) for i in infos})
-
-
 def _neutron(what: str, call: Callable[..., Any], *args: Any, **kw: Any) -> Any:
     try:
         return call(*args, **kw)
@@ -208,35 +194,12 @@ def plan_for(conn: Any, cloud: str, target: Any, instance_id: str | None, port: 
 
 def _plan(conn: Any, plan: CloudPlan, target: Any, instance_id: str | None) -> None:
     ports: list[Any] = _neutron("listing ports (Neutron)", lambda: list(conn.network.ports()))
-    addresses = _target_addresses(target)
-    # Private addresses repeat across networks: every instance with one of the target's addresses.
-    devices: dict[str, set[str]] = {}
-    for p in ports:
-        for ip in p.fixed_ips or ():
-            devices.setdefault(str(ip.get("ip_address")), set()).add(p.device_id)
-    if addresses:
-        fips: list[Any] = _neutron("listing floating IPs (Neutron)", lambda: list(conn.network.ips()))
-        owner = {p.id: p.device_id for p in ports}
-        for f in fips:
-            if f.port_id in owner and f.floating_ip_address:
-                devices.setdefault(str(f.floating_ip_address), set()).add(owner[f.port_id])
-    candidates = sorted({d for a in addresses for d in devices.get(a, ()) if d})
-    where = ", ".join(addresses) or "no address"
-    if instance_id:
-        if candidates and instance_id not in candidates:
-            raise CloudError(f"the address {where} belongs to instance {', '.join(candidates)} but the host says "
-                             f"it is {instance_id}: not touching either")
-        device = instance_id
-    elif len(candidates) == 1:
-        device = candidates[0]
-    elif candidates:
-        raise CloudError(f"several instances of this project have the address {where} ({', '.join(candidates)}) "
-                         "and the host reports no instance id: not guessing")
-    else:
-        device = None
-    if not device or not any(p.device_id == device for p in ports):
-        raise CloudError(f"no port of this project has the target's address ({where})"
-                         + (f" or belongs to instance {instance_id}" if instance_id else ""))
+    addresses = target_addresses(target)
+    fips: list[Any] = _neutron("listing floating IPs (Neutron)", lambda: list(conn.network.ips())) if addresses \
+        else []
+    device = find_instance([(p.id, p.device_id, [str(ip.get("ip_address")) for ip in p.fixed_ips or ()])
+                            for p in ports], [(f.port_id, f.floating_ip_address) for f in fips],
+                           addresses, instance_id)
     plan.instance = device
     mine = [p for p in ports if p.device_id == device]
     plan.ports = [p.id for p in mine]
@@ -296,14 +259,17 @@ def attach(fix: Any, config: Config, named: set[str]) -> Any:
     if remedy is None:
         return fix
     identity = fix.before.extra.get("identity", {}) if fix.before is not None else {}
-    try:
-        conn = connect(str(cloud))
-    except CloudError as exc:
-        fix.cloud = CloudPlan(str(cloud), int(remedy.confirm_port), bool(opts.get("close_old_port")),
-                              error=str(exc))
-        return fix
-    fix.cloud = plan_for(conn, str(cloud), fix.target, identity.get("instance_id"), int(remedy.confirm_port),
-                         bool(opts.get("close_old_port")))
+    lk = link(config)
+    assert lk is not None
+    with lk.lock:  # the run's one connection: its calls one at a time
+        try:
+            conn = lk.connection()
+        except CloudError as exc:
+            fix.cloud = CloudPlan(str(cloud), int(remedy.confirm_port), bool(opts.get("close_old_port")),
+                                  error=str(exc))
+            return fix
+        fix.cloud = plan_for(conn, str(cloud), fix.target, identity.get("instance_id"), int(remedy.confirm_port),
+                             bool(opts.get("close_old_port")))
     return fix
 
 
@@ -417,11 +383,14 @@ class Session:
     messages: list[str] = field(default_factory=list)
     stays: bool = False
     host: str = ""
+    # The run's shared connection is used by one host at a time (hosts are applied in parallel).
+    lock: Any = field(default_factory=threading.RLock)
 
     def before_run(self, run_id: str) -> str | None:
         """The first run's hook: the new port is let in before the host listens on it."""
         self.record = Record(run_id, self.plan.cloud, self.target, host=self.host)
-        problem = open_new(self.conn, self.plan, self.record)
+        with self.lock:
+            problem = open_new(self.conn, self.plan, self.record)
         made = len(self.record.data["created"])
         if problem is not None:  # the caller's kept(False) removes what was made so far
             return f"security groups: {problem} (nothing changed on the host; rules made so far removed)"
@@ -432,7 +401,8 @@ class Session:
     def undo(self) -> None:
         if self.record is None:
             return
-        problems = revert(self.conn, self.record)
+        with self.lock:
+            problems = revert(self.conn, self.record)
         self.messages.append("security groups: " + ("; ".join(problems) if problems else
                                                     "the rules added were removed again"))
 
@@ -452,23 +422,31 @@ class Session:
         record = self.record if self.record is not None and self.record.data["run"] == run_id else \
             Record(run_id, self.plan.cloud, self.target, host=self.host)
         record.data["kept"] = True  # confirmed already: 22's rules go for good
-        problem = close_old(self.conn, self.plan, record)
+        with self.lock:
+            problem = close_old(self.conn, self.plan, record)
         gone = len(record.data["deleted"])
         self.messages.append(f"security groups: {gone} rule(s) for {OLD} removed" + (
             f"; stopped: {problem}" if problem else ""))
 
 
-def start(fix: Any) -> Session | None:
-    """A Session for ``fix`` when its plan has a cloud side with anything to change."""
+def start(fix: Any, config: Config | None = None) -> Session | None:
+    """A Session for ``fix`` when its plan has a cloud side with anything to change (on the run's
+    connection when ``config`` carries one)."""
     plan = getattr(fix, "cloud", None)
     if not isinstance(plan, CloudPlan) or plan.error is not None or not (plan.add or plan.remove):
         return None
+    lk = link(config) if config is not None else None
+    if lk is not None and lk.cloud != plan.cloud:
+        lk = None
     try:
-        conn = connect(plan.cloud)
+        conn = lk.connection() if lk is not None else connect(plan.cloud)
     except CloudError as exc:
         plan.error = str(exc)
         return None
-    return Session(plan, conn, str(fix.name), host=host_of(fix.target))
+    session = Session(plan, conn, str(fix.name), host=host_of(fix.target))
+    if lk is not None:
+        session.lock = lk.lock
+    return session
 
 
 def undo_run(run_id: str, cloud: str | None, directory: Path | None = None) -> list[str]:

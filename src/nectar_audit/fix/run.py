@@ -20,7 +20,7 @@ from nectar_audit.config import Config
 from nectar_audit.engine import audit
 from nectar_audit.evidence import EvidenceError
 from nectar_audit.facts import Facts
-from nectar_audit.fix import cloud_port
+from nectar_audit.fix import cloud_facts, cloud_port
 from nectar_audit.fix import script as fix_script
 from nectar_audit.model import HostResult, Status, visible
 from nectar_audit.remedy import GUARD_KEY_LOGIN, Remedy
@@ -94,14 +94,20 @@ def plan_host(target: Target, entries: Sequence[Entry], config: Config) -> HostF
     if bundle is None:
         out.error = result.error
         return out
-    facts = Facts(bundle, config)
     by_id = {e.id: e for e in entries}
+    todo = []
     for check in result.checks:
         entry = by_id.get(check.id)
         if entry is None or entry.check is None or entry.check.plan is None:
             continue
-        if check.status not in TO_FIX or check.waiver is not None:
-            continue
+        if check.status in TO_FIX and check.waiver is None:
+            todo.append((check, entry))
+    # With --os-cloud, a planner that reads the instance's security groups (08) gets its record first.
+    lookup = cloud_facts.attach_instance(target, result, bundle, config) \
+        if any(c.id in cloud_facts.USES_INSTANCE for c, _e in todo) else None
+    facts = Facts(bundle, config)
+    for check, entry in todo:
+        assert entry.check is not None and entry.check.plan is not None
         try:
             remedy = entry.check.plan(facts)
         except EvidenceError as exc:
@@ -110,7 +116,7 @@ def plan_host(target: Target, entries: Sequence[Entry], config: Config) -> HostF
             remedy = Remedy(check.id, "no plan", refused=f"internal error while planning: "
                                                          f"{type(exc).__name__}: {exc}")
         if remedy is not None:
-            out.remedies.append(remedy)
+            out.remedies.append(lookup.into(remedy) if lookup is not None else remedy)
     if any(r.next_phase for r in out.remedies):
         out.facts = facts
     return out
@@ -166,7 +172,7 @@ def apply_host(fix: HostFix, entries: Sequence[Entry], config: Config, named: se
         return
     # -- the cloud side (18 with --os-cloud): rules for the new port before the host's first run, reverted
     # with it if it does not stay, 22's rules removed after the last confirmed phase (--close-old-port).
-    cloud = cloud_port.start(fix)
+    cloud = cloud_port.start(fix, config)
     if fix.cloud is not None and fix.cloud.error is not None:  # planning or connecting failed
         fix.error = f"security groups: {fix.cloud.error} (nothing was changed)"
         return
