@@ -12,11 +12,20 @@ import dataclasses
 import subprocess
 
 from nectar_audit.checks import host_firewall
-from nectar_audit.checks.host_firewall_fix import NFT_CONF, NFT_OWN, NFT_WANTS, needed, parse_spec, plan
+from nectar_audit.checks.host_firewall_fix import (
+    FIREWALLD_STARTED,
+    NFT_CONF,
+    NFT_OWN,
+    NFT_WANTS,
+    needed,
+    parse_spec,
+    plan,
+)
 from nectar_audit.config import Config
 from nectar_audit.evidence.bundle import Bundle, CommandRecord, StatRecord
 from nectar_audit.facts import Facts
 from nectar_audit.facts.system.processes import PS_COMMAND
+from nectar_audit.facts.system.services import SYSTEMCTL_COMMAND
 from nectar_audit.facts.system.sockets import SS_COMMAND
 from nectar_audit.model import Status
 from nectar_audit.remedy import Remedy, apply_line_edits
@@ -156,6 +165,42 @@ def test_ubuntu_gets_ufw_rules_and_rhel_firewalld_ports() -> None:
     rcmds = " ".join(s.sh for s in rocky.commands)
     assert "--add-port=22/tcp" in rcmds and "--add-port=8080/tcp" in rcmds and "--zone=public" in rcmds
     assert "systemctl enable firewalld" in rcmds
+
+
+
+def test_firewalld_enabled_but_stopped_keeps_its_zone_and_is_stopped_again_by_an_undo() -> None:
+    files = {"/etc/firewalld/firewalld.conf": sample("firewalld/firewalld.conf"),
+             "/etc/firewalld/zones/public.xml": sample("firewalld/zones/public.xml"),  # ssh and 8080/tcp
+             "/usr/lib/firewalld/zones/public.xml": sample("firewalld/usr-zones/public.xml")}
+
+    def rocky(running: str) -> Remedy:
+        facts = host(rules_output(None), SSHD + WEB + ADMIN, os_release=ROCKY, files=files)
+        facts.bundle.commands[SYSTEMCTL_COMMAND] = CommandRecord(
+            "#enabled\nfirewalld.service enabled enabled\n#running\nsshd.service loaded active running OpenSSH\n"
+            + running)
+        remedy = plan(facts)
+        assert remedy is not None and remedy.applicable and "firewalld" in remedy.summary, remedy
+        return remedy
+
+    stopped = rocky("")
+    # Nothing is loaded, but starting firewalld loads its zone: 8080 stays let in, it is not "no longer".
+    assert any(p.startswith("let in: 8080/tcp (python3; firewalld's permanent configuration lets it in")
+               for p in stopped.preconditions), stopped.preconditions
+    assert [n for n in stopped.notes if n.startswith("no longer let in")] == [
+        "no longer let in: 9090/tcp (cockpit): nothing but an open default lets it in; keep it with --allow 9090/tcp"]
+    cmds = " ".join(s.sh for s in stopped.commands)
+    assert "--add-port=22/tcp" in cmds and "--add-port=8080/tcp" not in cmds  # already in the zone
+    assert "systemctl enable" not in cmds
+    # Stopped before: the run records that it started firewalld; an undo restores that file, and stops it.
+    assert any(FIREWALLD_STARTED in s.backs_up and '"$NA_RUN"' in s.sh for s in stopped.commands)
+    [activate] = stopped.activate
+    assert f'"$(cat {FIREWALLD_STARTED} 2>/dev/null)" = "$NA_RUN"' in activate.sh
+    assert "else systemctl stop firewalld" in activate.sh
+    # Running before: after the run or its undo it runs (and reloads); nothing recorded.
+    running = rocky("firewalld.service loaded active running firewalld - dynamic firewall daemon\n")
+    assert [s.sh for s in running.activate] == [
+        "{ systemctl start firewalld && firewall-cmd --reload; } >/dev/null 2>&1"]
+    assert not any(FIREWALLD_STARTED in s.backs_up for s in running.commands)
 
 
 def test_port_specs() -> None:

@@ -2,14 +2,17 @@
 
 The machine's init is not systemd, so code that asks systemd (``systemd-run`` timers, ``systemctl``)
 needs its own: the lab root's systemd 252 boots as PID 1 of new pid, mount, UTS, IPC, net and cgroup
-namespaces, chrooted into an overlay of the root, in about 0.5 s. What it needs and why:
+namespaces, chrooted into an overlay of the root, in about 0.5 s. Its network namespace is private
+(loopback only), or with ``network=True`` a lab slot's (tests/lab/netns.py): eth0 at ``host.addr``, reached
+from the root namespace over the slot's veth as a chroot host is. What it needs and why:
 
 - a cgroup2 hierarchy it may write: a fresh child cgroup of the machine's cgroup2 mount (on a hybrid
   machine ``/sys/fs/cgroup/unified``), made the root of its cgroup namespace and mounted at
   ``/sys/fs/cgroup``; systemd then runs in unified mode without controllers (they stay with v1);
 - ``container=`` in its environment (it skips what only a real machine's init does), /proc, a read-only
-  /sys and /proc/sys (global sysctls belong to the machine), tmpfs /run and /tmp, a private /dev whose
-  ``console`` is /dev/null (systemd logs to its own journald: ``host.log()``);
+  /sys and /proc/sys (global sysctls belong to the machine; net.* is its own netns's: writable), tmpfs
+  /run and /tmp, a private /dev whose ``console`` is /dev/null (systemd logs to its own journald:
+  ``host.log()``);
 - no CAP_SYS_TIME nor CAP_SYS_MODULE in its bounding set: the clock and the kernel are shared, and units
   that would touch them (chrony, modules-load) are skipped by their own conditions;
 - a small ``nalab.target`` (basic.target only) as the default unit: no getty, no daemons of the root.
@@ -43,6 +46,7 @@ from ._proc import (
     which,
 )
 from .chroot import HOST_ENV
+from .netns import NetnsHost, netns_host
 from .rootfs import is_cached_root
 
 CGROUP_PREFIX = "nalab-systemd-"
@@ -62,6 +66,8 @@ hostname "$NAME"
 mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
 mount --bind "$R/proc/sys" "$R/proc/sys"
 mount -o remount,bind,ro "$R/proc/sys"
+mount --bind "$R/proc/sys/net" "$R/proc/sys/net"
+mount -o remount,bind,rw "$R/proc/sys/net"
 mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$R/sys"
 # In the new cgroup namespace this shows the cgroup made for this host as the whole hierarchy.
 mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$R/sys/fs/cgroup"
@@ -154,16 +160,32 @@ def problem() -> str | None:
 class SystemdHost:
     """A running systemd host: see systemd_host()."""
 
-    def __init__(self, root: Path, hostname: str, workdir: Path, cgroup: Path) -> None:
+    def __init__(self, root: Path, hostname: str, workdir: Path, cgroup: Path, net: NetnsHost | None = None
+                 ) -> None:
         self.root = root
         self.hostname = hostname
         self.workdir = workdir
         self.cgroup = cgroup
+        self.net = net  # the lab slot whose network namespace it runs in (None: a private one)
         self.pid = 0  # machine-side PID of systemd
         self._unshare: subprocess.Popen[Any] | None = None
 
     def __repr__(self) -> str:
         return f"SystemdHost(hostname={self.hostname!r}, pid={self.pid}, root={str(self.root)!r})"
+
+    @property
+    def addr(self) -> str:
+        """Its eth0 address, reached from the root namespace (only with network=True)."""
+        if self.net is None:
+            raise LabError(f"systemd host {self.hostname} has no lab network: boot it with network=True")
+        return self.net.addr
+
+    @property
+    def gateway(self) -> str:
+        """The root namespace's end of its veth (only with network=True)."""
+        if self.net is None:
+            raise LabError(f"systemd host {self.hostname} has no lab network: boot it with network=True")
+        return self.net.gateway
 
     def path(self, inside: str) -> Path:
         """Machine-side path of a file of the host's root filesystem (not /run, /tmp, /proc, /dev)."""
@@ -201,10 +223,13 @@ class SystemdHost:
         script = self.workdir / "boot.sh"
         script.write_text(_BOOT_SCRIPT)
         q = shlex.quote
+        # In a lab slot: enter its netns (not `ip netns exec`, whose fresh /sys hides the cgroup2 mount).
+        net = (f"nsenter --net={q(f'/run/netns/{self.net.name}')} " if self.net is not None else "")
         # Join the host's cgroup first: unshare --cgroup then makes it the namespace's root.
-        inner = (f"echo $$ > {q(str(self.cgroup / 'cgroup.procs'))} && exec setpriv --bounding-set "
-                 "-sys_time,-sys_module -- unshare --mount --uts --ipc --net --pid --cgroup --fork --kill-child "
-                 f"--propagation private sh {q(str(script))} {q(str(self.root))} {q(self.hostname)}")
+        inner = (f"echo $$ > {q(str(self.cgroup / 'cgroup.procs'))} && exec {net}setpriv --bounding-set "
+                 f"-sys_time,-sys_module -- unshare --mount --uts --ipc {'' if net else '--net '}--pid --cgroup "
+                 f"--fork --kill-child --propagation private sh {q(str(script))} {q(str(self.root))} "
+                 f"{q(self.hostname)}")
         with (self.workdir / "unshare.log").open("wb") as log:
             self._unshare = subprocess.Popen([*DIE_WITH_PARENT, "sh", "-c", inner], stdin=subprocess.DEVNULL,
                                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -267,12 +292,13 @@ _counter = 0
 
 @contextlib.contextmanager
 def systemd_host(root: Path, *, hostname: str = "sdhost", workdir: Path | None = None,
-                 boot_timeout: float = BOOT_TIMEOUT) -> Iterator[SystemdHost]:
+                 boot_timeout: float = BOOT_TIMEOUT, network: bool = False) -> Iterator[SystemdHost]:
     """Boot the real systemd of `root` (a writable overlay_root() view) as PID 1 of new namespaces.
 
     Yields once ``systemctl is-system-running`` says ``running`` (``degraded`` raises, naming the failed
-    units). The host has no network beyond its own loopback. Teardown kills systemd and everything
-    under it and removes its cgroup.
+    units). Without `network` the host has no network beyond its own loopback; with it, it runs in a lab
+    slot's network namespace (``host.net``, ``host.addr``, ``host.gateway``: see netns_host()). Teardown
+    kills systemd and everything under it, removes its cgroup, then the slot.
     """
     global _counter
     root = Path(root)
@@ -287,12 +313,14 @@ def systemd_host(root: Path, *, hostname: str = "sdhost", workdir: Path | None =
     (root / "etc/hostname").write_text(hostname + "\n")
     (root / "etc/systemd/system/nalab.target").write_text(_TARGET)
     _counter += 1
-    cgroup = base / f"{CGROUP_PREFIX}{os.getpid()}-{_counter}"
-    cgroup.mkdir()
     work = Path(tempfile.mkdtemp(prefix=f"{hostname}-systemd-", dir=workdir))
-    host = SystemdHost(root, hostname, work, cgroup)
-    try:
-        host._boot(boot_timeout)
-        yield host
-    finally:
-        host._shutdown()
+    with contextlib.ExitStack() as stack:
+        net = stack.enter_context(netns_host(workdir=work)) if network else None
+        cgroup = base / f"{CGROUP_PREFIX}{os.getpid()}-{_counter}"
+        cgroup.mkdir()
+        host = SystemdHost(root, hostname, work, cgroup, net)
+        try:
+            host._boot(boot_timeout)
+            yield host
+        finally:
+            host._shutdown()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from nectar_audit.evidence import EvidenceError, Needs, merge
 from nectar_audit.facts import Facts
@@ -44,6 +44,9 @@ NFT_WANTS = "/etc/systemd/system/sysinit.target.wants/nftables.service"
 UFW_WANTS = "/etc/systemd/system/multi-user.target.wants/ufw.service"
 FIREWALLD_WANTS = ("/etc/systemd/system/multi-user.target.wants/firewalld.service",
                    "/etc/systemd/system/dbus-org.fedoraproject.FirewallD1.service")
+# Which run started a firewalld that was stopped before it: an undo restores this file, and with it the
+# activation's answer (firewalld stopped again). Its running state is in no firewalld file.
+FIREWALLD_STARTED = "/var/lib/nectar-audit/firewalld-started-by"
 DHCP_FILES = ("/etc/network/interfaces", "/etc/network/interfaces.d/*", "/etc/systemd/network/*.network",
               "/etc/netplan/*.yaml", "/etc/sysconfig/network-scripts/ifcfg-*",
               "/etc/NetworkManager/system-connections/*")
@@ -401,8 +404,42 @@ def _ufw(facts: Facts, need: Needed, enabled: bool) -> tuple[list[FileChange], l
 
 
 # -- firewalld (RHEL family) ---------------------------------------------------------------------
-def _firewalld(facts: Facts, need: Needed, fw: Firewall, enabled: bool
-               ) -> tuple[list[FileChange], list[Step], list[Step], list[Step], list[str]]:
+def _zone_keeps(facts: Facts, need: Needed, fw: Firewall) -> tuple[Needed, set[tuple[str, int]]]:
+    """``need`` with the listeners firewalld's permanent configuration lets in kept, not "no longer let in":
+    firewalld loads it when it starts and the fix only adds to it, whatever is loaded now (firewalld may be
+    stopped). Also the (proto, port) so kept: already in the zone, nothing to add."""
+    zones = [replace(m, enabled=True) for m in fw.boot if m.name == "firewalld"]
+    if not zones:
+        return need, set()
+    permanent = replace(fw, loaded=[], loaded_known=False, boot=zones)  # evaluated as at boot
+    deny = set(_specs(facts, "deny"))
+    have = {(o.proto, o.port) for o in need.openings}
+    try:
+        socks = [s for s in facts.get(listeners) if not s.loopback]
+    except EvidenceError:
+        socks = []
+    kept: dict[tuple[str, int], Opening] = {}
+    for s in socks:
+        key = (s.proto, s.port)
+        if key in have or key in kept or key in deny:
+            continue
+        for family in _families(s):
+            ruled, sources, rule = _by_rule(permanent, s.proto, s.port, family)
+            if ruled:
+                kept[key] = Opening(s.proto, s.port, f"{s.process or '?'}; firewalld's permanent configuration "
+                                    f"lets it in ({rule})", sources)
+                break
+    if not kept:
+        return need, set()
+    openings = sorted([*need.openings, *kept.values()], key=lambda o: (o.proto, o.port))
+    dropped = tuple(d for d in need.dropped if not any(d.startswith(f"{port}/{proto} ") for proto, port in kept))
+    return replace(need, openings=tuple(openings), dropped=dropped), set(kept)
+
+
+def _firewalld(facts: Facts, need: Needed, fw: Firewall, enabled: bool, runs: bool | None,
+               in_zone: set[tuple[str, int]]) -> tuple[list[FileChange], list[Step], list[Step], list[Step], list[str]]:
+    """The zone's ports, firewalld enabled; activation leaves it running, an undo as it was (``runs``: it
+    runs now; None: unknown, then it runs when enabled at boot). ``in_zone``: already let in, not added."""
     q = shlex.quote
     zone = fw.firewalld.default_zone if fw.firewalld is not None else "public"
     backs = (f"/etc/firewalld/zones/{zone}.xml",)
@@ -411,6 +448,8 @@ def _firewalld(facts: Facts, need: Needed, fw: Firewall, enabled: bool
     tool = ("if firewall-cmd --state >/dev/null 2>&1; then c='firewall-cmd --permanent'; "
             "else c=firewall-offline-cmd; fi; ")
     for o in need.openings:
+        if (o.proto, o.port) in in_zone:
+            continue
         if not o.sources:
             commands.append(Step(f"{tool}$c --zone={q(zone)} --add-port={o.port}/{o.proto} >/dev/null", o.why, backs))
         for src in o.sources:
@@ -422,10 +461,20 @@ def _firewalld(facts: Facts, need: Needed, fw: Firewall, enabled: bool
                              "the DHCPv6 client", backs))
     if not enabled:
         commands.append(Step("systemctl enable firewalld >/dev/null 2>&1", "firewalld at boot", FIREWALLD_WANTS))
+    start = "systemctl start firewalld && firewall-cmd --reload"
+    if runs:  # running before: after the run or its undo, it runs with the permanent configuration
+        activate = [Step(f"{{ {start}; }} >/dev/null 2>&1", "firewalld runs with the permanent configuration")]
+    else:
+        if runs is False:
+            # Stopped though maybe enabled at boot: the wants-link cannot tell an undo to stop it again.
+            commands.append(Step(f'printf \'%s\\n\' "$NA_RUN" > {q(FIREWALLD_STARTED)}',
+                                 "this run starts firewalld (an undo stops it again)", (FIREWALLD_STARTED,)))
+            on = f'[ "$(cat {q(FIREWALLD_STARTED)} 2>/dev/null)" = "$NA_RUN" ]'
+        else:
+            on = f"[ -e {q(FIREWALLD_WANTS[0])} ]"
+        activate = [Step(f"if {on}; then {start}; else systemctl stop firewalld; fi >/dev/null 2>&1",
+                         "firewalld runs with the permanent configuration (stopped again by an undo)")]
     validate = [Step("firewall-offline-cmd --check-config >/dev/null", "firewalld's own configuration check")]
-    activate = [Step(f"if [ -e {q(FIREWALLD_WANTS[0])} ]; then systemctl start firewalld && firewall-cmd --reload; "
-                     "else systemctl stop firewalld; fi >/dev/null 2>&1",
-                     "firewalld runs with the permanent configuration (stopped again when not enabled)")]
     notes = [f"firewalld's zone {zone} (the default) lets in ICMP and its services besides these ports"]
     return [], commands, validate, activate, notes
 
@@ -454,6 +503,9 @@ def plan(facts: Facts) -> Remedy | None:
     def on(unit: str) -> bool:
         return svc is not None and svc.is_enabled(unit)
 
+    def runs(unit: str) -> bool | None:
+        return svc.is_running(unit) if svc is not None and svc.running_known else None
+
     # The firewall already in charge is kept (one firewall, not two): ufw or firewalld when enabled.
     ufw_on = fw.ufw is not None and fw.ufw.enabled
     firewalld_on = fw.firewalld is not None and any(m.name == "firewalld" and m.enabled for m in fw.boot)
@@ -463,7 +515,9 @@ def plan(facts: Facts) -> Remedy | None:
             changes, commands, validate, activate, notes = _ufw(facts, need, on("ufw"))
         elif firewalld_on and _exists(facts, "/usr/sbin/firewalld"):
             tool = "firewalld"
-            changes, commands, validate, activate, notes = _firewalld(facts, need, fw, on("firewalld"))
+            need, in_zone = _zone_keeps(facts, need, fw)
+            changes, commands, validate, activate, notes = _firewalld(facts, need, fw, on("firewalld"),
+                                                                    runs("firewalld"), in_zone)
         elif family == "debian":
             if not _exists(facts, "/usr/sbin/nft"):
                 return Remedy(CHECK, summary, refused="nft is not installed: apt-get install nftables, then "
@@ -475,7 +529,9 @@ def plan(facts: Facts) -> Remedy | None:
                 return Remedy(CHECK, summary, refused="firewalld is not installed: dnf install firewalld, then "
                                                       "run fix again")
             tool = "firewalld"
-            changes, commands, validate, activate, notes = _firewalld(facts, need, fw, on("firewalld"))
+            need, in_zone = _zone_keeps(facts, need, fw)
+            changes, commands, validate, activate, notes = _firewalld(facts, need, fw, on("firewalld"),
+                                                                    runs("firewalld"), in_zone)
         else:
             return Remedy(CHECK, summary, refused=f"no firewall layout known for this distribution ({info.os.id})")
     except ValueError as exc:
