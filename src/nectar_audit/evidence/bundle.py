@@ -73,7 +73,13 @@ class StatRecord:
 
 @functools.lru_cache(maxsize=512)
 def _matcher(pattern: str) -> Callable[[str], object]:
-    """fnmatchcase for one pattern, compiled once (hosts have hundreds of files to test)."""
+    """fnmatchcase for one pattern, compiled once (hosts have hundreds of files to test). A pattern whose
+    only glob is one "*" (nearly all: ``/etc/x.d/*.conf``) is its fixed start and end, as fnmatch's "*"
+    crosses "/": no regular expression to compile (compiling them cost a scan about 15 ms)."""
+    if pattern.count("*") == 1 and not any(c in pattern for c in "?["):
+        head, tail = pattern.split("*")
+        least = len(head) + len(tail)
+        return lambda path: len(path) >= least and path.startswith(head) and path.endswith(tail)
     return re.compile(fnmatch.translate(pattern)).match
 
 
