@@ -18,10 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ from nectar_audit.checks.host_firewall_fix import FIREWALLD_STARTED
 from tests import lab
 from tests.fix import test_18_firewalls_lab as fw18
 from tests.fix.test_08_fix_lab import _prepare_root, _v6
-from tests.fix.test_18_08_fix_lab import HANGING, USER, _answers, _cli, _env, _write
+from tests.fix.test_18_08_fix_lab import USER, _answers, _cli, _env, _write, hanging_controller
 from tests.lab import systemd
 
 pytestmark = pytest.mark.lab
@@ -201,20 +199,11 @@ def test_controller_killed_before_confirmation_systemd_timer_restores_firewalld(
     host, key, known, v6 = fwd_host
     before = _digests(host)
     marker = tmp_path / "confirming"
-    argv = [sys.executable, "-c", HANGING, str(marker), *_fix_argv(host, key, known, 10)[3:]]
-    controller = subprocess.Popen(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  start_new_session=True)
-    try:
-        lab.wait_until(lambda: marker.exists() or controller.poll() is not None, 120,
-                       "the controller to reach the confirmation")
-        assert controller.poll() is None, controller.stderr.read() if controller.stderr else ""
+    with hanging_controller(_fix_argv(host, key, known, 10), marker, _env()):
         # firewalld runs the new zone, nothing is confirmed: 9090 is blocked, SSH still works.
         assert fw18._probe(host.addr, DROPPED) == "blocked"
         assert _answers(host, key, known, 22)  # type: ignore[arg-type]
         assert _digests(host) != before
-    finally:
-        os.killpg(controller.pid, signal.SIGKILL)
-        controller.wait()
     # Within the confirmation timeout (10 s) and a margin, systemd's timer put the host back by itself.
     [run] = _runs(host)
     try:

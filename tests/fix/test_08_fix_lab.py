@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from typing import Any
 import pytest
 
 from tests import SAMPLES, lab
-from tests.fix.test_18_08_fix_lab import HANGING, USER, _answers, _cli, _env, _write
+from tests.fix.test_18_08_fix_lab import USER, _answers, _cli, _env, _write, hanging_controller
 
 pytestmark = pytest.mark.lab
 
@@ -193,20 +191,11 @@ def test_controller_killed_before_confirmation_host_drops_the_firewall(open_host
     rules_before = _ruleset(host)
     marker = tmp_path / "confirming"
     # A shorter timer than the other tests' (the last --confirm-timeout counts): it is what the test waits for.
-    argv = [sys.executable, "-c", HANGING, str(marker), *_fix_argv(host, key, known, "--confirm-timeout", "20")[3:]]
-    controller = subprocess.Popen(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  start_new_session=True)
-    try:
-        lab.wait_until(lambda: marker.exists() or controller.poll() is not None, 120,
-                       "the controller to reach the confirmation")
-        assert controller.poll() is None, controller.stderr.read() if controller.stderr else ""
+    with hanging_controller(_fix_argv(host, key, known, "--confirm-timeout", "20"), marker, _env()):
         # The firewall is live, nothing is confirmed: 9090 is dropped, SSH still works.
         assert _tcp(host.addr, DROPPED) == "timeout"
         assert _answers(host, key, known, 22)
         assert _digests(host) != before
-    finally:
-        os.killpg(controller.pid, signal.SIGKILL)
-        controller.wait()
     # Within the confirmation timeout (20 s) and a margin, the host put everything back by itself.
     try:
         lab.wait_until(lambda: _digests(host) == before and _tcp(host.addr, DROPPED) == "open", 60,

@@ -9,6 +9,7 @@ the change and its confirmation leaves a host that the dead-man timer puts back 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -186,24 +187,31 @@ main(sys.argv[2:])
 """
 
 
+@contextlib.contextmanager
+def hanging_controller(fix_argv: list[str], marker: Path, env: dict[str, str]) -> Iterator[None]:
+    """``fix_argv`` (as ``_cli`` builds it) run by HANGING: the block runs once the change is live and the
+    controller waits for its confirmation; then the controller is killed, as by a lost laptop."""
+    controller = subprocess.Popen([sys.executable, "-c", HANGING, str(marker), *fix_argv[3:]], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        lab.wait_until(lambda: marker.exists() or controller.poll() is not None, 120,
+                       "the controller to reach the confirmation")
+        assert controller.poll() is None, controller.stderr.read() if controller.stderr else ""
+        yield
+    finally:
+        os.killpg(controller.pid, signal.SIGKILL)
+        controller.wait()
+
+
 def test_controller_killed_before_confirmation_host_restores_itself(moved_host: Any, tmp_path: Path) -> None:
     host, key, known, procs = moved_host
     before = _digests(host)
     marker = tmp_path / "confirming"
     # A shorter timer than the other tests' (the last --confirm-timeout counts): it is what the test waits for.
-    argv = [sys.executable, "-c", HANGING, str(marker), *_fix_argv(host, key, known, "--confirm-timeout", "20")[3:]]
-    controller = subprocess.Popen(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  start_new_session=True)
-    try:
-        lab.wait_until(lambda: marker.exists() or controller.poll() is not None, 120,
-                       "the controller to reach the confirmation")
-        assert controller.poll() is None, controller.stderr.read() if controller.stderr else ""
+    with hanging_controller(_fix_argv(host, key, known, "--confirm-timeout", "20"), marker, _env()):
         # The change is live: sshd listens on both ports now, nothing is confirmed.
         assert _answers(host, key, known, NEW) and _answers(host, key, known, 22)
         assert _digests(host) != before
-    finally:
-        os.killpg(controller.pid, signal.SIGKILL)
-        controller.wait()
     # Within the confirmation timeout (20 s) and a margin, the host put everything back by itself.
     lab.wait_until(lambda: _digests(host) == before and not _answers(host, key, known, NEW), 60,
                    "the dead-man timer to undo the run")

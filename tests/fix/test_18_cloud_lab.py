@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,12 +24,12 @@ import yaml
 from nectar_audit.fix import cloud_port
 from tests import lab
 from tests.fix.test_18_08_fix_lab import (  # noqa: F401
-    HANGING,
     NEW,
     USER,
     _answers,
     _env,
     _fix_argv,
+    hanging_controller,
     moved_host,
 )
 from tests.lab.openstack_lab import REGION, OpenStackLab
@@ -282,16 +280,8 @@ def test_controller_killed_mid_move_the_next_apply_removes_its_rules(
     env = {**_env(), **{k: v for k, v in os.environ.items() if k in ("OS_CLIENT_CONFIG_FILE", "XDG_STATE_HOME")}}
     marker = tmp_path / "confirming"
     argv = _fix_argv(host, key, known, "--os-cloud", CLOUD, "--confirm-timeout", "10")
-    controller = subprocess.Popen([sys.executable, "-c", HANGING, str(marker), *argv[3:]], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        lab.wait_until(lambda: marker.exists() or controller.poll() is not None, 120,
-                       "the controller to reach the confirmation")
-        assert controller.poll() is None, controller.stderr.read() if controller.stderr else ""
+    with hanging_controller(argv, marker, env):
         assert _for_port(p, NEW) == [("IPv4", V4), ("IPv6", "::/0")]  # made before the host listened
-    finally:
-        os.killpg(controller.pid, signal.SIGKILL)
-        controller.wait()
     base = [a for a in argv if a not in ("--apply", "--yes", "--checks", "18", "--ssh-port", str(NEW))]
 
     def runs() -> str:

@@ -17,10 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ import pytest
 
 from tests import lab
 from tests.fix.test_08_fix_lab import _prepare_root, _ruleset, _v6
-from tests.fix.test_18_08_fix_lab import HANGING, NEW, USER, _answers, _cli, _env, _write
+from tests.fix.test_18_08_fix_lab import NEW, USER, _answers, _cli, _env, _write, hanging_controller
 from tests.lab import rootfs
 
 pytestmark = pytest.mark.lab
@@ -241,20 +239,11 @@ def test_controller_killed_before_confirmation_host_restores_itself(fw_host: Any
     before = _digests(host)
     rules_before = _ruleset(host)
     marker = tmp_path / "confirming"
-    argv = [sys.executable, "-c", HANGING, str(marker), *_fix_argv(host, key, known, 12)[3:]]
-    controller = subprocess.Popen(argv, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  start_new_session=True)
-    try:
-        lab.wait_until(lambda: marker.exists() or controller.poll() is not None, 120,
-                       "the controller to reach the confirmation")
-        assert controller.poll() is None, controller.stderr.read() if controller.stderr else ""
+    with hanging_controller(_fix_argv(host, key, known, 12), marker, _env()):
         # Phase 1 is live, nothing is confirmed: sshd answers on both ports, through the firewall.
         assert _probe(host.addr, NEW) == "ssh" and _probe(v6, NEW) == "ssh"
         assert _answers(host, key, known, 22)
         assert _digests(host) != before and _ruleset(host) != rules_before
-    finally:
-        os.killpg(controller.pid, signal.SIGKILL)
-        controller.wait()
     # Within the confirmation timeout and a margin, the host put files and kernel rules back by itself.
     try:
         lab.wait_until(lambda: _digests(host) == before and _probe(host.addr, NEW) == "blocked", 60,

@@ -29,7 +29,7 @@ from typing import Any
 
 from nectar_audit.cloud.auth import CloudError, connect, explain
 from nectar_audit.config import Config
-from nectar_audit.fix.cloud_facts import find_instance, link, target_addresses
+from nectar_audit.fix.cloud_facts import find_instance, link, options, target_addresses
 from nectar_audit.model import visible
 
 CHECK = "Check-Security-18"
@@ -39,11 +39,6 @@ _TCP = ("tcp", "6")
 _ANY_PROTO = (None, "", "any")
 _KEYS = ("direction", "ethertype", "protocol", "port_range_min", "port_range_max", "remote_ip_prefix",
          "remote_group_id", "remote_address_group_id")
-
-
-def options(config: Config) -> dict[str, Any]:
-    got = config.extra.get("fix", {})
-    return got if isinstance(got, dict) else {}
 
 
 def record_dir() -> Path:
