@@ -118,6 +118,18 @@ def cloud_env(openstack_api: OpenStackLab, tmp_path: Path, monkeypatch: pytest.M
     yield tmp_path / "state" / "nectar-audit" / "fix-cloud"
 
 
+def _is_instance(host: Any, p: Project) -> None:
+    """The host says it is the project's instance (other tests' ports may carry the same lab address)."""
+    iid = host.path("/var/lib/cloud/data/instance-id")
+    iid.parent.mkdir(parents=True, exist_ok=True)
+    iid.write_text(p.instance + "\n")
+
+
+def _cloud_env() -> dict[str, str]:
+    """The CLI's environment with the cloud_env fixture's clouds.yaml and record directory."""
+    return {**_env(), **{k: v for k, v in os.environ.items() if k in ("OS_CLIENT_CONFIG_FILE", "XDG_STATE_HOME")}}
+
+
 def _addr() -> str:
     return f"10.77.{uuid.uuid4().int % 250 + 1}.{uuid.uuid4().int % 150 + 20}"
 
@@ -191,13 +203,9 @@ def test_fix_os_cloud_end_to_end(openstack_api: OpenStackLab, cloud_env: Path, m
     """`fix --os-cloud --close-old-port` on a chroot host over SSH: plan, apply (both phases), undo."""
     host, key, known, _procs = moved_host
     p = _project(openstack_api, host.addr)
-    # The host says which instance it is (other tests' ports may carry the same lab address).
-    iid = host.path("/var/lib/cloud/data/instance-id")
-    iid.parent.mkdir(parents=True, exist_ok=True)
-    iid.write_text(p.instance + "\n")
+    _is_instance(host, p)
     original = _rules(p)
-    env = {**_env(), **{k: v for k, v in os.environ.items() if k in ("OS_CLIENT_CONFIG_FILE",
-                                                                                   "XDG_STATE_HOME")}}
+    env = _cloud_env()
     cloud = ("--os-cloud", CLOUD, "--close-old-port")
     plan_argv = [a for a in _fix_argv(host, key, known, *cloud, "--format", "json") if a not in ("--apply", "--yes")]
     plan = subprocess.run(plan_argv, capture_output=True, text=True, timeout=300, env=env, check=False)
@@ -250,11 +258,9 @@ def test_failed_login_on_the_new_port_reverts_the_groups(openstack_api: OpenStac
                                                          moved_host: Any) -> None:  # noqa: F811
     host, key, known, _procs = moved_host
     p = _project(openstack_api, host.addr)
-    iid = host.path("/var/lib/cloud/data/instance-id")
-    iid.parent.mkdir(parents=True, exist_ok=True)
-    iid.write_text(p.instance + "\n")
+    _is_instance(host, p)
     original = _rules(p)
-    env = {**_env(), **{k: v for k, v in os.environ.items() if k in ("OS_CLIENT_CONFIG_FILE", "XDG_STATE_HOME")}}
+    env = _cloud_env()
     argv = _fix_argv(host, key, known, "--os-cloud", CLOUD, "--format", "json")
     proc = subprocess.run([argv[0], "-c", REFUSING, *argv[3:]], capture_output=True, text=True, timeout=300,
                           env=env, check=False)
@@ -273,11 +279,9 @@ def test_controller_killed_mid_move_the_next_apply_removes_its_rules(
     named by ``fix --runs`` and removed by the next ``fix --apply --os-cloud``."""
     host, key, known, _procs = moved_host
     p = _project(openstack_api, host.addr)
-    iid = host.path("/var/lib/cloud/data/instance-id")
-    iid.parent.mkdir(parents=True, exist_ok=True)
-    iid.write_text(p.instance + "\n")
+    _is_instance(host, p)
     original = _rules(p)
-    env = {**_env(), **{k: v for k, v in os.environ.items() if k in ("OS_CLIENT_CONFIG_FILE", "XDG_STATE_HOME")}}
+    env = _cloud_env()
     marker = tmp_path / "confirming"
     argv = _fix_argv(host, key, known, "--os-cloud", CLOUD, "--confirm-timeout", "10")
     with hanging_controller(argv, marker, env):
