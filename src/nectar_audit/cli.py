@@ -649,7 +649,7 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
                 if not runs and error is None:
                     click.echo("  no fix runs")
                 if error is None and has_cloud_records():  # a controller that stopped half-way (18 --os-cloud)
-                    for line in reconcile(target, runs, os_cloud, settle=False):
+                    for line in reconcile(unsettled(target), runs, os_cloud, settle=False):
                         click.echo(f"  {visible(line)}")
             else:
                 from nectar_audit.fix import cloud_port
@@ -674,9 +674,10 @@ def fix_cmd(targets: tuple[str, ...], checks: str | None, do_apply: bool, yes: b
 
     if do_apply and os_cloud and has_cloud_records():  # settle what a stopped controller left in the cloud
         for target in parsed:
-            if unsettled(target):
+            left = unsettled(target)
+            if left:
                 runs, error = runs_of(target)
-                for line in reconcile(target, runs, os_cloud, settle=True) if error is None else ():
+                for line in reconcile(left, runs, os_cloud, settle=True) if error is None else ():
                     click.echo(f"{visible(target.name)}: {visible(line)}", err=fmt == "json")
     fixes = for_each(parsed, lambda t: attach(plan_host(t, selected, config), config, named), concurrency)
     if not do_apply:

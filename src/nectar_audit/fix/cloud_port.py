@@ -490,15 +490,16 @@ def unsettled(target: Any, directory: Path | None = None) -> list[Record]:
     return found
 
 
-def reconcile(target: Any, runs: Sequence[tuple[str, str, str]], cloud: str | None, settle: bool,
-              directory: Path | None = None) -> list[str]:
-    """The cloud side of runs on ``target`` whose controller stopped half-way, from what the host says of
-    each run (``runs``, as ``list_runs``). A run the host undid (its dead-man timer fired) or never started
-    should lose the rules it added; a run that stays keeps them; a pending run is left to its timer. With
-    ``settle`` (``fix --apply --os-cloud``) that is done; without (``fix --runs``) it is said. Lines to print."""
+def reconcile(records: Sequence[Record], runs: Sequence[tuple[str, str, str]], cloud: str | None,
+              settle: bool) -> list[str]:
+    """The cloud side of ``records`` (``unsettled``: runs on one host whose controller stopped half-way),
+    from what the host says of each run (``runs``, as ``list_runs``). A run the host undid (its dead-man
+    timer fired) or never started should lose the rules it added; a run that stays keeps them; a pending
+    run is left to its timer. With ``settle`` (``fix --apply --os-cloud``) that is done; without
+    (``fix --runs``) it is said. Lines to print."""
     lines: list[str] = []
     states = {run: state for run, state, _n in runs}
-    for record in unsettled(target, directory):
+    for record in records:
         run = str(record.data.get("run"))
         state = states.get(run)
         made, gone = len(record.data.get("created", [])), len(record.data.get("deleted", []))

@@ -9,6 +9,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from nectar_audit.evidence import Budget, Bundle, Needs, StreamParser, build_script, new_boundary
 from nectar_audit.targets.base import TargetError
@@ -71,11 +72,9 @@ class ScriptTarget:
                 proc = early.proc
             else:
                 try:
-                    proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+                    proc = _start(self.argv, build_script(needs, boundary).encode(), err)
                 except OSError as exc:
                     raise TargetError(f"cannot run the gatherer: {exc}") from exc
-                threading.Thread(target=_write, args=(proc, build_script(needs, boundary).encode()),
-                                 daemon=True).start()
             with _killed_after(proc, self.timeout) as expired:
                 more = True
                 while early is not None:  # what the early run read so far, then (past its cap) the pipe
@@ -115,15 +114,13 @@ class ScriptTarget:
 
     def _execute(self, script: bytes, timeout: float) -> Execution:
         try:
-            proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE)
+            proc = _start(self.argv, script, subprocess.PIPE)
         except OSError as exc:
             raise TargetError(f"cannot run a shell on the host: {exc}") from exc
         err: list[bytes] = []
         reader = threading.Thread(target=_tail, args=(proc.stderr, err), daemon=True)
         reader.start()
         with _killed_after(proc, timeout) as expired:
-            threading.Thread(target=_write, args=(proc, script), daemon=True).start()
             out = b""
             assert proc.stdout is not None
             while True:
@@ -151,12 +148,11 @@ class _Early:
         self.boundary = boundary
         self.err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by discard(), or by the gather adopting it
         try:
-            self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err)
+            self.proc = _start(argv, script.encode(), self.err)
         except OSError:
             self.err.close()
             raise
         self.chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        threading.Thread(target=_write, args=(self.proc, script.encode()), daemon=True).start()
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _pump(self) -> None:
@@ -208,6 +204,14 @@ def _tail(stream: object, into: list[bytes]) -> None:
             break
         kept = (kept + chunk)[-4096:]
     into.append(kept)
+
+
+def _start(argv: Sequence[str], script: bytes, stderr: Any) -> subprocess.Popen[bytes]:
+    """``argv`` started with ``script`` written to its stdin by a thread (a script larger than the pipe
+    must not block the reader of its output)."""
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
+    threading.Thread(target=_write, args=(proc, script), daemon=True).start()
+    return proc
 
 
 def _write(proc: subprocess.Popen[bytes], script: bytes) -> None:
