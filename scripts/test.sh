@@ -21,7 +21,7 @@ HOST_PACKAGES=(
     rpm rsyslog-gnutls openssl dnf createrepo-c
     chromium postgresql
     dovecot-imapd dovecot-pop3d vsftpd redis-server inetutils-telnetd nginx-light
-    cron systemd shellcheck
+    cron faketime systemd shellcheck
 )
 
 section "machine"

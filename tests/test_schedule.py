@@ -560,10 +560,13 @@ def test_generated_cron_line_runs_and_records_history(tmp_path: Path, wrapper: P
 
 
 @contextlib.contextmanager
-def _cron_daemon(tmp_path: Path, cron_d: Path) -> Iterator[Path]:
+def _cron_daemon(tmp_path: Path, cron_d: Path, clock: str) -> Iterator[Path]:
     """The real cron daemon, in its own mount namespace, seeing only cron_d as /etc/cron.d (an empty
-    /etc/crontab and spool, so none of this machine's jobs run); mail goes to a file. Yields the mail."""
+    /etc/crontab and spool, so none of this machine's jobs run); mail goes to a file. Yields the mail.
+    Its clock (libfaketime) starts at ``clock`` and runs: cron's one-minute resolution costs seconds, not
+    a minute. The jobs it starts get cron's own environment, not its clock."""
     cron = require_binary("cron")
+    faketime = require_binary("faketime")
     require_binary("unshare")
     spool, crontab, mail = tmp_path / "spool", tmp_path / "crontab", tmp_path / "mail.txt"
     spool.mkdir()
@@ -576,7 +579,8 @@ def _cron_daemon(tmp_path: Path, cron_d: Path) -> Iterator[Path]:
                      (sendmail, "/usr/sbin/sendmail")):
         if os.path.exists(dst):
             mounts.append(f"mount --bind {shlex.quote(str(src))} {dst}")
-    script = " && ".join([*mounts, f"exec {shlex.quote(cron)} -f"])
+    start = f"exec {shlex.quote(faketime)} -f {shlex.quote('@' + clock)} {shlex.quote(cron)} -f"
+    script = " && ".join([*mounts, start])
     with open(tmp_path / "cron.log", "wb") as log:
         proc = subprocess.Popen(["setpriv", "--pdeathsig", "KILL", "--", "unshare", "--mount", "--propagation",
                                  "private", "sh", "-c", script], stdout=subprocess.DEVNULL, stderr=log)
@@ -590,19 +594,16 @@ def _cron_daemon(tmp_path: Path, cron_d: Path) -> Iterator[Path]:
 @pytest.mark.lab
 @pytest.mark.slow
 def test_real_cron_daemon_runs_the_entry(tmp_path: Path, wrapper: Path) -> None:
-    """The cron.d file as written, read and run by Debian's cron (up to ~2 minutes: cron has a one-minute
-    resolution, the entry is set for the next whole minute)."""
+    """The cron.d file as written, read and run by Debian's cron, whose clock starts three seconds before
+    the entry's minute."""
     require_root()
     root = image(tmp_path, systemd=False)
     url = f"sqlite:///{tmp_path}/h.sqlite"
-    now = time.time()
-    at = time.localtime(now + (60 if time.localtime(now).tm_sec < 45 else 120))
     result = cli("--daily", "--root", str(root), "--executable", str(wrapper), "--store", url,
-                 "--time", f"{at.tm_hour:02d}:{at.tm_min:02d}", "--random-delay", "0",
-                 "--", "--checks", "01", f"root:{root}")
+                 "--time", "03:17", "--random-delay", "0", "--", "--checks", "01", f"root:{root}")
     assert result.exit_code == 0, result.output
-    with _cron_daemon(tmp_path, root / "etc/cron.d") as mail:
-        deadline = time.time() + 200
+    with _cron_daemon(tmp_path, root / "etc/cron.d", time.strftime("%Y-%m-%d 03:16:57")) as mail:
+        deadline = time.time() + 120
         while time.time() < deadline and not (mail.exists() and "stored as run" in mail.read_text()):
             time.sleep(1)
     log = (tmp_path / "cron.log").read_text(errors="replace")

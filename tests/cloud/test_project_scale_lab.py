@@ -19,7 +19,7 @@ from tests.lab.openstack_lab import ADMIN_PASSWORD, PAGE_SIZE, OpenStackLab
 
 pytestmark = pytest.mark.lab
 
-INSTANCES = 250  # three pages of ports and of servers
+INSTANCES = 50  # three pages of ports and of servers
 EXPOSED = 5  # of which open to the world on tcp/22
 
 

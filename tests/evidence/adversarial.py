@@ -33,15 +33,18 @@ ADVERSARIAL_INPUTS: dict[str, Callable[[int], str]] = {
     "key markers": lambda n: "-----BEGIN OPENSSH PRIVATE KEY-----\n" * (n // 36),
     "url credentials": lambda n: "a://" * (n // 4),
     "header name of stems": lambda n: "proxy_set_header " + "token" * (n // 5),
+    "long word then key": lambda n: "x" * n + " key=1",
+    "long flag then value": lambda n: "--" + "x" * n + "pass value",
 }
 
 
 def text_functions() -> list[tuple[str, Callable[[str], object]]]:
-    """(dotted name, fn(text)) for every sanitizer the scan uses and every ``parse_*`` of the fact packs
-    that takes one text argument."""
+    """(dotted name, fn(text)) for every sanitizer the scan uses (of files, search hits and command output)
+    and every ``parse_*`` of the fact packs that takes one text argument."""
     out: dict[str, Callable[[str], object]] = {}
     needs = all_needs()
-    for fn in {*needs.sanitize.values(), *(s.sanitizer for s in needs.searches if s.sanitizer)}:
+    for fn in {*needs.sanitize.values(), *(s.sanitizer for s in needs.searches if s.sanitizer),
+               *needs.command_sanitize.values()}:
         out[f"{fn.__module__}.{fn.__name__}"] = lambda text, fn=fn: fn(text.encode())
     for info in pkgutil.walk_packages(facts_pkg.__path__, facts_pkg.__name__ + "."):
         module = importlib.import_module(info.name)

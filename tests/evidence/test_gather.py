@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from nectar_audit.evidence import build_script, new_boundary, parse_stream
 from nectar_audit.evidence.bundle import Bundle, EvidenceError
 from nectar_audit.evidence.needs import Needs, Search
+from nectar_audit.evidence.script import HIT_READ_ERRORS, READ_ERRORS
+from nectar_audit.evidence.stream import _read_error
 from nectar_audit.facts.accounts.passwd import sanitize_shadow
 from nectar_audit.targets.rootfs import RootFsTarget
 from nectar_audit.targets.script_runner import ScriptTarget
@@ -64,8 +66,8 @@ def _local_bundle(root: Path) -> Bundle:
 
 @pytest.mark.parametrize("under", ["tmp", "var"])
 def test_live_script_and_offline_reader_agree(tmp_path: Path, under: str) -> None:
-    """Files are read by one cat per batch, except under /var (logs, package lists) where each is read
-    on its own with a size cap: both ways give exactly what the offline reader gives."""
+    """Files are read by one capped head per batch, under /var (logs, package lists) as elsewhere: it
+    gives exactly what the offline reader gives."""
     if under == "var":
         tmp_path = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="nectar-gather-"))
     try:
@@ -76,8 +78,8 @@ def test_live_script_and_offline_reader_agree(tmp_path: Path, under: str) -> Non
 
 
 def test_a_read_error_inside_a_batch_marks_only_that_file() -> None:
-    """/proc/self/mem is a readable regular file whose read fails (EIO): cat says so, and that file,
-    not its neighbours in the same cat, becomes unreadable with cat's reason."""
+    """/proc/self/mem is a readable regular file whose read fails (EIO): head says so, and that file,
+    not its neighbours in the same head, becomes unreadable with head's reason."""
     needs = Needs(files=("/etc/hostname", "/proc/self/mem", "/etc/os-release"))
     b = ScriptTarget("t", ["/bin/sh", "-s"]).gather(needs)
     rec = b.file("/proc/self/mem")
@@ -226,7 +228,7 @@ def test_malformed_bundles_are_clear_errors(bad: object) -> None:
 
 
 def test_batch_reads_each_file_once_and_never_evaluates_names(tmp_path: Path) -> None:
-    """cat's batch is built as one eval'd string: names with quotes, $(...), backquotes and spaces are
+    """head's batch is built as one eval'd string: names with quotes, $(...), backquotes and spaces are
     read as data (never run), and a file two patterns match (named.conf*, *.conf) is read once."""
     conf = tmp_path / "conf"
     conf.mkdir()
@@ -331,3 +333,105 @@ def test_follows_merge_once_and_refuse_conflicts() -> None:
         merge([Needs(follows=(a,)), Needs(follows=(Follow("inc", ("/etc/b",), ("@include",)),))])
     with pytest.raises(ValueError, match="share the name"):
         merge([Needs(follows=(a,)), Needs(searches=(Search("inc", ("/home",), "x"),))])
+
+
+def _head_complaints(paths: list[bytes]) -> list[str]:
+    """What the real head says about each path (directories: "error reading"; absent: "cannot open")."""
+    proc = subprocess.run([b"head", b"-q", b"-c", b"1", b"--", *paths], capture_output=True,
+                          env={"LC_ALL": "C", "PATH": os.environ["PATH"]})
+    return proc.stderr.decode("utf-8", "surrogateescape").splitlines()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(min_size=1, max_size=12).filter(lambda b: b"\0" not in b and b"/" not in b
+                                                           and b not in (b".", b"..")),
+                min_size=1, max_size=6, unique=True))
+def test_head_complaints_name_any_file_exactly(names: list[bytes]) -> None:
+    """head quotes the names it complains about (shell-escape style: quotes, $'\\n', octal bytes); each
+    complaint is read back as exactly the name the stream carries, whatever its bytes."""
+    with tempfile.TemporaryDirectory() as d:
+        base = d.encode()
+        dirs = [base + b"/d-" + n for n in names]  # a directory: "error reading NAME: Is a directory"
+        gone = [base + b"/g-" + n for n in names]  # absent: "cannot open NAME for reading: ..."
+        for path in dirs:
+            os.mkdir(path)
+        lines = _head_complaints(dirs + gone)
+    got = [_read_error(line) for line in lines]
+    want = [(p.decode("utf-8", "surrogateescape"), "Is a directory") for p in dirs]
+    want += [(p.decode("utf-8", "surrogateescape"), "No such file or directory") for p in gone]
+    assert got == want
+
+
+def test_busybox_and_unknown_complaints() -> None:
+    assert _read_error("head: can't open '/etc/a b': Permission denied") == ("/etc/a b", "Permission denied")
+    assert _read_error("head: something else: reason") is None
+    assert _read_error("no colon here") is None
+    assert _read_error("head: cannot open '/etc/x for reading: No such file") is None  # unbalanced quote
+
+
+def _stream(boundary: str, *records: tuple[str, str, bytes]) -> bytes:
+    out = b""
+    for kind, name, body in records:
+        label = f"{len(name.encode())}:{name}" if kind in "FH" else name
+        out += f"\n{boundary} {kind} {label}\n".encode() + body + f"\n{boundary} E 0\n".encode()
+    return out
+
+
+def test_a_hit_read_error_never_touches_a_file_read_for_another_purpose() -> None:
+    """A hit that vanished between the search and head is unreadable; the same path read earlier as a
+    file keeps its content (the hits' complaints are their own record)."""
+    b = new_boundary()
+    data = _stream(b, ("F", "/etc/sudoers", b"root ALL=(ALL) ALL\n"),
+                   ("X", "keys", b"/etc/sudoers\0/home/a/k\0"),
+                   ("H", "/etc/sudoers", b""), ("H", "/home/a/k", b""),
+                   ("C", HIT_READ_ERRORS, b"head: cannot open '/etc/sudoers' for reading: No such file or directory\n"
+                                          b"head: cannot open '/home/a/k' for reading: No such file or directory\n"))
+    bundle = Bundle.for_needs("t", "exec", True, Needs())
+    parse_stream(data, b, bundle)
+    assert bundle.text("/etc/sudoers") == "root ALL=(ALL) ALL\n"
+    rec = bundle.file("/home/a/k")
+    assert rec is not None and rec.error == "No such file or directory"
+    assert not bundle.errors
+    # The files' own complaints do concern the files.
+    bundle = Bundle.for_needs("t", "exec", True, Needs())
+    complaint = b"head: error reading '/etc/x': Is a directory\n"
+    parse_stream(_stream(b, ("F", "/etc/x", b""), ("C", READ_ERRORS, complaint)), b, bundle)
+    rec = bundle.file("/etc/x")
+    assert rec is not None and rec.error == "Is a directory"
+
+
+@pytest.mark.parametrize("area", ["/var/cache", "/tmp"])
+def test_a_sparse_giant_costs_its_cap_not_its_size(area: str) -> None:
+    """A 4 GiB sparse file among others: head stops at the cap on the host (16 MiB, or 1 MiB where any
+    user may write), the record says truncated, and its neighbours are whole."""
+    d = Path(tempfile.mkdtemp(dir=area, prefix="nectar-sparse-"))
+    try:
+        (d / "a.conf").write_text("a\n")
+        with open(d / "giant.conf", "wb") as f:
+            f.truncate(4 << 30)
+        (d / "z.conf").write_text("z\n")
+        needs = Needs(files=(f"{d}/*.conf",))
+        boundary = new_boundary()
+        proc = subprocess.run(["/bin/sh", "-s"], input=build_script(needs, boundary).encode(),
+                              capture_output=True, check=True, timeout=120)
+        cap = (1 << 20) if area == "/tmp" else (16 << 20)
+        assert len(proc.stdout) < cap + 64 * 1024
+        bundle = Bundle.for_needs("t", "exec", True, needs)
+        parse_stream(proc.stdout, boundary, bundle)
+        giant = bundle.file(f"{d}/giant.conf")
+        assert giant is not None and giant.truncated
+        assert bundle.text(f"{d}/a.conf") == "a\n" and bundle.text(f"{d}/z.conf") == "z\n"
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_merged_usr_reads_a_lib_twin_once() -> None:
+    """/lib/X asked beside /usr/lib/X: where /lib is /usr/lib (this machine, as every current
+    distribution) the file is read once, under /usr/lib; a /lib path without a twin is still read."""
+    if not Path("/lib").is_symlink() or not Path("/usr/lib/os-release").is_file():
+        pytest.fail("this test needs a merged /usr with /usr/lib/os-release")
+    needs = Needs(files=("/lib/os-release", "/usr/lib/os-release", "/lib/*/libc.so.6"))
+    b = ScriptTarget("t", ["/bin/sh", "-s"]).gather(needs)
+    assert "/usr/lib/os-release" in b.files and "/lib/os-release" not in b.files
+    assert any(p.startswith("/lib/") and p.endswith("/libc.so.6") for p in b.files)
+    assert "--lib /lib/os-release" in build_script(needs, "B")

@@ -56,5 +56,6 @@ def test_the_sweep_covers_every_sanitizer() -> None:
 
     needs = all_needs()
     sanitizers = set(needs.sanitize.values()) | {s.sanitizer for s in needs.searches if s.sanitizer}
+    sanitizers |= set(needs.command_sanitize.values())
     names = {n for n, _ in FUNCTIONS}
     assert {f"{fn.__module__}.{fn.__name__}" for fn in sanitizers} <= names

@@ -103,3 +103,38 @@ def test_secrets_planted_in_a_real_root_reach_no_report_and_no_bundle(lab_root: 
         outputs += [out.read_text(errors="replace"), bundle.read_text(errors="replace"), proc.stdout, proc.stderr]
     blob = "\n".join(outputs)
     assert "PLANT" not in blob, [line for line in blob.splitlines() if "PLANT" in line][:5]
+
+
+# The process list's KEY=VALUE / -FLAG VALUE expression as it was until 2026-12-07: right on every input,
+# quadratic in a long word. The word-by-word scan must give exactly what it gave.
+_OLD_KV = __import__("re").compile(
+    r"((?<![^\s])--?[A-Za-z0-9_.-]*(?:pass|token|secret|key|auth|cred)[A-Za-z0-9_.-]*( )|"
+    r"[A-Za-z0-9_.-]*(?:pass|token|secret|key|auth|cred)[A-Za-z0-9_.-]*(=))[^ ]+", __import__("re").IGNORECASE
+)
+
+
+def _old_kv(args: str) -> str:
+    return _OLD_KV.sub(lambda m: m.group(0) if m.group(0).endswith("<redacted>") else f"{m.group(1)}<redacted>",
+                       args)
+
+
+_KV_ALPHABET = st.sampled_from(["pass", "KEY", "token", "cred", "auth", "secret", "x", "-", "--", "=", " ", "  ",
+                                "\t", "\n", "/", ".", "_", "K", "ſ", "<redacted>", "é", "9", "a=b", "\u3000"])
+
+
+@settings(max_examples=600)
+@given(st.lists(_KV_ALPHABET, max_size=14).map("".join))
+def test_word_scan_redacts_exactly_as_the_old_expression(args: str) -> None:
+    from nectar_audit.facts.system.processes import _redact_kv
+
+    assert _redact_kv(args) == _old_kv(args)
+
+
+def test_a_long_word_before_a_key_is_linear() -> None:
+    """A 1 MB argument then " key": the old expression needed minutes (7 s at 10 KB); the scan needs
+    one pass. A quadratic scan would not finish within the test's time."""
+    from nectar_audit.facts.system.processes import _redact_kv
+
+    for word in ("x" * 1_000_000, "-" + "k" * 1_000_000):
+        args = word + " key=1 --password hunter2"
+        assert _redact_kv(args) == word + " key=<redacted> --password <redacted>"

@@ -32,11 +32,6 @@ from tests.lab import rootfs
 
 pytestmark = pytest.mark.lab
 
-# A small root for the firewalls the default root lacks: iptables-persistent (netfilter-persistent.service
-# restores the rule files at boot; ufw's package Breaks it) and firewalld with its D-Bus system bus. Built
-# once and cached like the default root; each host disables the one it does not test, as systemctl would.
-FW_ROOT_PACKAGES: tuple[str, ...] = ("openssh-server", "sudo", "iproute2", "procps", "python3", "nftables",
-                                     "iptables", "iptables-persistent", "firewalld", "dbus")
 UNITS_OF = {
     "iptables": ("multi-user.target.wants/netfilter-persistent.service", "iptables.service", "ip6tables.service"),
     "firewalld": ("multi-user.target.wants/firewalld.service", "dbus-org.fedoraproject.FirewallD1.service"),
@@ -102,7 +97,7 @@ def _listening(host: lab.ChrootHost) -> set[int]:
 def fw_root() -> Path:
     lab.require_root()
     try:
-        return rootfs.build_root(FW_ROOT_PACKAGES)
+        return rootfs.build_root(rootfs.FW_ROOT_PACKAGES)
     except lab.LabError as exc:
         lab.require(False, f"cannot build the firewall lab root: {exc}")
         raise

@@ -15,7 +15,7 @@ from ._proc import LabError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.lab", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("build-root", help="build the cached Debian root if missing (needs root, network)")
+    sub.add_parser("build-root", help="build the cached Debian roots if missing (needs root, network)")
     sub.add_parser("build-openstack", help="build the cached virtualenv of Keystone + Neutron (needs PyPI)")
     sub.add_parser("build-wheels", help="download the wheels the README's install command needs in a lab host "
                                         "(needs PyPI)")
@@ -29,9 +29,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.cmd == "build-root":
-            t0 = time.monotonic()
-            root = rootfs.build_root()
-            print(f"lab root: {root} ({time.monotonic() - t0:.1f}s)")
+            for packages in rootfs.ALL_ROOTS:
+                t0 = time.monotonic()
+                root = rootfs.build_root(packages)
+                print(f"lab root: {root} ({time.monotonic() - t0:.1f}s)")
         elif args.cmd == "build-openstack":
             from . import openstack_lab as openstack
 

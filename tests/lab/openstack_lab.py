@@ -8,6 +8,7 @@ server, so the tests answer the compute and image endpoints of the catalog with 
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 import json
@@ -34,7 +35,7 @@ ADMIN_PASSWORD = "lab-admin-secret"
 SERVICE_PASSWORD = "lab-neutron-secret"
 USER_PASSWORD = "lab-alice-secret"
 NOVA_PORT_HINT = "compute"
-PAGE_SIZE = 100  # items per page of a Neutron listing
+PAGE_SIZE = 20  # items per page of a Neutron listing (small, so that a test needs few items for three pages)
 SERVE = Path(__file__).with_name("openstack_serve.py")
 
 
@@ -221,21 +222,23 @@ def openstack_lab(log: Any = None) -> Iterator[OpenStackLab]:
         paste = next(venv.glob("etc/neutron/api-paste.ini"))
         (w / "neutron" / "api-paste.ini").write_text(paste.read_text())
         bindir = venv / "bin"
-        conf = ["--config-file", str(w / "keystone.conf")]
-        run([bindir / "keystone-manage", *conf, "db_sync"], timeout=300)
-        for what in ("fernet_setup", "credential_setup"):
-            run([bindir / "keystone-manage", *conf, what, "--keystone-user", "root", "--keystone-group", "root"],
-                timeout=120)
-        run([bindir / "keystone-manage", *conf, "bootstrap", "--bootstrap-password", ADMIN_PASSWORD,
-             "--bootstrap-public-url", keystone, "--bootstrap-internal-url", keystone,
-             "--bootstrap-region-id", REGION], timeout=120)
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-        try:
+
+        def keystone_up() -> None:
+            conf = ["--config-file", str(w / "keystone.conf")]
+            run([bindir / "keystone-manage", *conf, "db_sync"], timeout=300)
+            for what in ("fernet_setup", "credential_setup"):
+                run([bindir / "keystone-manage", *conf, what, "--keystone-user", "root", "--keystone-group", "root"],
+                    timeout=120)
+            run([bindir / "keystone-manage", *conf, "bootstrap", "--bootstrap-password", ADMIN_PASSWORD,
+                 "--bootstrap-public-url", keystone, "--bootstrap-internal-url", keystone,
+                 "--bootstrap-region-id", REGION], timeout=120)
             ks = _start(venv, "keystone", ks_port, {**base_env, "OS_KEYSTONE_CONFIG_FILES": str(w / "keystone.conf")},
                         w / "keystone.log")
             lab.procs.append(ks)
             _wait_http(keystone, ks, w / "keystone.log")
-            _register(lab)
+
+        def neutron_up() -> None:
             # `neutron-db-manage upgrade heads` does not run on SQLite: create the schema from the models
             # and stamp it as current instead.
             run([bindir / "python", "-c", "import sqlalchemy, sys; from neutron.db.migration.models import head; "
@@ -247,6 +250,15 @@ def openstack_lab(log: Any = None) -> Iterator[OpenStackLab]:
                                                    "OS_NEUTRON_CONFIG_FILES": "neutron.conf"}, w / "neutron.log")
             lab.procs.append(nt)
             _wait_http(lab.neutron_url, nt, w / "neutron.log", timeout=120)
+
+        try:
+            # Neutron asks Keystone only when a request comes: the two start side by side (a third of the
+            # lab's start-up), and the users and catalog are registered once Keystone answers.
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                starting = [pool.submit(keystone_up), pool.submit(neutron_up)]
+                for future in starting:
+                    future.result()
+            _register(lab)
             yield lab
         finally:
             for proc in lab.procs:

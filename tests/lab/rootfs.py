@@ -58,6 +58,14 @@ NET_ROOT_PACKAGES: tuple[str, ...] = (
     "dnsmasq",
     "ntpsec",
 )
+# A small root for the firewalls the default root lacks (tests/fix/test_18_firewalls_lab.py):
+# iptables-persistent (netfilter-persistent.service restores the rule files at boot; ufw's package Breaks
+# it) and firewalld with its D-Bus system bus. Each host disables the one it does not test.
+FW_ROOT_PACKAGES: tuple[str, ...] = ("openssh-server", "sudo", "iproute2", "procps", "python3", "nftables",
+                                     "iptables", "iptables-persistent", "firewalld", "dbus")
+# Every root the tests use: `python -m tests.lab build-root` builds them all before the suite runs, so that
+# no test's set-up spends minutes on debootstrap.
+ALL_ROOTS: tuple[tuple[str, ...], ...] = (ROOT_PACKAGES, NET_ROOT_PACKAGES, FW_ROOT_PACKAGES)
 # Bump when the build recipe below changes in a way that changes the resulting root.
 RECIPE_VERSION = 1
 

@@ -86,6 +86,11 @@ def _checks(result: Any) -> dict[str, Any]:
     return {c["id"]: (c["status"], c["summary"], c["findings"]) for c in result.to_json()["checks"]}
 
 
+# The command timeout of these runs: what the stalling host costs each of them. Normal hosts need about a
+# second; this leaves them room on a loaded machine.
+STALL_S = 10
+
+
 def test_hostile_hosts_cannot_blind_hang_or_exhaust_a_fleet(tmp_path: Path) -> None:
     S.require_ssh_lab()
     key, pub = S.client_key(tmp_path)
@@ -96,7 +101,7 @@ def test_hostile_hosts_cannot_blind_hang_or_exhaust_a_fleet(tmp_path: Path) -> N
     modes = ["flood", "stall", "records", "huge", "sqlite"]
     known = tmp_path / "known_hosts"
     opts = SshOptions(identities=(str(key),), config_files=(), known_hosts=str(known), use_agent=False,
-                      host_keys=HOST_KEYS_ACCEPT_NEW, connect_timeout=10, command_timeout=20)
+                      host_keys=HOST_KEYS_ACCEPT_NEW, connect_timeout=10, command_timeout=STALL_S)
     with contextlib.ExitStack() as stack:
         n1 = stack.enter_context(S.ssh_host(tmp_path / "n1", {"root": pub}, hostname="normal-one"))
         n2 = stack.enter_context(S.ssh_host(tmp_path / "n2", {"root": pub}, hostname="normal-two"))
@@ -118,16 +123,16 @@ def test_hostile_hosts_cannot_blind_hang_or_exhaust_a_fleet(tmp_path: Path) -> N
         assert r.error is None and "evidence_incomplete" not in r.extra
         assert _checks(by[r.target]) == _checks(r), r.target
     assert "sent more than 64 MiB" in (by["hostile-flood"].error or "")
-    assert "did not finish within 20 s" in (by["hostile-stall"].error or "")
+    assert f"did not finish within {STALL_S} s" in (by["hostile-stall"].error or "")
     records = by["hostile-records"]
     assert records.error is None and "50000 records" in records.extra["evidence_incomplete"]["reason"]
     huge = by["hostile-huge"]
     assert huge.error is None and "64 MiB" in huge.extra["evidence_incomplete"]["reason"]
     sq = by["hostile-sqlite"]
     assert sq.error is None and sq.hostname == "sqlite-host" and "evidence_incomplete" not in sq.extra
-    # Within the deadline (20 s command timeout; a stall must not hold the others), and nothing the
+    # Within the deadline (the command timeout; a stall must not hold the others), and nothing the
     # hostile hosts sent reached a report raw.
-    assert elapsed < 20 + 30
+    assert elapsed < STALL_S + 30
     dumped = json.dumps([r.to_json() for r in mixed.results])
     assert "\x1b" not in dumped and "ALL CHECKS PASS" not in dumped
     # Peak memory of a whole CLI run with these hosts: the budget (64 MiB a host) bounds it.
@@ -143,7 +148,7 @@ def _cli_peak_rss(n1: Any, hostile_hosts: list[Any], key: Path, known: Path, tmp
              "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
     out = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "nectar_audit", "scan", *targets,
                           "-i", str(key), "-F", "none", "--known-hosts", str(known), "--accept-new-host-keys",
-                          "--command-timeout", "20", "--format", "json", "-o", str(tmp_path / "fleet.json")],
+                          "--command-timeout", str(STALL_S), "--format", "json", "-o", str(tmp_path / "fleet.json")],
                          capture_output=True, text=True, timeout=300, check=True, cwd=REPO)
     report = json.loads((tmp_path / "fleet.json").read_text())
     assert len(report["hosts"]) == len(targets)

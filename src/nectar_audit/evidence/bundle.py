@@ -234,11 +234,13 @@ class Bundle:
             text = redact(text)
         self.commands[name] = CommandRecord(stdout=text, rc=rc, truncated=truncated)
 
-    def add_hit_file(self, path: str, data: bytes, limit: int = MAX_FILE_BYTES) -> None:
-        """A search hit's content: never replaces a file gathered for another purpose (a name that only
-        looks like /etc/sudoers must not stand in for it)."""
-        if path not in self.files:
-            self.add_file(path, data, limit)
+    def add_hit_file(self, path: str, data: bytes, limit: int = MAX_FILE_BYTES) -> bool:
+        """A search hit's content (True if kept): never replaces a file gathered for another purpose (a
+        name that only looks like /etc/sudoers must not stand in for it)."""
+        if path in self.files:
+            return False
+        self.add_file(path, data, limit)
+        return True
 
     def add_unreadable(self, path: str, reason: str) -> None:
         self.files[path] = FileRecord(error=reason)

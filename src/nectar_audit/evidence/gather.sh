@@ -1,6 +1,7 @@
 # shellcheck shell=sh
 # The helpers of nectar-audit's one-pass gatherer (evidence/script.py puts them after a header that sets
-# BOUNDARY, MAX_FILE_BYTES, READ_ERRORS and STAT_FORMAT, and before the calls it generates from the Needs).
+# BOUNDARY, MAX_FILE_BYTES, READ_ERRORS, HIT_READ_ERRORS and STAT_FORMAT, and before the calls it
+# generates from the Needs).
 # Reads only; writes nothing but its scratch directory, which it removes.
 #
 # Output is a framed stream: each record starts with "\n$BOUNDARY KIND NAME\n" and ends with
@@ -47,18 +48,25 @@ end_file_record() {
   [ "$1" = 0 ] || { printf '\n%s U %s:%s\n' "$BOUNDARY" "${#2}" "$2"; cat "$SCRATCH/err"; printf '\n%s E 1\n' "$BOUNDARY"; }
 }
 
-# Files under /var (logs, package lists, sparse lastlog) are read one by one with a size cap; every
-# other file is read by one cat for the whole batch, each framed by a header file and the shared
-# footer: one process instead of one per file. cat's complaints name the files they concern.
-# cat's arguments are gathered as one quoted string, not by `set -- "$@" ...`, which copies the whole
+# Files are read in batches by one head each, every file framed by a header file and the shared
+# footer, and each capped by head itself (-q: no "==> name <==" lines): one process for hundreds of
+# files, and a sparse giant costs its cap, not its size. head's complaints name the files they concern.
+# head's arguments are gathered as one quoted string, not by `set -- "$@" ...`, which copies the whole
 # list on every file. After "--dedup" come the patterns that may match a file another pattern matches
 # too (named.conf*, *.conf): each such file is read once. Only those are checked, because dash's case
-# matching against the list of files seen costs more than the loop itself at a hundred files.
+# matching against the list of files seen costs more than the loop itself at a hundred files. After
+# "--lib" come /lib patterns whose /usr/lib twins were asked too: where /lib is /usr/lib (merged /usr,
+# every current distribution) they are the same files, read once under /usr/lib.
 read_files() {
   batch=; dedup=; seen='
 '
   for p do
     [ "$p" = --dedup ] && { dedup=1; continue; }
+    if [ "$p" = --lib ]; then
+      # shellcheck disable=SC3013 # -ef: dash, bash and busybox have it; a shell without it reads both
+      [ /lib -ef /usr/lib ] && break
+      dedup=1; continue
+    fi
     if [ -n "$dedup" ]; then
       case $seen in *"
 $p
@@ -75,11 +83,9 @@ $p
           *) deferred="$deferred '$p'" ;;
         esac
         continue ;;
-    esac
-    case $p in
-      /var/*|*"'"*)
+      *"'"*)
         printf '\n%s F %s:%s\n' "$BOUNDARY" "${#p}" "$p"
-        head -c "$MAX_FILE_BYTES" "$p" 2>"$SCRATCH/err"; end_file_record $? "$p" ;;
+        head -c "$MAX_FILE_BYTES" -- "$p" 2>"$SCRATCH/err"; end_file_record $? "$p" ;;
       *)
         headers=$((headers+1))
         printf '\n%s F %s:%s\n' "$BOUNDARY" "${#p}" "$p" >"$SCRATCH/h$headers"
@@ -87,38 +93,34 @@ $p
     esac
   done
   [ -n "$batch" ] || return 0
-  eval "cat -- $batch" 2>"$SCRATCH/cat-err"
-  if [ -s "$SCRATCH/cat-err" ]; then
-    printf '\n%s C %s\n' "$BOUNDARY" "$READ_ERRORS"; head -c 65536 "$SCRATCH/cat-err"; printf '\n%s E 0\n' "$BOUNDARY"
+  eval "head -q -c $MAX_FILE_BYTES -- $batch" 2>"$SCRATCH/read-err"
+  read_errors "$READ_ERRORS"
+}
+
+# head's complaints about the files of a batch ($1 the record's name), if it made any.
+read_errors() {
+  if [ -s "$SCRATCH/read-err" ]; then
+    printf '\n%s C %s\n' "$BOUNDARY" "$1"; head -c 65536 "$SCRATCH/read-err"; printf '\n%s E 0\n' "$BOUNDARY"
   fi
 }
 
 # Files where any user may write (homes, /tmp), deferred by read_files: after everything else, so that
-# what a user plants can at most leave this part incomplete; each read up to MAX_USER_FILE_BYTES (one
-# find lists the larger ones, read alone with head; the rest go through one cat, as read_files does).
+# what a user plants can at most leave this part incomplete; each read up to MAX_USER_FILE_BYTES by one
+# head, as read_files does.
 deferred=
 # shellcheck disable=SC2120 # its arguments are the deferred names it sets itself
 read_user_files() {
   [ -n "$deferred" ] || return 0
   eval "set -- $deferred"
-  find "$@" -prune -type f -size +"$((MAX_USER_FILE_BYTES / 1024))"k -print0 2>/dev/null >"$SCRATCH/big"
   batch='' i=0
   for p do
     i=$((i+1))
-    if [ -s "$SCRATCH/big" ] && grep -qzxF -e "$p" "$SCRATCH/big" 2>/dev/null; then
-      printf '\n%s F %s:%s\n' "$BOUNDARY" "${#p}" "$p"
-      head -c "$MAX_USER_FILE_BYTES" -- "$p" 2>"$SCRATCH/err"; end_file_record $? "$p"
-      continue
-    fi
     headers=$((headers+1))
     printf '\n%s F %s:%s\n' "$BOUNDARY" "${#p}" "$p" >"$SCRATCH/h$headers"
     batch="$batch \"\$SCRATCH/h$headers\" \"\${$i}\" \"\$SCRATCH/footer\""
   done
-  [ -n "$batch" ] || return 0
-  eval "cat -- $batch" 2>"$SCRATCH/cat-err"
-  if [ -s "$SCRATCH/cat-err" ]; then
-    printf '\n%s C %s\n' "$BOUNDARY" "$READ_ERRORS"; head -c 65536 "$SCRATCH/cat-err"; printf '\n%s E 0\n' "$BOUNDARY"
-  fi
+  eval "head -q -c $MAX_USER_FILE_BYTES -- $batch" 2>"$SCRATCH/read-err"
+  read_errors "$READ_ERRORS"
 }
 
 # Files whose sanitizer keeps a few lines of megabytes (dpkg's status, apt's lists) go through grep -E
@@ -145,23 +147,36 @@ run_command() {
   } >"$SCRATCH/o$1"
 }
 
-# A search's hits ($1 its number, $2 its name): their names NUL-separated (grep -lZ), then each hit's
-# content as an H record, capped, read by sh processes that xargs -0 hands 200 names at a time, so a
-# name with a newline (or any byte) is one name, and a login node's thousands of keys cost few processes.
+# Every search's hits ($@: pairs of a search's number and name): each search's names as one X record,
+# NUL-separated as grep -lZ wrote them; then every hit's content as an H record, capped, read by one
+# head per 200 names that xargs -0 hands an sh, so a name with a newline (or any byte) is one name, and
+# a login node's thousands of keys cost few processes. head's complaints go to their own record: they
+# concern only the H records (a hit never replaces a file read for another purpose).
 read_search_hits() {
-  printf '\n%s X %s\n' "$BOUNDARY" "$2"
-  cat "$SCRATCH/x$1"
-  printf '\n%s E 0\n' "$BOUNDARY"
+  rs_x='' rs_hits=''
+  while [ $# -ge 2 ]; do
+    printf '\n%s X %s\n' "$BOUNDARY" "$2" >"$SCRATCH/xh$1"
+    rs_x="$rs_x \"\$SCRATCH/xh$1\" \"\$SCRATCH/x$1\" \"\$SCRATCH/footer\""
+    rs_hits="$rs_hits \"\$SCRATCH/x$1\""
+    shift 2
+  done
+  [ -n "$rs_x" ] || return 0
+  eval "cat -- $rs_x"
+  : >"$SCRATCH/read-err"
   # shellcheck disable=SC2016 # expanded by the sh that xargs starts
-  xargs -0 -r -n 200 sh -c '
+  eval "cat -- $rs_hits" | xargs -0 -r -n 200 sh -c '
+    s=$1; shift; i=0 batch=
     for p do
+      i=$((i+1))
       [ -f "$p" ] || continue
       if [ ! -r "$p" ]; then
         printf "\n%s U %s:%s\nPermission denied\n%s E 1\n" "$BOUNDARY" "${#p}" "$p" "$BOUNDARY"; continue
       fi
-      printf "\n%s H %s:%s\n" "$BOUNDARY" "${#p}" "$p"
-      head -c "$MAX_FILE_BYTES" -- "$p" 2>/dev/null; printf "\n%s E %s\n" "$BOUNDARY" "$?"
-    done' sh <"$SCRATCH/x$1"
+      printf "\n%s H %s:%s\n" "$BOUNDARY" "${#p}" "$p" >"$s/hh$i"
+      batch="$batch \"\$s/hh$i\" \"\${$i}\" \"\$s/footer\""
+    done
+    [ -z "$batch" ] || eval "head -q -c \"\$MAX_FILE_BYTES\" -- $batch" 2>>"$s/read-err"' sh "$SCRATCH"
+  read_errors "$HIT_READ_ERRORS"
 }
 
 # Files named by include directives (sudoers' @include, #includedir), found level by level from the

@@ -83,7 +83,14 @@ def _redact(text: str) -> str:
 def redact_args(args: str) -> str:
     """A command line: ``redact`` plus the values of flags that take secrets (``-pX`` as mysql takes it,
     ``-p X`` after sshpass, ``-u user:pass``, ``--password X``)."""
-    args = redact(args)
+    return redact_flags(redact(args))
+
+
+def redact_flags(args: str) -> str:
+    """The values of flags that take secrets, alone (``redact_args`` without the general pass)."""
+    # Every flag below holds "-p" or "-u" (--pass*, --user, sshpass's -p): most command lines have neither.
+    if "-p" not in args and "-u" not in args:
+        return args
 
     def flag(m: re.Match[str]) -> str:
         name, sep, value = m.group(1), m.group(2) or "", m.group(3)

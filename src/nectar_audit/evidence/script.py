@@ -21,6 +21,7 @@ from nectar_audit.evidence.needs import Follow, Needs
 
 STAT_COMMAND = "__stat__"
 READ_ERRORS = "__read_errors__"
+HIT_READ_ERRORS = "__hit_read_errors__"  # head's complaints about search hits: they concern only H records
 ID_COMMAND = "__uid__"
 # The parts of the gather that finished (files, stats, commands, searches), one record per part.
 DONE_COMMAND = "__done__"
@@ -84,7 +85,7 @@ def _body(needs: Needs) -> str:
 
 def _build_body(needs: Needs) -> str:
     lines = [f"MAX_FILE_BYTES={MAX_FILE_BYTES + 1} MAX_USER_FILE_BYTES={MAX_USER_FILE_BYTES + 1} "
-             f"READ_ERRORS={READ_ERRORS} STAT_FORMAT={shlex.quote(STAT_FORMAT)}",
+             f"READ_ERRORS={READ_ERRORS} HIT_READ_ERRORS={HIT_READ_ERRORS} STAT_FORMAT={shlex.quote(STAT_FORMAT)}",
              "export BOUNDARY MAX_FILE_BYTES",
              _helpers()]
     lines.append(f"printf '\\n%s C %s\\n' \"$BOUNDARY\" {ID_COMMAND}; id -u; printf '\\n%s E 0\\n' \"$BOUNDARY\"")
@@ -104,10 +105,14 @@ def _build_body(needs: Needs) -> str:
     # Globs stay unquoted so sh expands them; an unmatched glob is skipped by read_files' -f test.
     plain = [p for p in needs.files if p not in needs.prefilter]
     if plain:
+        # /lib/X where /usr/lib/X is asked too: the same file where /usr is merged (read once then).
+        twins = {p for p in plain if p.startswith("/lib/") and "/usr" + p in plain}
         shared = set(sharing_patterns(plain))
-        words = [_glob_word(p) for p in plain if p not in shared]
-        if shared:
-            words += ["--dedup", *(_glob_word(p) for p in plain if p in shared)]
+        words = [_glob_word(p) for p in plain if p not in shared and p not in twins]
+        if shared - twins:
+            words += ["--dedup", *(_glob_word(p) for p in plain if p in shared and p not in twins)]
+        if twins:
+            words += ["--lib", *(_glob_word(p) for p in plain if p in twins)]
         lines.append("read_files " + " ".join(words))
     by_expr: dict[str, list[str]] = {}
     for pattern, expr in needs.prefilter.items():
@@ -128,10 +133,10 @@ def _build_body(needs: Needs) -> str:
     lines.append("part_done commands")
     lines.append("read_user_files")
     lines.append("part_done user_files")
-    for i, search in enumerate(needs.searches):
-        lines.append(f"read_search_hits {i} {shlex.quote(search.name)}")
-    for i, follow in enumerate(needs.follows):
-        lines.append(f"read_search_hits f{i} {shlex.quote(follow.name)}")
+    hits = [f"{i} {shlex.quote(s.name)}" for i, s in enumerate(needs.searches)]
+    hits += [f"f{i} {shlex.quote(f.name)}" for i, f in enumerate(needs.follows)]
+    if hits:
+        lines.append("read_search_hits " + " ".join(hits))
     lines.append("part_done searches")
     return "\n".join(lines) + "\n"
 

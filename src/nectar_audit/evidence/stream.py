@@ -13,14 +13,13 @@ get an error instead of a wrong answer. Nothing here is quadratic in the number 
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from nectar_audit.evidence.bundle import MAX_FILE_BYTES, Bundle, StatRecord
 from nectar_audit.evidence.redact import redact
-from nectar_audit.evidence.script import DONE_COMMAND, ID_COMMAND, READ_ERRORS, STAT_COMMAND
+from nectar_audit.evidence.script import DONE_COMMAND, HIT_READ_ERRORS, ID_COMMAND, READ_ERRORS, STAT_COMMAND
 
 _NAMED = frozenset(b"FUH")  # kinds whose name the host chooses: length-prefixed
 _KINDS = frozenset(b"FUHCSXE")
@@ -59,6 +58,7 @@ class StreamParser:
         self.cap = 0
         self.truncated = False
         self.stderr: dict[str, str] = {}
+        self.hits: set[str] = set()  # paths whose record came from a search hit's H record
         self.stopped = False
 
     # -- input ---------------------------------------------------------------------------------
@@ -230,14 +230,17 @@ class StreamParser:
             if rc == 0:
                 b.add_file(name, body, limit=self.cap - 1)
         elif kind == ord("H"):
-            if rc == 0:
-                b.add_hit_file(name, body, limit=self.cap - 1)
+            if rc == 0 and b.add_hit_file(name, body, limit=self.cap - 1):
+                self.hits.add(name)
         elif kind == ord("U"):
             b.add_unreadable(name, _text(body).strip() or "unreadable")
         elif kind == ord("C") and name == DONE_COMMAND:
             b.complete.update(_text(body).split())
         elif kind == ord("C") and name == READ_ERRORS:
-            _apply_read_errors(b, _text(body), self._error)
+            _apply_read_errors(b, body, b.files, self._error)
+        elif kind == ord("C") and name == HIT_READ_ERRORS:
+            # A complaint about a hit whose path was read as a file first concerns a record not kept.
+            _apply_read_errors(b, body, self.hits, self._error, others=self.bundle.files)
         elif kind == ord("C"):
             b.add_command(name, body, rc, self.truncated)
         elif kind == ord("S"):
@@ -264,21 +267,92 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", "backslashreplace")
 
 
-# cat's complaint about one file of a batch: GNU "cat: PATH: REASON", busybox "cat: can't open 'PATH': REASON".
-_CAT_ERROR = re.compile(r"cat: (?:can't open '(?P<quoted>.*)'|(?P<plain>.*)): (?P<reason>[^:]*)")
+def _apply_read_errors(bundle: Bundle, body: bytes, concerned: Collection[str],
+                       report: Callable[[str], None], others: Collection[str] = ()) -> None:
+    """head's complaints about a batch of files: each named file in ``concerned`` is unreadable, whatever
+    part was read. Each line names its file, looked up directly (a host with thousands of files must not
+    cost thousands of comparisons per line)."""
+    for line in body.decode("utf-8", "surrogateescape").splitlines():
+        line = line.strip()
+        found = _read_error(line)
+        if found is not None and found[0] in concerned:
+            bundle.add_unreadable(found[0], found[1] or "read error")
+        elif found is not None and found[0] in others:
+            continue
+        elif line:
+            report(f"reading files: {_text(line.encode('utf-8', 'surrogateescape'))[:300]}")
 
 
-def _apply_read_errors(bundle: Bundle, text: str, report: Callable[[str], None]) -> None:
-    """cat's complaints about a batch of files: each named file is unreadable, whatever part was read.
-    Each line names its file, looked up directly (a host with thousands of files must not cost
-    thousands of comparisons per line)."""
-    for line in text.splitlines():
-        m = _CAT_ERROR.fullmatch(line.strip())
-        path = (m.group("quoted") if m.group("quoted") is not None else m.group("plain")) if m else None
-        if path is not None and path in bundle.files:
-            bundle.add_unreadable(path, m.group("reason").strip() or "read error")  # type: ignore[union-attr]
-        elif line.strip():
-            report(f"reading files: {line.strip()[:300]}")
+def _read_error(line: str) -> tuple[str, str] | None:
+    """(path, reason) of one complaint of head: GNU "head: cannot open NAME for reading: REASON" and
+    "head: error reading NAME: REASON" (NAME shell-quoted), busybox "head: can't open 'NAME': REASON"."""
+    left, sep, reason = line.rpartition(": ")
+    if not sep:
+        return None
+    if left.startswith("head: cannot open ") and left.endswith(" for reading"):
+        name = _unquote(left[len("head: cannot open "):-len(" for reading")])
+    elif left.startswith("head: error reading "):
+        name = _unquote(left[len("head: error reading "):])
+    elif left.startswith("head: can't open '") and left.endswith("'"):
+        name = left[len("head: can't open '"):-1]
+    else:
+        return None
+    return (name, reason.strip()) if name is not None else None
+
+
+_C_ESCAPES = {"a": 7, "b": 8, "e": 27, "E": 27, "f": 12, "n": 10, "r": 13, "t": 9, "v": 11}
+
+
+def _unquote(word: str) -> str | None:
+    """A name as GNU tools quote it in messages (shell-escape style: 'a b', "it's", 'a'$'\\n''b'), as
+    the name the stream carries (bytes that are not UTF-8 as surrogate escapes); None if not so quoted.
+    One pass over the text."""
+    out = bytearray()
+    i, n = 0, len(word)
+    while i < n:
+        if word[i] == "'":
+            j = word.find("'", i + 1)
+            if j < 0:
+                return None
+            out += word[i + 1:j].encode("utf-8", "surrogateescape")
+            i = j + 1
+        elif word.startswith("$'", i):
+            i += 2
+            while i < n and word[i] != "'":
+                if word[i] != "\\" or i + 1 == n:
+                    out += word[i].encode("utf-8", "surrogateescape")
+                    i += 1
+                    continue
+                e = word[i + 1]
+                k = i + 1
+                while k < min(i + 4, n) and word[k] in "01234567":
+                    k += 1
+                if k > i + 1:
+                    out.append(int(word[i + 1:k], 8) & 0xFF)
+                    i = k
+                else:
+                    out += bytes([_C_ESCAPES[e]]) if e in _C_ESCAPES else e.encode("utf-8", "surrogateescape")
+                    i += 2
+            if i == n:
+                return None
+            i += 1
+        elif word[i] == '"':
+            i += 1
+            while i < n and word[i] != '"':
+                if word[i] == "\\" and i + 1 < n and word[i + 1] in '"\\$`':
+                    i += 1
+                out += word[i].encode("utf-8", "surrogateescape")
+                i += 1
+            if i == n:
+                return None
+            i += 1
+        elif word[i] == "\\" and i + 1 < n:
+            out += word[i + 1].encode("utf-8", "surrogateescape")
+            i += 2
+        else:
+            out += word[i].encode("utf-8", "surrogateescape")
+            i += 1
+    return _name(bytes(out))
 
 
 def parse_stat_lines(text: str) -> dict[str, StatRecord]:

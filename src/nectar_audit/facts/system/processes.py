@@ -41,13 +41,10 @@ echo "#self $$"
 
 _REDACT_URL = re.compile(r"(://)[^/@ ]+@")
 # KEY=VALUE for a credential-like key, and --FLAG VALUE for a credential-like flag (a word that merely
-# contains "pass", like sshpass, is not a flag: its next word is not the secret).
-_REDACT_KV = re.compile(
-    r"((?<![^\s])--?[A-Za-z0-9_.-]*(?:pass|token|secret|key|auth|cred)[A-Za-z0-9_.-]*( )|"
-    r"[A-Za-z0-9_.-]*(?:pass|token|secret|key|auth|cred)[A-Za-z0-9_.-]*(=))[^ ]+", re.IGNORECASE
-)
-
-
+# contains "pass", like sshpass, is not a flag: its next word is not the secret). Matched word by word:
+# one expression around the stem backtracked quadratically in a long word (a 10 KB argument took 7 s).
+_WORD = re.compile(r"[A-Za-z0-9_.-]+", re.IGNORECASE)  # IGNORECASE: the class also folds "K", "ſ"
+_STEM = re.compile(r"pass|token|secret|key|auth|cred", re.IGNORECASE)
 _KV_STEMS = ("pass", "token", "secret", "key", "auth", "cred")
 
 
@@ -56,21 +53,57 @@ def redact(args: str) -> str:
     ``mysql -pX``, ``curl -u user:pass``): for bundles gathered by other means, and for every ps line."""
     if "://" in args:
         args = _REDACT_URL.sub(r"\1<redacted>@", args)
-    # _REDACT_KV needs a stem: an ASCII line without one (most of a process list: kernel threads, daemons
-    # without options) skips it; any other line is matched as ever (IGNORECASE also folds "K", "ſ").
+    # A key needs a stem: an ASCII line without one (most of a process list: kernel threads, daemons
+    # without options) skips the scan; any other line is scanned (IGNORECASE also folds "K", "ſ").
     low = args.lower()
     if not args.isascii() or any(stem in low for stem in _KV_STEMS):
-        args = _REDACT_KV.sub(_kv_value, args)
+        args = _redact_kv(args)
     return redact_args(args)
 
 
-def _kv_value(m: re.Match[str]) -> str:
-    return m.group(0) if m.group(0).endswith("<redacted>") else f"{m.group(1)}<redacted>"
+def _redact_kv(args: str) -> str:
+    """``KEY=VALUE`` (a word holding a stem, then "=") and ``-FLAG VALUE`` (such a word after whitespace,
+    starting with "-", then one space): VALUE, up to the next space, becomes ``<redacted>``. Linear: each
+    word is looked at once, and a value is skipped as a whole."""
+    out: list[str] = []
+    pos, n = 0, len(args)
+    for m in _WORD.finditer(args):
+        a, b = m.span()
+        if a < pos or b >= n:
+            continue
+        sep = args[b]
+        if sep != "=" and not (sep == " " and args[a] == "-" and (a == 0 or args[a - 1].isspace())):
+            continue
+        end = args.find(" ", b + 1)
+        end = n if end < 0 else end
+        if end == b + 1 or not _STEM.search(args, a, b):
+            continue
+        whole = args[a:end]
+        out.append(args[pos:a])
+        out.append(whole if whole.endswith("<redacted>") else f"{args[a:b + 1]}<redacted>")
+        pos = end
+    if not out:
+        return args
+    out.append(args[pos:])
+    return "".join(out)
 
 
 def sanitize_ps(data: bytes) -> str:
-    """The process list as ingested: every command line redacted (the host's sed is only a first pass)."""
-    return "\n".join(redact(line) for line in data.decode("utf-8", "backslashreplace").split("\n"))
+    """The process list as ingested: every line redacted on its own (the host's sed is only a first pass),
+    so that nothing one process shows can blank another's line."""
+    return "\n".join(_redact_line(line) for line in data.decode("utf-8", "backslashreplace").split("\n"))
+
+
+def _redact_line(line: str) -> str:
+    # The pid, ppid and uid columns differ on every host and hold no secret: the rest of a line (user,
+    # comm, args), which the hosts of a fleet share, is what the general pass remembers by content.
+    head = line[:_NUMBERS]
+    if len(line) > _NUMBERS and head.isascii() and head.replace(" ", "").isdigit():
+        return head + redact(line[_NUMBERS:])
+    return redact(line)
+
+
+_NUMBERS = 33  # pid:10 ppid:10 uid:10, each followed by a space
 
 
 NEEDS = Needs(files=("/etc/passwd",), commands={PS_COMMAND: _SNIPPET.strip("\n")},
