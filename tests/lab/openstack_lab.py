@@ -224,7 +224,7 @@ def openstack_lab(log: Any = None) -> Iterator[OpenStackLab]:
         bindir = venv / "bin"
         base_env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
 
-        def keystone_up() -> None:
+        def keystone_db() -> None:
             conf = ["--config-file", str(w / "keystone.conf")]
             run([bindir / "keystone-manage", *conf, "db_sync"], timeout=300)
             for what in ("fernet_setup", "credential_setup"):
@@ -233,12 +233,8 @@ def openstack_lab(log: Any = None) -> Iterator[OpenStackLab]:
             run([bindir / "keystone-manage", *conf, "bootstrap", "--bootstrap-password", ADMIN_PASSWORD,
                  "--bootstrap-public-url", keystone, "--bootstrap-internal-url", keystone,
                  "--bootstrap-region-id", REGION], timeout=120)
-            ks = _start(venv, "keystone", ks_port, {**base_env, "OS_KEYSTONE_CONFIG_FILES": str(w / "keystone.conf")},
-                        w / "keystone.log")
-            lab.procs.append(ks)
-            _wait_http(keystone, ks, w / "keystone.log")
 
-        def neutron_up() -> None:
+        def neutron_db() -> None:
             # `neutron-db-manage upgrade heads` does not run on SQLite: create the schema from the models
             # and stamp it as current instead.
             run([bindir / "python", "-c", "import sqlalchemy, sys; from neutron.db.migration.models import head; "
@@ -246,18 +242,22 @@ def openstack_lab(log: Any = None) -> Iterator[OpenStackLab]:
                  f"sqlite:///{w}/neutron.db"], timeout=300)
             run([bindir / "neutron-db-manage", "--config-file", str(w / "neutron" / "neutron.conf"), "stamp", "heads"],
                 timeout=300)
+
+        try:
+            # The two databases are made side by side (a third of the lab's start-up). The servers are
+            # started from this thread: they die with the thread that started them (PR_SET_PDEATHSIG).
+            with concurrent.futures.ThreadPoolExecutor(2) as pool:
+                for future in [pool.submit(keystone_db), pool.submit(neutron_db)]:
+                    future.result()
+            ks = _start(venv, "keystone", ks_port, {**base_env, "OS_KEYSTONE_CONFIG_FILES": str(w / "keystone.conf")},
+                        w / "keystone.log")
+            lab.procs.append(ks)
+            # Neutron asks Keystone only when a request comes: it starts while Keystone does.
             nt = _start(venv, "neutron", nt_port, {**base_env, "OS_NEUTRON_CONFIG_DIR": str(w / "neutron"),
                                                    "OS_NEUTRON_CONFIG_FILES": "neutron.conf"}, w / "neutron.log")
             lab.procs.append(nt)
+            _wait_http(keystone, ks, w / "keystone.log")
             _wait_http(lab.neutron_url, nt, w / "neutron.log", timeout=120)
-
-        try:
-            # Neutron asks Keystone only when a request comes: the two start side by side (a third of the
-            # lab's start-up), and the users and catalog are registered once Keystone answers.
-            with concurrent.futures.ThreadPoolExecutor(2) as pool:
-                starting = [pool.submit(keystone_up), pool.submit(neutron_up)]
-                for future in starting:
-                    future.result()
             _register(lab)
             yield lab
         finally:

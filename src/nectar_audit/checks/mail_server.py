@@ -258,7 +258,7 @@ def _plan_exim(facts: Facts, ed: net_fix.Edits, out: dict[str, list[Step]]) -> N
 
 
 def _plan_dovecot(facts: Facts, ed: net_fix.Edits, out: dict[str, list[Step]]) -> None:
-    settings = dovecot_settings(facts.bundle)
+    settings = facts.get(dovecot_settings)
     listens = [s for s in settings if not s.path and s.key == "listen"]
     new = "listen = " + ", ".join(LOOPBACK_ONLY)
     if listens:

@@ -166,7 +166,7 @@ def plan(facts: Facts) -> Remedy | None:
     family = for_family(facts, {"debian": "debian", "rhel": "rhel"}) or "debian"
     nologin = for_family(facts, NOLOGIN) or "/usr/sbin/nologin"
     return manual_fix.remedy("Check-Security-09", "decide which accounts are needed",
-                             manual_fix.account_entries(run(facts), family, nologin))
+                             manual_fix.account_entries(facts.get(run), family, nologin))
 
 
 CHECK = Check(

@@ -341,7 +341,7 @@ def _inventory(facts: Facts, svc: Services, procs: list[Process]) -> Finding:
 def plan(facts: Facts) -> Remedy | None:
     """Never automatic: each service to disable (systemctl disable --now UNIT) or keep, by a human."""
     return manual_fix.remedy("Check-Security-12", "decide which services are needed",
-                             manual_fix.decisions(run(facts)))
+                             manual_fix.decisions(facts.get(run)))
 
 
 CHECK = Check(

@@ -698,9 +698,9 @@ def _dovecot_settings(bundle: Bundle, path: str, depth: int = 0) -> list[Dovecot
     return out
 
 
-def dovecot_settings(bundle: Bundle) -> list[DovecotSetting]:
+def dovecot_settings(facts: Facts) -> list[DovecotSetting]:
     """Every Dovecot setting in the order Dovecot reads them (includes followed), with file and line."""
-    return _dovecot_settings(bundle, DOVECOT_CONF)
+    return _dovecot_settings(facts.bundle, DOVECOT_CONF)
 
 
 _DOVECOT_LISTENERS = {
@@ -711,13 +711,12 @@ _DOVECOT_LISTENERS = {
 }
 
 
-def dovecot_server(bundle: Bundle, installed: tuple[str, ...]) -> MailServer:
+def dovecot_server(bundle: Bundle, installed: tuple[str, ...], settings: list[DovecotSetting]) -> MailServer:
     srv = MailServer("dovecot", installed, DOVECOT_CONF if bundle.file(DOVECOT_CONF) else None)
     if srv.config is None:
         srv.problems.append(f"{DOVECOT_CONF} not found")
         srv.listen = ListenPlan(None, "no configuration found")
         return srv
-    settings = _dovecot_settings(bundle, DOVECOT_CONF)
     top = [s for s in settings if not s.path]
 
     def last(key: str) -> DovecotSetting | None:
@@ -819,7 +818,8 @@ def mail_servers(facts: Facts) -> list[MailServer]:
         ("exim", (EXIM_DEBIAN, *EXIM_CONFS), exim_server),
         ("sendmail", (SENDMAIL_CF,), sendmail_server),
         ("opensmtpd", SMTPD_CONFS, opensmtpd_server),
-        ("dovecot", (DOVECOT_CONF,), dovecot_server),
+        # Its settings are a fact of their own: the plan of check 02 reads them too.
+        ("dovecot", (DOVECOT_CONF,), lambda b, found: dovecot_server(b, found, facts.get(dovecot_settings))),
     )
     for kind, confs, build in builders:
         found = tuple(p for p in BINARIES[kind] if p in b.stats)
