@@ -96,7 +96,7 @@ def parse_shadow(text: str) -> dict[str, ShadowEntry]:
         if not raw or raw.startswith(("#", "+", "-")):
             continue
         # The "shadow" sanitizer writes "{hash:ALGO}", whose colon is not a field separator.
-        parts = _HASH_MARK.sub(r"{hash=\1}", raw).split(":")
+        parts = (_HASH_MARK.sub(r"{hash=\1}", raw) if "{hash:" in raw else raw).split(":")
         if len(parts) < 2 or not parts[0] or parts[0] in out:
             continue
         parts[1] = parts[1].replace("{hash=", "{hash:")

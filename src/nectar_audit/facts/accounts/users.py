@@ -519,10 +519,13 @@ def _build_groups(bundle: Bundle, users: list[Account]) -> dict[str, Group]:
     except EvidenceError:
         gshadow = {}
     groups: dict[str, Group] = {}
+    by_gid: dict[int, list[str]] = {}
+    for u in users:
+        by_gid.setdefault(u.gid, []).append(u.name)
     for name, pw, gid, members, line in parse_group(text):
         if name in groups:
             continue
-        primary = tuple(u.name for u in users if u.gid == gid and u.name not in members)
+        primary = tuple(n for n in by_gid.get(gid, ()) if n not in members)
         if pw not in ("x", ""):
             pstate = password_state(pw)
         elif name in gshadow:
