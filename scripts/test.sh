@@ -76,7 +76,7 @@ section "mypy src"
 
 section "pytest"
 set +e
-"$PY" -m pytest -q
+"$PY" -m pytest -q --durations=25  # the slowest tests in every CI log: the suite must stay well under 30 minutes
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then

@@ -191,12 +191,12 @@ def test_controller_killed_before_confirmation_host_drops_the_firewall(open_host
     rules_before = _ruleset(host)
     marker = tmp_path / "confirming"
     # A shorter timer than the other tests' (the last --confirm-timeout counts): it is what the test waits for.
-    with hanging_controller(_fix_argv(host, key, known, "--confirm-timeout", "20"), marker, _env()):
+    with hanging_controller(_fix_argv(host, key, known, "--confirm-timeout", "12"), marker, _env()):
         # The firewall is live, nothing is confirmed: 9090 is dropped, SSH still works.
         assert _tcp(host.addr, DROPPED) == "timeout"
         assert _answers(host, key, known, 22)
         assert _digests(host) != before
-    # Within the confirmation timeout (20 s) and a margin, the host put everything back by itself.
+    # Within the confirmation timeout (12 s) and a margin, the host put everything back by itself.
     try:
         lab.wait_until(lambda: _digests(host) == before and _tcp(host.addr, DROPPED) == "open", 60,
                        "the dead-man timer to undo the run")

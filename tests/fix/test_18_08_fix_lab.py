@@ -208,11 +208,11 @@ def test_controller_killed_before_confirmation_host_restores_itself(moved_host: 
     before = _digests(host)
     marker = tmp_path / "confirming"
     # A shorter timer than the other tests' (the last --confirm-timeout counts): it is what the test waits for.
-    with hanging_controller(_fix_argv(host, key, known, "--confirm-timeout", "20"), marker, _env()):
+    with hanging_controller(_fix_argv(host, key, known, "--confirm-timeout", "12"), marker, _env()):
         # The change is live: sshd listens on both ports now, nothing is confirmed.
         assert _answers(host, key, known, NEW) and _answers(host, key, known, 22)
         assert _digests(host) != before
-    # Within the confirmation timeout (20 s) and a margin, the host put everything back by itself.
+    # Within the confirmation timeout (12 s) and a margin, the host put everything back by itself.
     lab.wait_until(lambda: _digests(host) == before and not _answers(host, key, known, NEW), 60,
                    "the dead-man timer to undo the run")
     assert _answers(host, key, known, 22)
