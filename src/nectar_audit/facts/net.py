@@ -7,6 +7,7 @@ grades it against the operator's trusted networks and the host's own subnets (``
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -56,11 +57,26 @@ def _split(nets: Iterable[Net]) -> tuple[list[ipaddress.IPv4Network], list[ipadd
 Interval = tuple[int, int]
 
 
+# The judges of a host evaluate the same few hundred networks (ACLs, rules, the host's subnets) over and
+# over: their ranges and the networks of a range are remembered, ipaddress objects being slow to make.
+@functools.lru_cache(maxsize=8192)
+def _span(n: Net) -> tuple[int, int, int]:
+    lo = int(n.network_address)
+    return n.version, lo, lo | ((1 << (n.max_prefixlen - n.prefixlen)) - 1)
+
+
+@functools.lru_cache(maxsize=8192)
+def _summarize(version: int, lo: int, hi: int) -> tuple[Net, ...]:
+    cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    return tuple(ipaddress.summarize_address_range(cls(lo), cls(hi)))
+
+
 def _intervals(nets: Iterable[Net]) -> dict[int, list[Interval]]:
     """Per IP version, the sorted, merged [first, last] address ranges of ``nets``."""
     raw: dict[int, list[Interval]] = {4: [], 6: []}
     for n in nets:
-        raw[n.version].append((int(n.network_address), int(n.broadcast_address)))
+        version, lo, hi = _span(n)
+        raw[version].append((lo, hi))
     out: dict[int, list[Interval]] = {}
     for version, ranges in raw.items():
         merged: list[Interval] = []
@@ -77,9 +93,8 @@ def _intervals(nets: Iterable[Net]) -> dict[int, list[Interval]]:
 def _networks(ivs: dict[int, list[Interval]]) -> list[Net]:
     out: list[Net] = []
     for version in (4, 6):
-        cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
         for lo, hi in ivs.get(version, []):
-            out.extend(ipaddress.summarize_address_range(cls(lo), cls(hi)))
+            out.extend(_summarize(version, lo, hi))
     return out
 
 

@@ -409,3 +409,24 @@ def test_parsed_lists_and_package_databases_are_shared_read_only() -> None:
     status = sample("dpkg/debian12-status")
     assert isinstance(parse_dpkg_status(status), tuple) and parse_dpkg_status(status) is parse_dpkg_status(status)
     assert isinstance(parse_conf("[sshd]\nenabled = true\n", "/x"), tuple)
+
+
+def _split_by_lines(stdout: str) -> list[tuple[str, str]]:
+    """The line-by-line reading that split_decompressed_lists must agree with."""
+    out: list[tuple[str, list[str]]] = []
+    for line in stdout.splitlines():
+        if line.startswith("#file "):
+            out.append((line[len("#file "):], []))
+        elif out:
+            out[-1][1].append(line)
+    return [(path, "\n".join(lines) + "\n") for path, lines in out]
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(
+    ["#file ", "#file /a", "#file\n", "\n", "\r\n", "\r", "\x0b", "\u2028", "Package: x", "#fil", " ", "\n\n"]
+), max_size=24).map("".join))
+def test_split_of_decompressed_lists_agrees_with_reading_line_by_line(stdout: str) -> None:
+    from nectar_audit.facts.updates.pending import split_decompressed_lists
+
+    assert split_decompressed_lists(stdout) == _split_by_lines(stdout)

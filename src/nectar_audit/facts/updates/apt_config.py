@@ -84,20 +84,19 @@ class AptConfig:
     def lookup(self, name: str, create: bool = False) -> Node | None:
         node: Node | None = self.root
         start = 0
-        end = len(name)
-        i = 0
-        while end - i >= 2:
-            if name[i] == ":" and name[i + 1] == ":":
-                assert node is not None
-                node = node.child(name[start:i], create)
-                if node is None:
-                    return None
-                start = i = i + 2
-            i += 1
-        if end - start == 0 and not create:
+        at = name.find("::")
+        while at >= 0:
+            assert node is not None
+            node = node.child(name[start:at], create)
+            if node is None:
+                return None
+            start = at + 2
+            # apt steps one character past a separator before looking again: ":::" is "::" then ":".
+            at = name.find("::", at + 3)
+        if len(name) == start and not create:
             return None
         assert node is not None
-        return node.child(name[start:end], create)
+        return node.child(name[start:], create)
 
     def set(self, name: str, value: str, origin: str | None = None) -> None:
         node = self.lookup(name, create=True)
@@ -174,8 +173,15 @@ def _isspace(c: str) -> bool:
     return c in _SPACE
 
 
+# A word with nothing to de-quote, ended by a blank or the end: most words of a real file.
+_PLAIN_WORD = re.compile(r'( *[^ \t\n\r\f\v"\[%]+)(?=[ \t\n\r\f\v]|\Z) *')
+
+
 def parse_quote_word(s: str) -> tuple[str, str] | None:
     """ParseQuoteWord: one word with "quoted" and [bracketed] parts; %xx decoded. (word, rest)."""
+    plain = _PLAIN_WORD.match(s)
+    if plain is not None:
+        return plain.group(1), s[plain.end():]
     c = 0
     n = len(s)
     while c < n and s[c] == " ":
@@ -438,12 +444,18 @@ def parse_apt_config_dump(text: str) -> AptConfig:
     conf = AptConfig(source=f"command: {DUMP_COMMAND}")
     origin = f"command: {DUMP_COMMAND}"
     for line in text.splitlines():
-        m = re.fullmatch(r'(\S+) "(.*)";', line.rstrip("\r"))
+        m = _DUMP_LINE.fullmatch(line.rstrip("\r"))
         if m is None:
             continue
-        tag = re.sub(r"%([0-9a-fA-F]{2})", lambda mm: chr(int(mm.group(1), 16)), m.group(1))
+        tag = m.group(1)
+        if "%" in tag:
+            tag = _PERCENT.sub(lambda mm: chr(int(mm.group(1), 16)), tag)
         conf.set(tag, m.group(2), origin)
     return conf
+
+
+_DUMP_LINE = re.compile(r'(\S+) "(.*)";')
+_PERCENT = re.compile(r"%([0-9a-fA-F]{2})")
 
 
 def merge_files(files: Mapping[str, str], parts_dir: str = PARTS_DIR, main: str = MAIN_FILE) -> AptConfig:
