@@ -41,8 +41,84 @@ def dumps_json(data: Any, indent: int | None = 2) -> str:
     """JSON text that any UTF-8 writer can write: a lone surrogate (an undecodable byte of a file name)
     becomes its ``\\udcXX`` escape, which ``json.loads`` turns back into the same string, so the name's
     bytes survive (``os.fsencode``); everything else stays readable UTF-8."""
+    if indent is not None:
+        try:
+            return _indented(data, indent)
+        except (_NotPlain, RecursionError):  # json.dumps then writes it, or raises its own error
+            pass
     # A str holds lone surrogates only inside JSON string literals, where \uXXXX is their escape.
     return _SURROGATE.sub(_escape_surrogate, json.dumps(data, indent=indent, ensure_ascii=False))
+
+
+class _NotPlain(Exception):
+    """A value the fast writer leaves to json.dumps (its own errors included)."""
+
+
+def _indented(data: Any, indent: int) -> str:
+    """``json.dumps(data, indent=indent, ensure_ascii=False)``, byte for byte, for dicts with str keys,
+    lists, tuples, str (enums too), int, float, bool and None (anything else raises _NotPlain): the standard library
+    writes indented JSON in pure Python through generators, and a fleet's report spent more time there
+    than in judging some checks. Strings go through the standard library's C escaper."""
+    parts: list[str] = []
+    append = parts.append
+    step = " " * indent
+    c_str = _c_json_str
+
+    def value(o: Any, newline: str) -> None:
+        kind = type(o)
+        if kind is str:
+            append(c_str(o) if o.isascii() else _json_str(o))
+        elif kind is dict:
+            if not o:
+                append("{}")
+                return
+            inner = newline + step
+            sep = "{" + inner
+            for key, item in o.items():
+                if type(key) is not str:
+                    raise _NotPlain
+                append(sep + (c_str(key) if key.isascii() else _json_str(key)) + ": ")
+                value(item, inner)
+                sep = "," + inner
+            append(newline + "}")
+        elif kind is list or kind is tuple:
+            if not o:
+                append("[]")
+                return
+            inner = newline + step
+            sep = "[" + inner
+            for item in o:
+                append(sep)
+                value(item, inner)
+                sep = "," + inner
+            append(newline + "]")
+        elif o is None:
+            append("null")
+        elif o is True:
+            append("true")
+        elif o is False:
+            append("false")
+        elif kind is int:
+            append(int.__repr__(o))
+        elif kind is float and o - o == 0:  # finite: json spells NaN and the infinities its own way
+            append(float.__repr__(o))
+        elif isinstance(o, str):  # a str enum (Status): its value, as json writes it
+            append(_json_str(o))
+        else:
+            raise _NotPlain
+
+    value(data, "\n")
+    return "".join(parts)
+
+
+def _json_str(text: str) -> str:
+    quoted = _c_json_str(text)
+    if not text.isascii():
+        quoted = _SURROGATE.sub(_escape_surrogate, quoted)
+    return quoted
+
+
+_c_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 
 class Status(str, enum.Enum):

@@ -100,3 +100,39 @@ def test_markdown_html_junit_prometheus(results: list[HostResult]) -> None:
     assert len(root.findall("testsuite")) == len(results)
     fams = {f.name: f for f in parser.text_string_to_metric_families(prometheus.render(results))}
     assert len(fams["nectar_audit_host_up"].samples) == len(results)
+
+
+_json_leaves = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True), hostile,
+    st.sampled_from(list(Status)),
+)
+_json_values = st.recursive(
+    _json_leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.lists(inner, max_size=3).map(tuple),
+        st.dictionaries(hostile, inner, max_size=4),
+        # Keys json.dumps converts itself (the fast writer hands those documents back to it).
+        st.dictionaries(st.one_of(st.integers(), st.booleans(), st.none(), st.floats()), inner, max_size=2),
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_json_values, st.sampled_from([1, 2, 4]))
+def test_indented_json_is_the_standard_librarys_byte_for_byte(value: object, indent: int) -> None:
+    from nectar_audit.model import _SURROGATE, _escape_surrogate, dumps_json
+
+    expected = _SURROGATE.sub(_escape_surrogate, json.dumps(value, indent=indent, ensure_ascii=False))
+    assert dumps_json(value, indent) == expected
+
+
+def test_indented_json_keeps_the_standard_librarys_errors() -> None:
+    from nectar_audit.model import dumps_json
+
+    with pytest.raises(TypeError):
+        dumps_json({"a": [object()]})
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="Circular"):
+        dumps_json(loop)
