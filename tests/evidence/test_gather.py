@@ -435,3 +435,35 @@ def test_merged_usr_reads_a_lib_twin_once() -> None:
     assert "/usr/lib/os-release" in b.files and "/lib/os-release" not in b.files
     assert any(p.startswith("/lib/") and p.endswith("/libc.so.6") for p in b.files)
     assert "--lib /lib/os-release" in build_script(needs, "B")
+
+
+def test_commands_run_in_their_background_shell_and_their_names_are_plain() -> None:
+    """run_command runs a snippet in its own background shell, whose EXIT trap ends the record: a snippet
+    that execs or sets a trap would lose that end, and a name goes into the trap's text."""
+    from nectar_audit.catalog import all_needs
+    from nectar_audit.evidence.needs import Needs
+    from nectar_audit.evidence.script import build_script
+
+    build_script(all_needs(), "B")  # every real snippet passes
+    for name, snippet in (("ok name", "true"), ("a;b", "true"), ("x", "exec cat"), ("x", "true; trap '' EXIT")):
+        with pytest.raises(ValueError):
+            build_script(Needs(commands={name: snippet}), "B")
+    build_script(Needs(commands={"find.exec": "find / -exec true {} +"}), "B")
+
+
+def test_a_command_that_exits_still_ends_its_record_with_its_status(tmp_path: Path) -> None:
+    from nectar_audit.evidence.bundle import Bundle
+    from nectar_audit.evidence.needs import Needs
+    from nectar_audit.evidence.script import build_script
+    from nectar_audit.evidence.stream import parse_stream
+
+    needs = Needs(commands={"a": "echo out; echo err >&2; exit 3", "b": "set -- x y; echo $#", "c": "(exit 5)"})
+    for shell in ("dash", "bash"):  # Debian's and Red Hat's /bin/sh
+        out = subprocess.run([shell, "-s"], input=build_script(needs, "BNDRYq1").encode(), capture_output=True,
+                             timeout=60, check=True).stdout
+        bundle = Bundle.for_needs("h", "local", True, needs)
+        parse_stream(out, "BNDRYq1", bundle)
+        a, b, c = (bundle.command(n) for n in "abc")
+        assert a is not None and (a.rc, a.stdout.strip(), a.stderr.strip()) == (3, "out", "err"), shell
+        assert b is not None and (b.rc, b.stdout.strip()) == (0, "2"), shell
+        assert c is not None and c.rc == 5, shell

@@ -137,14 +137,25 @@ grep_files() {
 }
 
 # A background command ($2, a function) writes its whole record (output, status, stderr) to its own
-# file ($1 its number, $3 its name), so that one cat emits every command's record at the end.
+# file ($1 its number, $3 its name), so that one cat emits every command's record at the end. It runs
+# in the background shell itself, not in a subshell of it (a process less per command): an `exit` in it
+# ends that shell, and the EXIT trap ends the record, with the status, either way. (The snippets never
+# exec or set traps: tests/evidence/test_script.py.)
 run_command() {
-  { printf '\n%s C %s\n' "$BOUNDARY" "$3"; ( "$2" ) </dev/null 2>"$SCRATCH/e$1"; r=$?
-    printf '\n%s E %s\n' "$BOUNDARY" "$r"
-    if [ -s "$SCRATCH/e$1" ]; then
-      printf '\n%s S %s\n' "$BOUNDARY" "$3"; head -c 65536 "$SCRATCH/e$1"; printf '\n%s E 0\n' "$BOUNDARY"
-    fi
-  } >"$SCRATCH/o$1"
+  exec </dev/null >"$SCRATCH/o$1" 2>"$SCRATCH/e$1"
+  printf '\n%s C %s\n' "$BOUNDARY" "$3"
+  # shellcheck disable=SC2064 # the number and name are meant to be expanded now
+  trap "command_done \$? $1 $3" EXIT
+  "$2"
+}
+
+# The end of a command's record ($1 its status, $2 its number, $3 its name), and its stderr if any.
+command_done() {
+  exec 2>/dev/null
+  printf '\n%s E %s\n' "$BOUNDARY" "$1"
+  if [ -s "$SCRATCH/e$2" ]; then
+    printf '\n%s S %s\n' "$BOUNDARY" "$3"; head -c 65536 "$SCRATCH/e$2"; printf '\n%s E 0\n' "$BOUNDARY"
+  fi
 }
 
 # Every search's hits ($@: pairs of a search's number and name): each search's names as one X record,
@@ -189,7 +200,7 @@ follow_includes() {
   # The node name as uname -n prints it, read without starting a process where /proc has it.
   { read -r fo_host </proc/sys/kernel/hostname; } 2>/dev/null || fo_host=$(uname -n 2>/dev/null)
   fo_host=${fo_host%%.*}
-  fo_out="$SCRATCH/xf$fo_n" fo_level="$SCRATCH/fl$fo_n" fo_next="$SCRATCH/fn$fo_n"
+  fo_out="$SCRATCH/xf$fo_n" fo_level="$SCRATCH/fl$fo_n" fo_next="$SCRATCH/fn$fo_n" fo_lines="$SCRATCH/fg$fo_n"
   : >"$fo_out"
   printf '%s\n' "$@" >"$fo_level"
   fo_seen='
@@ -208,7 +219,9 @@ $fo_p
       [ "$fo_count" -le "$fo_max" ] || break 2
       printf '%s\0' "$fo_p" >>"$fo_out"
       [ -r "$fo_p" ] || continue
-      grep -E -e "$fo_re" -- "$fo_p" 2>/dev/null | follow_line "$fo_n" "${fo_p%/*}" "$fo_host" >>"$fo_next"
+      # Through a file, not a pipe: follow_line then runs in this shell (a process less per file).
+      grep -E -e "$fo_re" -- "$fo_p" >"$fo_lines" 2>/dev/null
+      follow_line "$fo_n" "${fo_p%/*}" "$fo_host" <"$fo_lines" >>"$fo_next"
     done <"$fo_level"
     # The next level becomes this one by swapping the two names (no mv process per level).
     fo_tmp=$fo_level fo_level=$fo_next fo_next=$fo_tmp

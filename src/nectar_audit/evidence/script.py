@@ -71,6 +71,9 @@ def prebuilt_script(boundary: str) -> str | None:
     return _head(boundary) + text[len(_GENERATED):].replace(_HELPERS_LINE + "\n", _helpers(), 1)
 
 
+_COMMAND_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_EXEC_OR_TRAP = re.compile(r"(?:^|[\s;&|(){}])(?:exec|trap)(?:\s|$)")
+
 # The body of the last Needs' script: only the boundary differs from one host of a fleet to the next.
 _LAST_BODY: list[tuple[Needs, str]] = []
 
@@ -88,10 +91,16 @@ def _build_body(needs: Needs) -> str:
              f"READ_ERRORS={READ_ERRORS} HIT_READ_ERRORS={HIT_READ_ERRORS} STAT_FORMAT={shlex.quote(STAT_FORMAT)}",
              "export BOUNDARY MAX_FILE_BYTES",
              _helpers()]
-    lines.append(f"printf '\\n%s C %s\\n' \"$BOUNDARY\" {ID_COMMAND}; id -u; printf '\\n%s E 0\\n' \"$BOUNDARY\"")
+    # NA_UID: the commands that need it (sshd's -T) ask this variable, not another id process.
+    lines.append(f"NA_UID=$(id -u); printf '\\n%s C %s\\n' \"$BOUNDARY\" {ID_COMMAND}; "
+                 "[ -z \"$NA_UID\" ] || printf '%s\\n' \"$NA_UID\"; printf '\\n%s E 0\\n' \"$BOUNDARY\"")
     # Commands and searches run in the background, all at once, while the files are read: the
     # gather costs about as long as its slowest part, not the sum of its parts.
     for i, (name, snippet) in enumerate(needs.commands.items()):
+        if _COMMAND_NAME.fullmatch(name) is None:  # run_command writes it into a trap
+            raise ValueError(f"command name {name!r} is not [A-Za-z0-9_.-]+")
+        if _EXEC_OR_TRAP.search(snippet):  # the snippet runs in run_command's shell, which its trap ends
+            raise ValueError(f"command {name!r} uses exec or trap")
         lines.append(f"command_{i}() {{\n{snippet}\n}}")
         lines.append(f"run_command {i} command_{i} {shlex.quote(name)} &")
     for i, follow in enumerate(needs.follows):
