@@ -118,7 +118,7 @@ def _json_str(text: str) -> str:
     return quoted
 
 
-_c_json_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_c_json_str = json.encoder.encode_basestring
 
 
 class Status(str, enum.Enum):
