@@ -58,17 +58,25 @@ Interval = tuple[int, int]
 
 
 # The judges of a host evaluate the same few hundred networks (ACLs, rules, the host's subnets) over and
-# over: their ranges and the networks of a range are remembered, ipaddress objects being slow to make.
-@functools.lru_cache(maxsize=8192)
+# over: their ranges, and the network of a range that is one block, are remembered (ipaddress objects
+# are slow to make). A range of many blocks is not: a host's ACLs could then fill the memory with them.
+@functools.lru_cache(maxsize=4096)
 def _span(n: Net) -> tuple[int, int, int]:
     lo = int(n.network_address)
     return n.version, lo, lo | ((1 << (n.max_prefixlen - n.prefixlen)) - 1)
 
 
-@functools.lru_cache(maxsize=8192)
-def _summarize(version: int, lo: int, hi: int) -> tuple[Net, ...]:
+@functools.lru_cache(maxsize=4096)
+def _block(version: int, lo: int, prefixlen: int) -> Net:
+    return ipaddress.IPv4Network((lo, prefixlen)) if version == 4 else ipaddress.IPv6Network((lo, prefixlen))
+
+
+def _summarize(version: int, lo: int, hi: int) -> Iterable[Net]:
+    size = hi - lo + 1
+    if size & (size - 1) == 0 and lo & (size - 1) == 0:  # one aligned block
+        return (_block(version, lo, (32 if version == 4 else 128) - (size.bit_length() - 1)),)
     cls = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
-    return tuple(ipaddress.summarize_address_range(cls(lo), cls(hi)))
+    return ipaddress.summarize_address_range(cls(lo), cls(hi))
 
 
 def _intervals(nets: Iterable[Net]) -> dict[int, list[Interval]]:
