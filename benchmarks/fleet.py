@@ -369,18 +369,26 @@ def main() -> int:
             peer_path = os.pathsep.join(p for p in (args.peer, os.environ.get("PYTHONPATH")) if p)
             peer_env = {**os.environ, "PYTHONPATH": peer_path}
         pairs: list[tuple[dict[str, float], dict[str, float]]] = []
-        for _ in range(args.runs):
+        def run_side(env: dict[str, str]) -> tuple[dict[str, float], list[dict[str, Any]]]:
             c0 = host_cpu(fleet)
-            m = timed(tool, env=tool_env)
-            m["far_cpu"] = host_cpu(fleet) - c0
+            side = timed(tool, env=env)
+            side["far_cpu"] = host_cpu(fleet) - c0
+            return side, json.loads(report.read_text())["hosts"]
+
+        for i in range(args.runs):
             peer = None
-            if peer_env is not None:
-                # Right after, on the same hosts: machine drift touches both sides of a pair alike.
-                p0 = host_cpu(fleet)
-                peer = timed(tool, env=peer_env)
-                peer["far_cpu"] = host_cpu(fleet) - p0
+            if peer_env is None:
+                m, hosts = run_side(tool_env)
+            elif i % 2 == 0:
+                # The peer right after (or right before), on the same hosts: machine drift touches both
+                # sides of a pair alike, and which goes first alternates from pair to pair.
+                m, hosts = run_side(tool_env)
+                peer, _ = run_side(peer_env)
+            else:
+                peer, _ = run_side(peer_env)
+                m, hosts = run_side(tool_env)
+            if peer is not None:
                 pairs.append((m, peer))
-            hosts = json.loads(report.read_text())["hosts"]
             errors = [h for h in hosts if h["error"]]
             wall, rc, cpu, far_cpu = m["wall"], int(m["rc"]), m["cpu"], m["far_cpu"]
             print(f"nectar-audit: {wall:.2f} s wall for {len(hosts)} hosts = {len(hosts) / wall:.1f} hosts/s; "

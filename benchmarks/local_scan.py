@@ -22,14 +22,17 @@ import time
 
 
 def paired(argv: list[str], src: str, peer: str, runs: int) -> None:
-    """``argv`` with this checkout's src and with the peer's, in turn; the ratios this/peer pair by pair."""
+    """``argv`` with this checkout's src and with the peer's, in turn (each first in every other pair); the
+    ratios this/peer pair by pair."""
     envs = [{**os.environ, "PYTHONPATH": path} for path in (src, peer)]
     for env in envs:  # warm the page cache and write the .pyc files
         subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
     walls: list[list[float]] = [[], []]
     cpus: list[list[float]] = [[], []]
-    for _ in range(runs):
-        for k, env in enumerate(envs):
+    for i in range(runs):
+        # Which side goes first alternates: a machine's drift or a first run's advantage falls on both alike.
+        for k in (0, 1) if i % 2 == 0 else (1, 0):
+            env = envs[k]
             t0 = time.perf_counter()
             proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             _, _, usage = os.wait4(proc.pid, 0)
