@@ -322,39 +322,6 @@ def test_fuzz_matches_real_apt_config(tmp_path: Path, docs: list[list[str]]) -> 
 
 # -- the fast paths agree with the character-by-character port -------------------------------------------
 
-_BLANKS = " \t\n\r\f\v"
-
-
-def _quote_word_by_chars(s: str) -> tuple[str, str] | None:
-    """strutl.cc's ParseQuoteWord, one character at a time (what parse_quote_word's fast path skips)."""
-    c, n = 0, len(s)
-    while c < n and s[c] == " ":
-        c += 1
-    if c >= n:
-        return None
-    while c < n and s[c] not in _BLANKS:
-        for open_, close in (('"', '"'), ("[", "]")):
-            if c < n and s[c] == open_:
-                c += 1
-                while c < n and s[c] != close:
-                    c += 1
-                if c >= n:
-                    return None
-        c += 1
-    buf, k = [], 0
-    while k != c:
-        if s[k] == "%" and k + 2 < c and all(x in "0123456789abcdefABCDEF" for x in s[k + 1:k + 3]):
-            buf.append(chr(int(s[k + 1:k + 3], 16)))
-            k += 3
-            continue
-        if s[k] != '"':
-            buf.append(s[k])
-        k += 1
-    while c < n and s[c] == " ":
-        c += 1
-    return "".join(buf), s[c:]
-
-
 def _lookup_path_by_chars(name: str) -> list[str]:
     """The tags Configuration::Lookup walks for ``name``, scanned as apt scans it."""
     tags, start, i = [], 0, 0
@@ -373,6 +340,8 @@ _WORD_PARTS = st.lists(st.sampled_from(['a', 'Ab', ' ', '  ', '\t', '\n', '"', '
 @settings(max_examples=800, suppress_health_check=[HealthCheck.too_slow])
 @given(_WORD_PARTS)
 def test_quote_word_fast_path_agrees_with_apt_scan(s: str) -> None:
+    from nectar_audit.facts.updates.apt_config import _quote_word_by_chars
+
     assert parse_quote_word(s) == _quote_word_by_chars(s)
 
 

@@ -182,6 +182,11 @@ def parse_quote_word(s: str) -> tuple[str, str] | None:
     plain = _PLAIN_WORD.match(s)
     if plain is not None:
         return plain.group(1), s[plain.end():]
+    return _quote_word_by_chars(s)
+
+
+def _quote_word_by_chars(s: str) -> tuple[str, str] | None:
+    """ParseQuoteWord as strutl.cc writes it, one character at a time."""
     c = 0
     n = len(s)
     while c < n and s[c] == " ":
