@@ -12,9 +12,9 @@ from nectar_audit import catalog
 from nectar_audit.catalog import Entry, needs_for
 from nectar_audit.config import Config
 from nectar_audit.evidence import Bundle, EvidenceError, Needs
+from nectar_audit.evidence.bundle import CLOUD_ONLY
 from nectar_audit.facts import Facts
 from nectar_audit.facts.host import host, instance_id
-from nectar_audit.facts.openstack import CLOUD_ONLY
 from nectar_audit.model import CheckResult, Finding, HostResult, Status, Waiver, worst
 from nectar_audit.remedy import Remedy
 from nectar_audit.targets.base import Target, TargetError

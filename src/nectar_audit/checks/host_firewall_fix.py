@@ -20,6 +20,7 @@ import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from nectar_audit.evidence import EvidenceError, Needs, merge
 from nectar_audit.facts import Facts
@@ -28,10 +29,12 @@ from nectar_audit.facts import ssh as ssh_facts
 from nectar_audit.facts import system as system_facts
 from nectar_audit.facts.firewall import Firewall, firewall
 from nectar_audit.facts.host import host
-from nectar_audit.facts.openstack import Instance, openstack_instance
 from nectar_audit.facts.ssh import sshd_listeners
 from nectar_audit.facts.system import Listener, Services, listeners, processes, services
 from nectar_audit.remedy import GUARD_KEY_LOGIN, TAG, FileChange, LineEdit, Remedy, Step, apply_line_edits
+
+if TYPE_CHECKING:
+    from nectar_audit.facts.openstack import Instance
 
 CHECK = "Check-Security-08"
 TABLE = "nectar_audit"
@@ -197,10 +200,14 @@ def needed(facts: Facts) -> Needed:
     fw = facts.get(firewall)
     allow = _specs(facts, "allow")
     deny = set(_specs(facts, "deny"))
-    try:
-        inst = openstack_instance(facts)
-    except EvidenceError:
-        inst = None
+    inst = None
+    if facts.bundle.cloud is not None:  # an instance audited through the OpenStack API
+        from nectar_audit.facts.openstack import openstack_instance
+
+        try:
+            inst = openstack_instance(facts)
+        except EvidenceError:
+            inst = None
     openings: dict[tuple[str, int], Opening] = {}
     dropped: list[str] = []
 

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from nectar_audit.cloud.checks.base import HOST_AUDIT_FAILED
 from nectar_audit.cloud.gather import ProjectEvidence, ProjectIndex, instance_record
 from nectar_audit.evidence import Bundle, Needs
-from nectar_audit.facts.openstack import CLOUD_ONLY, PORTED, parse_instance
+from nectar_audit.evidence.bundle import CLOUD_ONLY
+from nectar_audit.facts.openstack import PORTED, parse_instance
 from nectar_audit.model import CheckResult, Evidence, Finding, Status
 from nectar_audit.probes import DEFAULT_PORTS
 from nectar_audit.probes.run import PROBE_WORKERS, ProbeOutcome, probe_checks, run_probes

@@ -8,8 +8,9 @@ from collections.abc import Iterable
 from nectar_audit.cloud.checks import CLOUD_CHECKS
 from nectar_audit.cloud.checks.base import CloudView
 from nectar_audit.evidence import EvidenceError
+from nectar_audit.evidence.bundle import CLOUD_ONLY
 from nectar_audit.facts import Facts
-from nectar_audit.facts.openstack import CLOUD_ONLY, Instance, openstack_instance
+from nectar_audit.facts.openstack import Instance, openstack_instance
 from nectar_audit.model import CheckResult, Finding, Status
 
 CLOUD_TAG = "[cloud] "

@@ -157,6 +157,10 @@ class CommandRecord:
         return self.rc == 127
 
 
+# Bundle kind of an instance known only from the OpenStack API (the host itself was not logged in to).
+CLOUD_ONLY = "openstack"
+
+
 @dataclass
 class Bundle:
     target: str

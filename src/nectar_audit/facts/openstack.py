@@ -17,8 +17,6 @@ if TYPE_CHECKING:
     from nectar_audit.facts import Facts
 
 RECORD_FORMAT = "nectar-audit-openstack-instance/1"
-# Bundle kind of an instance known only from the API (the host itself was not logged in to).
-CLOUD_ONLY = "openstack"
 # Images published by the Nectar Research Cloud itself are owned by this project; their
 # ``default_user`` property names the account cloud-init creates.
 NECTAR_IMAGE_OWNER = "28eadf5ad64b42a4929b2fb7df99275c"

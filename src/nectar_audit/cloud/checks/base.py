@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from nectar_audit.evidence.bundle import CLOUD_ONLY
 from nectar_audit.facts import Facts, keys, ssh
 from nectar_audit.facts import firewall as firewall_facts
 from nectar_audit.facts import system as system_facts
 from nectar_audit.facts.firewall import Firewall, Verdict, firewall
-from nectar_audit.facts.openstack import CLOUD_ONLY, PORTED, Instance, Rule
+from nectar_audit.facts.openstack import PORTED, Instance, Rule
 from nectar_audit.facts.system import Listener, listeners
 from nectar_audit.model import Evidence, Finding, Status
 

@@ -48,7 +48,6 @@ from nectar_audit.facts.accounts.passwd import (
     sanitize_shadow,
     shell_gives_session,
 )
-from nectar_audit.facts.openstack import parse_instance
 
 if TYPE_CHECKING:
     from nectar_audit.facts import Facts
@@ -494,6 +493,8 @@ def _image_default_user(bundle: Bundle) -> tuple[str, str] | None:
     """An official Nectar image's ``default_user`` property, when the host was audited as an instance."""
     if bundle.cloud is None:
         return None
+    # Imported here: only an instance audited through the OpenStack API has a record to parse.
+    from nectar_audit.facts.openstack import parse_instance
 
     try:
         image = parse_instance(bundle.cloud).image
