@@ -139,8 +139,8 @@ grep_files() {
 # A background command ($2, a function) writes its whole record (output, status, stderr) to its own
 # file ($1 its number, $3 its name), so that one cat emits every command's record at the end. It runs
 # in the background shell itself, not in a subshell of it (a process less per command): an `exit` in it
-# ends that shell, and the EXIT trap ends the record, with the status, either way. (The snippets never
-# exec or set traps: tests/evidence/test_script.py.)
+# ends that shell, and the EXIT trap ends the record, with the status, either way. (build_script refuses
+# a snippet that would exec or set a trap of its own.)
 run_command() {
   exec </dev/null >"$SCRATCH/o$1" 2>"$SCRATCH/e$1"
   printf '\n%s C %s\n' "$BOUNDARY" "$3"
