@@ -234,7 +234,9 @@ def test_controller_killed_before_confirmation_host_restores_itself(fw_host: Any
     before = _digests(host)
     rules_before = _ruleset(host)
     marker = tmp_path / "confirming"
-    with hanging_controller(_fix_argv(host, key, known, 12), marker, _env()):
+    # 20 s, not the 12 of the other killed-controller tests: the timer runs from before ufw's reload (a
+    # few Python processes), and on a loaded machine 12 s were once spent before the probes below ran.
+    with hanging_controller(_fix_argv(host, key, known, 20), marker, _env()):
         # Phase 1 is live, nothing is confirmed: sshd answers on both ports, through the firewall.
         assert _probe(host.addr, NEW) == "ssh" and _probe(v6, NEW) == "ssh"
         assert _answers(host, key, known, 22)
